@@ -1,0 +1,193 @@
+using System.Text;
+using Corral.Processes.Interop;
+using Corral.Processes.Internal.Io;
+
+namespace Corral.Processes.Internal.Containment;
+
+/// <summary>
+/// Finds a writable cgroup v2 hierarchy with cgroup.kill and the parent cgroup named for Corral under which every
+/// tree gets its own leaf. Discovery runs once; a host without one simply gets session containment.
+/// </summary>
+internal sealed class CgroupHost
+{
+    /// <summary>Overrides the parent cgroup (an absolute path in a cgroup2 mount), for delegated subtrees.</summary>
+    public const string ParentVariable = "CORRAL_CGROUP_PARENT";
+
+    private static readonly Lazy<CgroupHost?> s_instance = new(Discover);
+
+    private CgroupHost(string mountPoint, string parentPath)
+    {
+        MountPoint = mountPoint;
+        ParentPath = parentPath;
+    }
+
+    public static CgroupHost? Instance => s_instance.Value;
+
+    public static string? UnavailableReason { get; private set; }
+
+    public string MountPoint { get; }
+
+    public string ParentPath { get; }
+
+    public CgroupLeaf? TryCreateLeaf(string treeId, out string? error)
+    {
+        string path = Path.Combine(ParentPath, treeId);
+        try
+        {
+            Directory.CreateDirectory(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = $"cannot create cgroup {path}: {e.Message}";
+            return null;
+        }
+
+        error = null;
+        return new CgroupLeaf(path, "/" + Path.GetRelativePath(MountPoint, path));
+    }
+
+    private static CgroupHost? Discover()
+    {
+        try
+        {
+            string? mount = FindCgroup2Mount();
+            if (mount is null)
+                return Unavailable("no cgroup2 hierarchy is mounted");
+
+            string parent = Environment.GetEnvironmentVariable(ParentVariable) is { Length: > 0 } configured
+                ? configured
+                : Path.Combine(mount + (ProcScanner.CgroupOf(Environment.ProcessId) ?? "/"), "corral");
+            if (!parent.StartsWith(mount + "/", StringComparison.Ordinal))
+                return Unavailable($"{parent} is not inside the cgroup2 mount {mount}");
+
+            Directory.CreateDirectory(parent);
+            if (!File.Exists(Path.Combine(parent, "cgroup.kill")))
+                return Unavailable("the kernel has no cgroup.kill (Linux 5.14+)");
+            if (Libc.access(Path.Combine(parent, "cgroup.procs"), Libc.W_OK) != 0)
+                return Unavailable($"{parent}/cgroup.procs is not writable");
+            return new CgroupHost(mount, parent);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Unavailable(e.Message);
+        }
+    }
+
+    private static CgroupHost? Unavailable(string reason)
+    {
+        UnavailableReason = reason;
+        return null;
+    }
+
+    private static string? FindCgroup2Mount()
+    {
+        // mountinfo: id parent maj:min root mountpoint options [optional...] - fstype source superoptions
+        foreach (string line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            int dash = line.IndexOf(" - ", StringComparison.Ordinal);
+            if (dash < 0)
+                continue;
+            string[] after = line[(dash + 3)..].Split(' ');
+            string[] before = line[..dash].Split(' ');
+            if (after[0] == "cgroup2" && before.Length > 4 && before[3] == "/" && !before[5].Split(',').Contains("ro"))
+                return before[4].Replace("\\040", " ");
+        }
+
+        return null;
+    }
+}
+
+/// <summary>One tree's leaf cgroup.</summary>
+internal sealed class CgroupLeaf
+{
+    public CgroupLeaf(string path, string relativePath)
+    {
+        Path = path;
+        RelativePath = relativePath;
+    }
+
+    public string Path { get; }
+
+    /// <summary>The path as /proc/PID/cgroup shows it.</summary>
+    public string RelativePath { get; }
+
+    public string ProcsPath => System.IO.Path.Combine(Path, "cgroup.procs");
+
+    public List<int> ReadProcs()
+    {
+        var pids = new List<int>();
+        byte[] buffer = new byte[4096];
+        int n = Fd.ReadFile(ProcsPath, ref buffer, 16 << 20);
+        if (n <= 0)
+            return pids;
+        foreach (string line in Encoding.ASCII.GetString(buffer, 0, n).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (int.TryParse(line, out int pid))
+                pids.Add(pid);
+        }
+
+        return pids;
+    }
+
+    public bool IsPopulated()
+    {
+        byte[] buffer = new byte[256];
+        int n = Fd.ReadFile(System.IO.Path.Combine(Path, "cgroup.events"), ref buffer);
+        return n <= 0 ? Directory.Exists(Path) && ReadProcs().Count > 0 : Populated(buffer.AsSpan(0, n));
+    }
+
+    /// <summary>Waits for "populated 0" in cgroup.events, driven by its change notification (EPOLLPRI).</summary>
+    public async Task<bool> WaitEmptyAsync(TimeSpan timeout)
+    {
+        int fd = Fd.OpenRead(System.IO.Path.Combine(Path, "cgroup.events"));
+        if (fd < 0)
+            return !IsPopulated();
+        using var poll = Io.PollLoop.Shared.Register(fd);
+        try
+        {
+            var deadline = Task.Delay(timeout);
+            byte[] buffer = new byte[256];
+            while (true)
+            {
+                // Arm first, then read: a change between the two is reported by the armed wait.
+                var changed = poll.WaitAsync(Libc.EPOLLPRI);
+                if (!PopulatedAt(fd, buffer))
+                    return true;
+                if (await Task.WhenAny(changed, deadline).ConfigureAwait(false) == deadline)
+                    return !PopulatedAt(fd, buffer);
+            }
+        }
+        finally
+        {
+            poll.Dispose();
+            Fd.Close(ref fd);
+        }
+    }
+
+    private static unsafe bool PopulatedAt(int fd, byte[] buffer)
+    {
+        fixed (byte* b = buffer)
+        {
+            nint n = Libc.pread(fd, b, buffer.Length, 0);
+            return n <= 0 || Populated(buffer.AsSpan(0, (int)n));
+        }
+    }
+
+    private static bool Populated(ReadOnlySpan<byte> events) => events.IndexOf("populated 1"u8) >= 0;
+
+    /// <summary>SIGKILLs every process in the leaf, including ones forking at that moment.</summary>
+    public int Kill() => Fd.WriteFile(System.IO.Path.Combine(Path, "cgroup.kill"), "1");
+
+    public bool TryRemove()
+    {
+        try
+        {
+            Directory.Delete(Path);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+}

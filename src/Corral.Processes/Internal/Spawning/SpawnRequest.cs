@@ -1,0 +1,107 @@
+using Corral.Processes.Interop;
+
+namespace Corral.Processes.Internal.Spawning;
+
+/// <summary>A validated spec: every check that can fail has run, before anything is created.</summary>
+internal sealed record SpawnRequest(
+    string ExecutablePath,
+    IReadOnlyList<string> Argv,
+    IReadOnlyList<string> Environment,
+    string? WorkingDirectory)
+{
+    public const string TreeIdVariable = "CORRAL_TREE_ID";
+
+    public static SpawnRequest Validate(ProcessSpec spec, string treeId)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        string file = spec.FileName ?? "";
+        if (file.Length == 0)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, "the program name is empty");
+        if (file.Contains('\0'))
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, "the program name contains a NUL character");
+        var args = spec.Arguments ?? [];
+        for (int i = 0; i < args.Count; i++)
+        {
+            if (args[i] is null)
+                throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"argument {i} is null");
+            if (args[i].Contains('\0'))
+                throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"argument {i} contains a NUL character");
+        }
+
+        string? cwd = spec.WorkingDirectory;
+        if (cwd is not null)
+        {
+            if (cwd.Length == 0 || cwd.Contains('\0'))
+                throw new ProcessSpawnException(SpawnFailure.BadWorkingDirectory, cwd, "the working directory is empty or contains a NUL character");
+            cwd = Path.GetFullPath(cwd);
+            if (!Directory.Exists(cwd))
+                throw new ProcessSpawnException(SpawnFailure.BadWorkingDirectory, cwd, "the working directory does not exist", Libc.ENOENT);
+            if (Libc.access(cwd, Libc.X_OK) != 0)
+                throw new ProcessSpawnException(SpawnFailure.BadWorkingDirectory, cwd, "the working directory cannot be entered: " + Libc.Describe(Libc.LastError), Libc.LastError);
+        }
+
+        var environment = BuildEnvironment(spec, treeId, file);
+        string? path = environment.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..]
+                       ?? System.Environment.GetEnvironmentVariable("PATH");
+        string executable = Resolve(file, path);
+
+        var argv = new List<string>(args.Count + 1) { executable };
+        argv.AddRange(args);
+        return new SpawnRequest(executable, argv, environment, cwd);
+    }
+
+    private static List<string> BuildEnvironment(ProcessSpec spec, string treeId, string file)
+    {
+        var variables = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (spec.InheritEnvironment)
+        {
+            foreach (System.Collections.DictionaryEntry e in System.Environment.GetEnvironmentVariables())
+                variables[(string)e.Key] = (string?)e.Value ?? "";
+        }
+
+        foreach (var (key, value) in spec.Environment ?? new Dictionary<string, string?>())
+        {
+            if (string.IsNullOrEmpty(key) || key.Contains('=') || key.Contains('\0'))
+                throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"environment variable name '{key}' is empty or contains '=' or NUL");
+            if (value is null)
+            {
+                variables.Remove(key);
+                continue;
+            }
+
+            if (value.Contains('\0'))
+                throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"environment variable '{key}' contains a NUL character");
+            variables[key] = value;
+        }
+
+        // The tag lets the fallback find escapees that left the session; a caller cannot override it.
+        variables[TreeIdVariable] = treeId;
+        return variables.Select(kv => kv.Key + "=" + kv.Value).ToList();
+    }
+
+    private static string Resolve(string file, string? searchPath)
+    {
+        if (file.Contains('/'))
+            return Check(Path.GetFullPath(file));
+
+        foreach (string dir in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string candidate = Path.Combine(dir, file);
+            if (File.Exists(candidate) && Libc.access(candidate, Libc.X_OK) == 0)
+                return Path.GetFullPath(candidate);
+        }
+
+        throw new ProcessSpawnException(SpawnFailure.FileNotFound, file, "not found on PATH", Libc.ENOENT);
+    }
+
+    private static string Check(string path)
+    {
+        if (Directory.Exists(path))
+            throw new ProcessSpawnException(SpawnFailure.NotExecutable, path, "is a directory", Libc.EISDIR);
+        if (!File.Exists(path))
+            throw new ProcessSpawnException(SpawnFailure.FileNotFound, path, "no such file", Libc.ENOENT);
+        if (Libc.access(path, Libc.X_OK) != 0)
+            throw new ProcessSpawnException(SpawnFailure.NotExecutable, path, "not executable: " + Libc.Describe(Libc.LastError), Libc.LastError);
+        return path;
+    }
+}

@@ -1,0 +1,137 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Corral.Processes.Interop;
+
+namespace Corral.Processes.Internal.Spawning;
+
+/// <summary>
+/// posix_spawn of a session leader with default signal dispositions, an empty signal mask and only fds 0-2.
+/// When a cgroup leaf is given, a /bin/sh exec shim joins it before the target program starts, so not even
+/// the target's first fork can escape (glibc before 2.39 has no way to spawn into a cgroup).
+/// </summary>
+internal static unsafe class Spawner
+{
+    public const string ShellPath = "/bin/sh";
+
+    // "$0" is the leaf's cgroup.procs: writing 0 moves the writer itself, then exec keeps the PID.
+    private const string JoinCgroupShim = "echo 0 >\"$0\" || exit 125; exec \"$@\"";
+
+    // The shell exports PWD even when it was not given one; take it out again so the environment stays exact.
+    private const string JoinCgroupShimWithoutPwd = "echo 0 >\"$0\" || exit 125; unset PWD; exec \"$@\"";
+
+    /// <summary>Spawns the child; fds are the child's ends for 0, 1 and 2. Returns its PID.</summary>
+    public static int Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, string? cgroupProcsPath)
+    {
+        string path = request.ExecutablePath;
+        IReadOnlyList<string> argv = request.Argv;
+        if (cgroupProcsPath is not null)
+        {
+            path = ShellPath;
+            bool hasPwd = request.Environment.Any(e => e.StartsWith("PWD=", StringComparison.Ordinal));
+            argv = [ShellPath, "-c", hasPwd ? JoinCgroupShim : JoinCgroupShimWithoutPwd, cgroupProcsPath, .. request.Argv];
+        }
+
+        var strings = new NativeStrings();
+        void* actions = NativeMemory.AllocZeroed(Libc.OpaqueSpawnStructSize);
+        void* attr = NativeMemory.AllocZeroed(Libc.OpaqueSpawnStructSize);
+        void* sigDefault = NativeMemory.AllocZeroed(Libc.SigSetSize);
+        void* sigMask = NativeMemory.AllocZeroed(Libc.SigSetSize);
+        try
+        {
+            Check(Libc.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init", path);
+            Check(Libc.posix_spawnattr_init(attr), "posix_spawnattr_init", path);
+            try
+            {
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, stdinFd, 0), "adddup2(stdin)", path);
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, stdoutFd, 1), "adddup2(stdout)", path);
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, stderrFd, 2), "adddup2(stderr)", path);
+                if (Libc.posix_spawn_file_actions_addclosefrom_np != null)
+                    Check(Libc.posix_spawn_file_actions_addclosefrom_np(actions, 3), "addclosefrom_np", path);
+                if (request.WorkingDirectory is not null)
+                    Check(Libc.posix_spawn_file_actions_addchdir_np(actions, strings.Add(request.WorkingDirectory)), "addchdir_np", path);
+
+                // .NET ignores SIGPIPE and may have handlers or a mask; the child must start from defaults.
+                Libc.sigemptyset(sigDefault);
+                for (int sig = 1; sig < 65; sig++)
+                {
+                    // glibc refuses its internal signals (32, 33) here and leaves them ignored in every spawned child.
+                    if (sig is not (Libc.SIGKILL or Libc.SIGSTOP))
+                        Libc.sigaddset(sigDefault, sig);
+                }
+
+                Libc.sigemptyset(sigMask);
+                Check(Libc.posix_spawnattr_setsigdefault(attr, sigDefault), "setsigdefault", path);
+                Check(Libc.posix_spawnattr_setsigmask(attr, sigMask), "setsigmask", path);
+                Check(Libc.posix_spawnattr_setflags(attr, Libc.POSIX_SPAWN_SETSID | Libc.POSIX_SPAWN_SETSIGDEF | Libc.POSIX_SPAWN_SETSIGMASK), "setflags", path);
+
+                byte** nativeArgv = strings.AddArray(argv);
+                byte** nativeEnv = strings.AddArray(request.Environment);
+                int error = Libc.posix_spawn(out int pid, strings.Add(path), actions, attr, nativeArgv, nativeEnv);
+                if (error != 0)
+                {
+                    var failure = error switch
+                    {
+                        Libc.ENOENT => SpawnFailure.FileNotFound,
+                        Libc.EACCES => SpawnFailure.NotExecutable,
+                        _ => SpawnFailure.SystemError,
+                    };
+                    throw new ProcessSpawnException(failure, request.ExecutablePath, "posix_spawn failed: " + Libc.Describe(error), error);
+                }
+
+                return pid;
+            }
+            finally
+            {
+                Libc.posix_spawn_file_actions_destroy(actions);
+                Libc.posix_spawnattr_destroy(attr);
+            }
+        }
+        finally
+        {
+            NativeMemory.Free(actions);
+            NativeMemory.Free(attr);
+            NativeMemory.Free(sigDefault);
+            NativeMemory.Free(sigMask);
+            strings.Dispose();
+        }
+    }
+
+    private static void Check(int error, string what, string path)
+    {
+        if (error != 0)
+            throw new ProcessSpawnException(SpawnFailure.SystemError, path, $"{what} failed: {Libc.Describe(error)}", error);
+    }
+
+    /// <summary>NUL-terminated UTF-8 copies and NULL-terminated pointer arrays, freed together.</summary>
+    private sealed class NativeStrings : IDisposable
+    {
+        private readonly List<nint> _blocks = [];
+
+        public byte* Add(string s)
+        {
+            int length = Encoding.UTF8.GetByteCount(s);
+            byte* p = (byte*)NativeMemory.Alloc((nuint)length + 1);
+            _blocks.Add((nint)p);
+            Encoding.UTF8.GetBytes(s, new Span<byte>(p, length));
+            p[length] = 0;
+            return p;
+        }
+
+        public byte** AddArray(IReadOnlyList<string> items)
+        {
+            byte** array = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(byte*));
+            _blocks.Add((nint)array);
+            for (int i = 0; i < items.Count; i++)
+                array[i] = Add(items[i]);
+            array[items.Count] = null;
+            return array;
+        }
+
+        public void Dispose()
+        {
+            foreach (nint block in _blocks)
+                NativeMemory.Free((void*)block);
+            _blocks.Clear();
+        }
+    }
+}

@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+
+namespace Corral.Processes.Interop;
+
+/// <summary>File descriptors: pipes, reads and writes, fcntl, readlink, access.</summary>
+internal static unsafe partial class Libc
+{
+    internal const int O_RDONLY = 0x0;
+    internal const int O_WRONLY = 0x1;
+    internal const int O_RDWR = 0x2;
+    internal const int O_ACCMODE = 0x3;
+    internal const int O_NONBLOCK = 0x800;
+    internal const int O_CLOEXEC = 0x80000;
+
+    internal const int F_GETFL = 3;
+    internal const int F_SETFL = 4;
+    internal const int F_SETPIPE_SZ = 1031;
+    internal const int F_GETPIPE_SZ = 1032;
+
+    internal const int X_OK = 1;
+    internal const int W_OK = 2;
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int pipe2(int* fds, int flags);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int open(byte* path, int flags, int mode);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int close(int fd);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial nint read(int fd, byte* buffer, nint count);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial nint pread(int fd, byte* buffer, nint count, long offset);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial nint write(int fd, byte* buffer, nint count);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int fcntl(int fd, int cmd, int arg);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial nint readlink(byte* path, byte* buffer, nint size);
+
+    [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int access(string path, int mode);
+}

@@ -1,0 +1,143 @@
+using System.Runtime.CompilerServices;
+using Corral.Processes.Internal;
+using Corral.Processes.Internal.Containment;
+using Corral.Processes.Internal.Output;
+using Corral.Processes.Internal.Spawning;
+using Corral.Processes.Internal.Teardown;
+
+namespace Corral.Processes;
+
+/// <summary>
+/// A running, contained process tree. Completes when the direct child exits (never waiting on a descendant that
+/// holds the output pipes), after taking every byte the child wrote and tearing down whatever remains.
+/// </summary>
+/// <example>
+/// <code>
+/// var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "echo hi; setsid sleep 300 &amp;"));
+/// // returns in milliseconds with "hi\n"; the sleep is gone.
+/// </code>
+/// </example>
+public sealed class ProcessTree : IAsyncDisposable
+{
+    private readonly TreeSupervisor _supervisor;
+    private int _readerClaimed;
+
+    private ProcessTree(TreeSupervisor supervisor) => _supervisor = supervisor;
+
+    /// <summary>
+    /// Starts the tree. Throws <see cref="ProcessSpawnException"/> before anything runs if the spec is unusable.
+    /// Cancelling <paramref name="cancellationToken"/> runs the teardown ladder (<see cref="ExitReason.Canceled"/>).
+    /// </summary>
+    public static ProcessTree Start(ProcessSpec spec, CancellationToken cancellationToken = default) =>
+        new(TreeSupervisor.Start(spec, cancellationToken));
+
+    /// <summary>Runs the tree to completion and returns its outcome with captured stdout and stderr.</summary>
+    public static async Task<ProcessResult> RunAsync(ProcessSpec spec, CancellationToken cancellationToken = default)
+    {
+        await using var tree = Start(spec, cancellationToken);
+        var outcome = await tree.Completion.ConfigureAwait(false);
+        var capture = tree._supervisor.Capture;
+        return new ProcessResult(
+            outcome,
+            capture?.TakeAll(OutputStream.StandardOutput) ?? [],
+            capture?.TakeAll(OutputStream.StandardError) ?? []);
+    }
+
+    /// <summary>The direct child's process id (also its session and process group id).</summary>
+    public int Pid => _supervisor.Pid;
+
+    /// <summary>The tree's identifier, set in its environment as <c>CORRAL_TREE_ID</c>.</summary>
+    public string TreeId => _supervisor.TreeId;
+
+    /// <summary>How the tree is contained.</summary>
+    public ContainmentKind Containment => _supervisor.Containment;
+
+    /// <summary>The tree's cgroup directory, in cgroup mode.</summary>
+    public string? CgroupPath => _supervisor.CgroupPath;
+
+    /// <summary>The child's standard input, when the spec asked for <see cref="InputSource.Pipe"/>. Dispose it to send EOF.</summary>
+    public Stream StandardInput => _supervisor.StandardInput as Stream
+        ?? throw new InvalidOperationException("Standard input is not a pipe: start the tree with InputSource.Pipe.");
+
+    /// <summary>Completes with the outcome once the tree is finished. Never faults for the child's own failure.</summary>
+    public Task<ProcessOutcome> Completion => _supervisor.Completion;
+
+    /// <summary>
+    /// Starts the teardown ladder (reason <see cref="ExitReason.Canceled"/>). <paramref name="firstSignal"/> overrides
+    /// the spec's first signal, e.g. to forward the SIGINT a caller received. Idempotent.
+    /// </summary>
+    public void Cancel(StopSignal? firstSignal = null) =>
+        _supervisor.RequestStop(ExitReason.Canceled, firstSignal ?? _supervisor.Spec.Teardown.FirstSignal);
+
+    /// <summary>
+    /// Captured output of both streams as tagged lines, in arrival order, until both streams end.
+    /// Lines longer than <see cref="OutputLimits.MaxLineLength"/> arrive as fragments. May be enumerated once.
+    /// </summary>
+    public async IAsyncEnumerable<OutputLine> ReadLinesAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var maxLine = Math.Max(1, _supervisor.Spec.Limits.MaxLineLength);
+        var splitters = new[] { new LineSplitter(OutputStream.StandardOutput, maxLine), new LineSplitter(OutputStream.StandardError, maxLine) };
+        var lines = new List<OutputLine>();
+        await foreach (var chunk in ReadChunksAsync(cancellationToken).ConfigureAwait(false))
+        {
+            splitters[(int)chunk.Stream - 1].Push(chunk.Bytes.Span, lines);
+            foreach (var line in lines)
+                yield return line;
+            lines.Clear();
+        }
+
+        foreach (var splitter in splitters)
+            splitter.Flush(lines);
+        foreach (var line in lines)
+            yield return line;
+    }
+
+    /// <summary>Captured output of both streams as raw chunks (bytes intact), in arrival order. May be enumerated once.</summary>
+    public async IAsyncEnumerable<OutputChunk> ReadChunksAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _readerClaimed, 1) != 0)
+            throw new InvalidOperationException("Captured output can be enumerated only once.");
+        var capture = _supervisor.Capture;
+        if (capture is null)
+            yield break;
+        while (await capture.ReadAsync(cancellationToken).ConfigureAwait(false) is { } chunk)
+            yield return chunk;
+    }
+
+    /// <summary>
+    /// Kills what is left of a tree that a previous process started and did not finish (after a crash), identified
+    /// by its tree id and, in cgroup mode, its cgroup path. Never touches anything else.
+    /// </summary>
+    public static async Task<IReadOnlyList<KilledProcess>> KillLeftoversAsync(string treeId, string? cgroupPath, TimeSpan? timeout = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(treeId);
+        if (!Guid.TryParseExact(treeId, "N", out _))
+            throw new ArgumentException("Not a Corral tree id.", nameof(treeId));
+        var log = new KillLog();
+        var wait = timeout ?? TimeSpan.FromSeconds(5);
+
+        if (cgroupPath is not null && Path.GetFileName(cgroupPath) == treeId && Directory.Exists(cgroupPath)
+            && Path.GetFileName(Path.GetDirectoryName(cgroupPath)) == "corral" && CgroupHost.Instance is { } host)
+        {
+            var leaf = new CgroupLeaf(cgroupPath, "/" + Path.GetRelativePath(host.MountPoint, cgroupPath));
+            var tree = new CgroupTree(leaf);
+            tree.KillAll(log);
+            await tree.WaitEmptyAsync(wait).ConfigureAwait(false);
+            tree.Release();
+        }
+
+        // The session id may have been recycled since the crash: only the exact environment tag is trusted.
+        var tag = new SessionTree(new TreeCriteria(null, SpawnRequest.TreeIdVariable + "=" + treeId, []));
+        tag.KillAll(log);
+        await tag.WaitEmptyAsync(wait).ConfigureAwait(false);
+        return log.Snapshot();
+    }
+
+    /// <summary>Cancels the tree if it is still running and waits for it to finish.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!Completion.IsCompleted)
+            Cancel();
+        await Completion.ConfigureAwait(false);
+    }
+}
