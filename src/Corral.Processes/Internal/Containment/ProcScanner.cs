@@ -130,6 +130,28 @@ internal static class ProcScanner
         return false;
     }
 
+    /// <summary>The descriptors of <paramref name="pid"/> that are the write end of the pipe named <paramref name="pipeLink"/>.</summary>
+    public static List<int> WriteEndDescriptors(int pid, string pipeLink, ref byte[] buffer)
+    {
+        var result = new List<int>();
+        try
+        {
+            foreach (string fdPath in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
+            {
+                string name = Path.GetFileName(fdPath);
+                if (Fd.ReadLink(fdPath) == pipeLink && IsWritable(pid, name, ref buffer))
+                    result.Add(int.Parse(name, CultureInfo.InvariantCulture));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Gone, or not ours to inspect.
+        }
+
+        result.Sort();
+        return result;
+    }
+
     private static bool Contains(IReadOnlyList<string> links, string link)
     {
         foreach (string l in links)
