@@ -30,7 +30,8 @@ public class LadderTests
         Assert.Equal(124, outcome.ShellExitCode);
         Assert.Equal("partial\n", result.StandardOutput);
         Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(500) + grace + TimeSpan.FromSeconds(2), $"took {clock.Elapsed}");
-        Assert.True(outcome.TeardownDuration >= grace, $"teardown {outcome.TeardownDuration} shorter than the grace");
+        // The grace was honoured (timers may fire a millisecond early), and SIGKILL (signal 9 above) ended it.
+        Assert.True(outcome.TeardownDuration >= grace - TimeSpan.FromMilliseconds(20), $"teardown {outcome.TeardownDuration} shorter than the grace");
         Assert.Equal(2, dir.AllPids().Count);
         Assert.All(dir.AllPids(), pid => Assert.False(Proc.IsAlive(pid)));
         Assert.Contains(outcome.Killed, k => k.Pid == outcome.Pid);
