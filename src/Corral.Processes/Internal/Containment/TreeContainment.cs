@@ -119,7 +119,7 @@ internal sealed class SessionTree(TreeCriteria criteria) : TreeContainment
 
     public override void KillAll(KillLog log) => SignalAll(Libc.SIGKILL, log);
 
-    public override bool IsEmpty() => ProcScanner.FindMembers(criteria, _protected).Count == 0;
+    public override bool IsEmpty() => ProcScanner.FindMembers(criteria, _protected, stopAtFirst: true).Count == 0;
 
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
