@@ -104,7 +104,8 @@ internal sealed class TreeSupervisor
             TreeContainment tree = leaf is not null
                 ? new CgroupTree(leaf)
                 : new SessionTree(new TreeCriteria(pid, SpawnRequest.TreeIdVariable + "=" + treeId,
-                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray()));
+                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray()),
+                    () => stdout.WritersGone() && stderr.WritersGone());
 
             InputPipeStream? stdin = null;
             if (stdinParent >= 0)

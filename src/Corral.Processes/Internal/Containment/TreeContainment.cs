@@ -89,9 +89,16 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 /// The fallback: the child's session and process group, plus processes that left them but hold the write end of
 /// the tree's pipes or carry its environment tag. Safe only while the child is an unreaped zombie (see <see cref="ChildProcess"/>).
 /// </summary>
-internal sealed class SessionTree(TreeCriteria criteria) : TreeContainment
+/// <param name="criteria">What identifies the tree's processes.</param>
+/// <param name="pipesClosed">
+/// Whether no process holds a write end of the tree's pipes any more (EOF, or POLLHUP on the read ends). Once
+/// that is so, the scans skip the per-descriptor check (the most expensive part) without changing what they find.
+/// </param>
+internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed = null) : TreeContainment
 {
     private readonly HashSet<int> _protected = ProcScanner.ProtectedPids();
+
+    private bool CheckHolders => pipesClosed?.Invoke() != true;
 
     public override ContainmentKind Kind => ContainmentKind.Session;
 
@@ -99,7 +106,7 @@ internal sealed class SessionTree(TreeCriteria criteria) : TreeContainment
 
     public override void SignalAll(int signal, KillLog log)
     {
-        var members = ProcScanner.FindMembers(criteria, _protected);
+        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders);
         foreach (var (pid, foundBy) in members)
             log.Record(pid, foundBy);
 
@@ -119,7 +126,7 @@ internal sealed class SessionTree(TreeCriteria criteria) : TreeContainment
 
     public override void KillAll(KillLog log) => SignalAll(Libc.SIGKILL, log);
 
-    public override bool IsEmpty() => ProcScanner.FindMembers(criteria, _protected, stopAtFirst: true).Count == 0;
+    public override bool IsEmpty() => ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: true).Count == 0;
 
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {

@@ -24,6 +24,7 @@ internal sealed class OutputPump
     private bool _finished;
     private IOutputSink _target;
     private long _bytes;
+    private bool _reachedEof;
 
     public OutputPump(int fd, OutputStream stream, IOutputSink sink)
     {
@@ -41,9 +42,31 @@ internal sealed class OutputPump
 
     public int Descriptor => _fd;
 
+    /// <summary>
+    /// Whether no process holds the write end any more: EOF was read, or poll(2) reports POLLHUP on the read end
+    /// (which it does exactly when the pipe has no writers). Does not read, so it never takes bytes from the pump.
+    /// </summary>
+    public unsafe bool WritersGone()
+    {
+        if (ReachedEof)
+            return true;
+        lock (_gate)
+        {
+            if (_fd < 0)
+                return ReachedEof;
+            var p = new Libc.PollFd { Fd = _fd, Events = Libc.POLLIN };
+            return Libc.poll(&p, 1, 0) == 1 && (p.Revents & Libc.POLLHUP) != 0;
+        }
+    }
+
     public long BytesRead => Interlocked.Read(ref _bytes);
 
-    public bool ReachedEof { get; private set; }
+    /// <summary>The pipe returned EOF: no process holds its write end any more.</summary>
+    public bool ReachedEof
+    {
+        get => Volatile.Read(ref _reachedEof);
+        private set => Volatile.Write(ref _reachedEof, value);
+    }
 
     /// <summary>Completes when the pump has stopped (EOF, stop, or sink failure).</summary>
     public Task Completion { get; }
@@ -145,7 +168,8 @@ internal sealed class OutputPump
         {
             ArrayPool<byte>.Shared.Return(buffer);
             _poll.Dispose();
-            Io.Fd.Close(ref _fd);
+            lock (_gate)
+                Io.Fd.Close(ref _fd);
             _sink.Complete(_stream);
             carried?.TrySetResult();
             lock (_gate)
