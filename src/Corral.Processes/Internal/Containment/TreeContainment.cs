@@ -57,13 +57,35 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
     {
         var pids = leaf.ReadProcs();
         foreach (int pid in pids)
-        {
             log.Record(pid, FoundBy.Cgroup);
-            SignalVerified(pid, signal, InLeaf);
-        }
 
-        foreach (int pid in pids)
-            SignalVerified(pid, Libc.SIGCONT, InLeaf);
+        // Open a pidfd for every listed process, then list the leaf again: a process still listed after its pidfd
+        // was opened is the member we checked (a recycled PID would have to be in the leaf, i.e. in the tree, and
+        // a pidfd never follows a PID to a new process). One re-listing instead of reading /proc/PID/cgroup per PID.
+        var pidfds = new List<(int Pid, int Pidfd)>(pids.Count);
+        try
+        {
+            foreach (int pid in pids)
+            {
+                int pidfd = Libc.pidfd_open(pid);
+                if (pidfd >= 0)
+                    pidfds.Add((pid, pidfd));
+            }
+
+            var still = leaf.ReadProcs().ToHashSet();
+            foreach (var (pid, pidfd) in pidfds)
+            {
+                if (!still.Contains(pid))
+                    continue;
+                Libc.pidfd_send_signal(pidfd, signal);
+                Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+            }
+        }
+        finally
+        {
+            foreach (var (_, pidfd) in pidfds)
+                Libc.close(pidfd);
+        }
     }
 
     public override void KillAll(KillLog log)
