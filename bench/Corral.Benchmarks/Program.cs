@@ -26,6 +26,7 @@ internal static class Program
           --cap SECONDS    how long peers may hang on an escapee before their own timeout fires (default 3)
           --out DIR        results directory (default bench/results)
           --no-charts      skip the PNG charts
+          --only A,B       only contenders whose name contains A or B (for profiling; not for published tables)
         """;
 
     public static async Task<int> Main(string[] args)
@@ -40,6 +41,7 @@ internal static class Program
                 case "--cap": options.Cap = TimeSpan.FromSeconds(double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture)); break;
                 case "--out": options.OutputDirectory = args[++i]; break;
                 case "--no-charts": options.NoCharts = true; break;
+                case "--only": options.Only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)); break;
                 case "-h" or "--help": Console.WriteLine(Usage); return 0;
                 default:
                     if (args[i].StartsWith('-'))

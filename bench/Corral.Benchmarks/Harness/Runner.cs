@@ -12,6 +12,12 @@ internal sealed class Options
     public double Scale { get; set; } = 1.0;
     public bool NoCharts { get; set; }
 
+    /// <summary>--only: run only contenders whose name contains one of these (case-insensitive).</summary>
+    public List<string> Only { get; } = [];
+
+    public bool Includes(string contender) =>
+        Only.Count == 0 || Only.Any(o => contender.Contains(o, StringComparison.OrdinalIgnoreCase));
+
     /// <summary>An iteration count: the full value, or the quick one with --quick; scaled by --scale.</summary>
     public int N(int full, int quick) => Math.Max(1, (int)Math.Round((Quick ? quick : full) * Scale));
 }

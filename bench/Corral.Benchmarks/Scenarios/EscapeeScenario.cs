@@ -36,7 +36,7 @@ internal sealed class EscapeeScenario : IScenario
             ("RESULT_LINE", $"printf RESULT_LINE; setsid sleep {EscapeeSeconds} &", 11),
             ("1 MiB + RESULT_LINE", $"head -c 1048576 /dev/zero; printf RESULT_LINE; setsid sleep {EscapeeSeconds} &", (1 << 20) + 11),
         };
-        var contenders = Buffered.All();
+        var contenders = Buffered.All().Where(c => o.Includes(c.Name)).ToList();
         int rounds = o.N(200, 10);
         int peerRounds = Math.Min(rounds, o.N(5, 1));
         int stride = Math.Max(1, rounds / peerRounds);

@@ -45,6 +45,7 @@ internal sealed class ScaleScenario : IScenario
             ("MedallionShell", MedallionAsync),
         };
 
+        contenders.RemoveAll(c => !o.Includes(c.Name));
         var samples = new Dictionary<string, List<Sample>>();
         for (int rep = 0; rep < reps; rep++)
         {

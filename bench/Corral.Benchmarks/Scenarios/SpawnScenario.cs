@@ -24,7 +24,7 @@ internal sealed class SpawnScenario : IScenario
         };
         context.Report.Scenarios.Add(report);
 
-        var contenders = Buffered.All();
+        var contenders = Buffered.All().Where(c => o.Includes(c.Name)).ToList();
         int rounds = o.N(10, 2);
         int batch = o.N(100, 20);
         var cases = new (string Name, int InFlight)[] { ("sequential", 1), ("2 in flight", 2), ("16 in flight", 16) };
@@ -56,7 +56,9 @@ internal sealed class SpawnScenario : IScenario
 
         foreach (var (name, _) in cases)
         {
-            var process = report.Series.First(s => s.Case == name && s.Contender == "Process");
+            var process = report.Series.FirstOrDefault(s => s.Case == name && s.Contender == "Process");
+            if (process is null)
+                continue;
             foreach (var s in report.Series.Where(s => s.Case == name && s.Role == Role.Corral))
             {
                 double r = s.Rate!.Value / process.Rate!.Value;

@@ -236,6 +236,7 @@ internal sealed class TeardownScenario : IScenario
             ("kernel: kill(-pgid) + known escapees", Role.Baseline, () => new KernelGroupTree()),
         };
 
+        contenders.RemoveAll(c => !o.Includes(c.Name));
         int rounds = o.N(10, 2);
         int peerRounds = Math.Min(rounds, o.N(3, 1));
         int stride = Math.Max(1, rounds / peerRounds);
@@ -256,11 +257,13 @@ internal sealed class TeardownScenario : IScenario
             RunContext.Log($"teardown: round {round + 1}/{rounds}");
         }
 
-        var kernelCg = report.Series.First(s => s.Contender == "kernel: cgroup.kill");
-        var kernelPg = report.Series.First(s => s.Contender.StartsWith("kernel: kill", StringComparison.Ordinal));
+        var kernelCg = report.Series.FirstOrDefault(s => s.Contender == "kernel: cgroup.kill");
+        var kernelPg = report.Series.FirstOrDefault(s => s.Contender.StartsWith("kernel: kill", StringComparison.Ordinal));
         foreach (var (corral, kernel) in new[] { ("Corral (cgroup)", kernelCg), ("Corral (session)", kernelPg) })
         {
-            var s = report.Series.First(x => x.Contender == corral);
+            var s = report.Series.FirstOrDefault(x => x.Contender == corral);
+            if (s is null || kernel is null)
+                continue;
             double r = s.Median / kernel.Median;
             report.Findings.Add($"{corral}: median {Stats.Ms(s.Median)} = {r:0.00} × {kernel.Contender} ({Stats.Ms(kernel.Median)}) → target (≤ 1.3 × the kernel alone) **{(r <= 1.3 ? "met" : "missed")}**.");
         }

@@ -69,6 +69,8 @@ internal sealed class ThroughputScenario : IScenario
             new("raw: dd → cat, 1 MiB pipe", Role.Baseline, (w, t) => Raw(w, ["/bin/cat"], t, 1 << 20, lines)),
         };
 
+        byteContenders.RemoveAll(c => !o.Includes(c.Name));
+        lineContenders.RemoveAll(c => !o.Includes(c.Name));
         var cases = new (string Name, string[] Writer, List<Contender> Contenders, long Expected, double Scale, string Unit)[]
         {
             ($"{Stats.Bytes(bytes)}, 64 KiB writes", bytesWriter, byteContenders, bytes, 1.0 / (1 << 30), "GiB/s"),
@@ -125,8 +127,10 @@ internal sealed class ThroughputScenario : IScenario
         foreach (var (name, _, _, _, _, unit) in cases)
         {
             var inCase = report.Series.Where(s => s.Case == name).ToList();
-            var bestPeer = inCase.Where(s => s.Role == Role.Peer).MaxBy(s => s.Rate ?? 0)!;
-            var rawPipe = inCase.First(s => s.Contender == "raw: dd → cat, 64 KiB pipe");
+            var bestPeer = inCase.Where(s => s.Role == Role.Peer).MaxBy(s => s.Rate ?? 0);
+            var rawPipe = inCase.FirstOrDefault(s => s.Contender == "raw: dd → cat, 64 KiB pipe");
+            if (bestPeer is null || rawPipe is null)
+                continue;
             foreach (var s in inCase.Where(s => s.Role == Role.Corral))
             {
                 double vsPeer = s.Rate!.Value / bestPeer.Rate!.Value;
