@@ -43,7 +43,9 @@ internal sealed class OutputPump
         int size = Libc.fcntl(fd, Libc.F_GETPIPE_SZ, 0);
         _pipeSize = size > 0 ? size : 64 * 1024;
         _poll = PollLoop.Shared.Register(fd);
-        Completion = Task.Run(RunAsync);
+
+        // Runs inline up to its first wait (arming epoll), so starting a pump costs no thread-pool hop.
+        Completion = RunAsync();
     }
 
     /// <summary>"pipe:[inode]" of this pipe, as readlink shows it for every holder of either end.</summary>
@@ -114,6 +116,9 @@ internal sealed class OutputPump
         TaskCompletionSource? carried = null;
         try
         {
+            // A new pipe is empty: wait for data (or a drain or stop request) before the first read. Never reads
+            // or writes to the sink on the thread that starts the tree.
+            await Task.WhenAny(_poll.WaitAsync(Libc.EPOLLIN | Libc.EPOLLRDHUP), _wake.Task).ConfigureAwait(false);
             while (true)
             {
                 Task wake;
