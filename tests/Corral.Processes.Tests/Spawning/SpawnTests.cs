@@ -57,8 +57,11 @@ public class SpawnTests
     public async Task Child_leads_a_new_session_with_default_signal_dispositions()
     {
         // .NET ignores SIGPIPE; a child that inherited that would not die in "yes | head".
+        // The masks are read by the child process itself after `exec grep` (same PID, mask and ignored set carried
+        // over by exec): dash blocks every signal around its vfork of a command until the command has exec'd, so a
+        // grep forked by the shell could catch the shell's own mask mid-fork.
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c",
-            "echo $$; ps -o sid= -o pgid= -p $$; grep -E '^Sig(Ign|Blk)' /proc/$$/status"), TestContext.Current.CancellationToken);
+            "echo $$; ps -o sid= -o pgid= -p $$; exec grep -E '^Sig(Ign|Blk)' /proc/self/status"), TestContext.Current.CancellationToken);
         var lines = result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         int pid = int.Parse(lines[0]);
         Assert.Equal(pid, result.Outcome.Pid);
