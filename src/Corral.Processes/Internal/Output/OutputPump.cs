@@ -21,6 +21,7 @@ internal sealed class OutputPump
     private TaskCompletionSource? _drainRequest;
     private TaskCompletionSource _wake = NewSignal();
     private bool _stopRequested;
+    private bool _finished;
     private long _bytes;
 
     public OutputPump(int fd, OutputStream stream, IOutputSink sink)
@@ -49,7 +50,9 @@ internal sealed class OutputPump
     {
         lock (_gate)
         {
-            if (Completion.IsCompleted)
+            // _finished, not Completion.IsCompleted: between the pump's last look at _drainRequest and the end of its
+            // task, a request created here would never be completed.
+            if (_finished || Completion.IsCompleted)
                 return Task.CompletedTask;
             _drainRequest ??= NewSignal();
             _wake.TrySetResult();
@@ -132,7 +135,10 @@ internal sealed class OutputPump
             _sink.Complete(_stream);
             carried?.TrySetResult();
             lock (_gate)
+            {
+                _finished = true;
                 _drainRequest?.TrySetResult();
+            }
         }
     }
 
