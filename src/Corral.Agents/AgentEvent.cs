@@ -20,6 +20,7 @@ public sealed record McpServerStatus(string Name, string? Status);
 public sealed record AgentInit(string? SessionId, string? Model, string? Cwd, IReadOnlyList<string> Tools, IReadOnlyList<McpServerStatus> Mcp, string? Version) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.init";
 }
 
@@ -27,6 +28,7 @@ public sealed record AgentInit(string? SessionId, string? Model, string? Cwd, IR
 public sealed record AgentText(string? MessageId, string Text) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.text";
 }
 
@@ -34,6 +36,7 @@ public sealed record AgentText(string? MessageId, string Text) : AgentEvent
 public sealed record AgentToolUse(string? ToolUseId, string? Name, JsonNode? Input) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.tool_use";
 }
 
@@ -41,6 +44,7 @@ public sealed record AgentToolUse(string? ToolUseId, string? Name, JsonNode? Inp
 public sealed record AgentToolResult(string? ToolUseId, bool IsError, string ContentPreview) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.tool_result";
 }
 
@@ -51,6 +55,7 @@ public sealed record AgentToolResult(string? ToolUseId, bool IsError, string Con
 public sealed record AgentNotice(string Kind, string? Message = null, JsonNode? Data = null) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.notice";
 }
 
@@ -58,6 +63,7 @@ public sealed record AgentNotice(string Kind, string? Message = null, JsonNode? 
 public sealed record AgentStderr(string Text) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "agent.stderr";
 }
 
@@ -67,5 +73,6 @@ public sealed record AgentStderr(string Text) : AgentEvent
 public sealed record CommandOutput(string Stream, string Text) : AgentEvent
 {
     /// <inheritdoc />
+    [JsonIgnore]
     public override string EventName => "output";
 }
