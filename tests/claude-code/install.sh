@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs the pinned Claude Code CLI (package.json / package-lock.json beside this script) into
+# tests/claude-code/node_modules, pre-warms the npx cache for the fake MCP server, and prints the absolute
+# path of the `claude` executable on stdout (everything else goes to stderr).
+#
+# Idempotent: when the installed tree matches the lock file and `claude --version` reports the pinned
+# version, it only prints the path (well under a second). Needs node + npm and the npm registry; nothing else.
+#
+#   claude="$(tests/claude-code/install.sh)"
+#   FORCE=1 tests/claude-code/install.sh    # reinstall from scratch
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+log() { printf 'install.sh: %s\n' "$*" >&2; }
+
+command -v node >/dev/null || { log "node is not on PATH"; exit 1; }
+command -v npm >/dev/null || { log "npm is not on PATH"; exit 1; }
+
+pkg='@anthropic-ai/claude-code'
+pinned="$(node -p "require('./package.json').dependencies['$pkg']")"
+claude="$here/node_modules/.bin/claude"
+stamp="$here/node_modules/.corral-install-stamp"
+npm_cache="$here/.npm-cache"
+fake_mcp="$here/fake-mcp"
+
+# What the stamp certifies: the lock file, the fake MCP package, and where this checkout lives
+# (npx keys its cache by the package's absolute path).
+want_stamp="$(cat package-lock.json "$fake_mcp/package.json" "$fake_mcp/bin/fake-mcp.js" | sha256sum | cut -d' ' -f1) $here"
+
+installed_version() {
+  # `claude --version` prints e.g. "2.1.330 (Claude Code)"; the npm placeholder stub prints an error and exits 1.
+  "$claude" --version 2>/dev/null | awk 'NR==1 {print $1}' || true
+}
+
+if [[ -z "${FORCE:-}" && -x "$claude" && -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" \
+      && "$(installed_version)" == "$pinned" ]]; then
+  echo "$claude"
+  exit 0
+fi
+
+# npm settings that must not come from the user's config: scripts on (the postinstall copies the native
+# binary into place), optional deps on (the binary ships in @anthropic-ai/claude-code-<platform>), and the
+# package's "engines: node >= 22" is only advisory (the native binary does not use the local node at all).
+export npm_config_ignore_scripts=false npm_config_omit= npm_config_engine_strict=false \
+       npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+
+log "installing $pkg@$pinned with npm ci (this takes ~10 s and ~370 MB)"
+rm -f "$stamp"
+npm ci --include=optional --no-audit --no-fund --loglevel=error >&2
+
+if [[ "$(installed_version)" != "$pinned" ]]; then
+  # The placeholder bin/claude.exe is still there: the postinstall did not run or found no platform package.
+  log "claude --version did not report $pinned; running the package's postinstall by hand"
+  (cd "node_modules/$pkg" && node install.cjs) >&2
+fi
+got="$(installed_version)"
+if [[ "$got" != "$pinned" ]]; then
+  log "installed claude reports '${got:-nothing}', expected $pinned:"
+  "$claude" --version >&2 || true
+  exit 1
+fi
+
+# Pre-warm npx for the fake MCP server in the npm cache the tests use, so the first MCP start in a test
+# does not pay for it. The server exits on stdin EOF.
+log "pre-warming npx for $fake_mcp"
+npm_config_cache="$npm_cache" npx -y "$fake_mcp" </dev/null >/dev/null
+
+echo "$want_stamp" > "$stamp"
+log "ok: $("$claude" --version)"
+echo "$claude"
