@@ -27,7 +27,7 @@ fake_mcp="$here/fake-mcp"
 
 # What the stamp certifies: the lock file, the fake MCP package, and where this checkout lives
 # (npx keys its cache by the package's absolute path).
-want_stamp="$(cat package-lock.json "$fake_mcp/package.json" "$fake_mcp/bin/fake-mcp.js" | sha256sum | cut -d' ' -f1) $here"
+want_stamp="$(cat package-lock.json "$fake_mcp/package.json" "$fake_mcp/server.js" | sha256sum | cut -d' ' -f1) $here"
 
 installed_version() {
   # `claude --version` prints e.g. "2.1.330 (Claude Code)"; the npm placeholder stub prints an error and exits 1.
@@ -64,7 +64,9 @@ fi
 
 # Pre-warm npx for the fake MCP server in the npm cache the tests use, so the first MCP start in a test
 # does not pay for it. The server exits on stdin EOF.
+# npx links a local directory into <cache>/_npx/<hash>/ once and never refreshes the link's `bin`, so start clean.
 log "pre-warming npx for $fake_mcp"
+rm -rf "$npm_cache/_npx"
 npm_config_cache="$npm_cache" npx -y "$fake_mcp" </dev/null >/dev/null
 
 echo "$want_stamp" > "$stamp"
