@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using Corral.Processes;
 using Corral.Testing.FakeAnthropic.Tests.Support;
 using static Corral.Testing.FakeAnthropic.Tests.Support.ClaudeRun;
 
@@ -19,11 +18,9 @@ public sealed class ClaudeCodeCliTests
     [Fact]
     public async Task Installed_cli_is_the_pinned_version()
     {
-        var result = await ProcessTree.RunAsync(
-            new ProcessSpec(ClaudeCodeKit.ExecutablePath, "--version") { Timeout = Deadline },
-            TestContext.Current.CancellationToken);
-        Assert.Equal(0, result.Outcome.ExitCode);
-        Assert.StartsWith(ClaudeCodeKit.PinnedVersion + " ", result.StandardOutput);
+        var result = await Exec.RunAsync(ClaudeCodeKit.ExecutablePath, ["--version"], timeout: Deadline);
+        Assert.Equal(0, result.ExitCode);
+        Assert.StartsWith(ClaudeCodeKit.PinnedVersion + " ", result.Stdout);
     }
 
     [Fact]
@@ -62,9 +59,9 @@ public sealed class ClaudeCodeCliTests
         Assert.Equal(0, messages.AssistantTurnCount);
         Assert.Contains("Bash", messages.ToolNames);
 
-        var outcome = await run.FinishAsync(ExitDeadline);
-        Assert.Equal(ExitReason.Exited, outcome.Reason);
-        Assert.Equal(0, outcome.ExitCode);
+        var exit = await run.FinishAsync(ExitDeadline);
+        Assert.Equal(0, exit.ExitCode);
+        Assert.Empty(exit.Leftovers);
         Assert.Empty(api.Faults);
     }
 
@@ -161,14 +158,15 @@ public sealed class ClaudeCodeCliTests
             Assert.False(toolResult.IsError, toolResult.Text);
             Assert.Equal($"echo: {nonce}", toolResult.Text);
 
-            var outcome = await run.FinishAsync(ExitDeadline);
-            Assert.Equal(0, outcome.ExitCode);
+            var exit = await run.FinishAsync(ExitDeadline);
+            Assert.Equal(0, exit.ExitCode);
+            Assert.Empty(exit.Leftovers); // the CLI took the npx chain down with it
             // The fake MCP server exits on stdin EOF, which the CLI sends when it shuts down.
             Assert.True(await Pids.EventuallyAsync(() => !Pids.IsAlive(mcpPid), TimeSpan.FromSeconds(15)),
                 $"MCP server {mcpPid} still alive: {Pids.CommandLine(mcpPid)}");
             TestContext.Current.TestOutputHelper?.WriteLine(
                 $"timing: init {run.FirstSeen("system", "init")?.TotalSeconds:0.00} s, result {run.FirstSeen("result")?.TotalSeconds:0.00} s, " +
-                $"exit {(outcome.ExitedAt - outcome.StartedAt).TotalSeconds:0.00} s; killed at teardown: [{string.Join("; ", outcome.Killed)}]");
+                $"exit {exit.ExitedAfter.TotalSeconds:0.00} s");
             Assert.Empty(api.Faults);
         }
         finally
@@ -204,8 +202,8 @@ public sealed class ClaudeCodeCliTests
         Assert.Equal(ReplyOutcome.ClientDisconnected, await request.Finished.WaitAsync(Deadline, TestContext.Current.CancellationToken));
         Assert.Contains(run.Lines, l => Str(l, "type") == "user" && l["message"]?["content"]?[0]?["text"]?.GetValue<string>() == "[Request interrupted by user]");
 
-        var outcome = await run.FinishAsync(ExitDeadline);
-        Assert.Equal(1, outcome.ExitCode); // the last result is an error
+        var exit = await run.FinishAsync(ExitDeadline);
+        Assert.Equal(1, exit.ExitCode); // the last result is an error
         Assert.Empty(api.Faults);
     }
 

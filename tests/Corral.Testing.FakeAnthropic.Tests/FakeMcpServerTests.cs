@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using Corral.Processes;
 using Corral.Testing.FakeAnthropic.Tests.Support;
 
 namespace Corral.Testing.FakeAnthropic.Tests;
@@ -48,19 +47,12 @@ public sealed class FakeMcpServerTests
         try
         {
             var pidFile = Path.Combine(scratch, "pid");
-            var result = await ProcessTree.RunAsync(
-                new ProcessSpec("node", Path.Combine(ClaudeCodeKit.FakeMcpPackageDirectory, "server.js"))
-                {
-                    StandardInput = InputSource.FromText(Conversation),
-                    Environment = new Dictionary<string, string?> { ["FAKE_MCP_PID_FILE"] = pidFile },
-                    Timeout = Deadline,
-                },
-                TestContext.Current.CancellationToken);
+            var result = await Exec.RunAsync("node", [Path.Combine(ClaudeCodeKit.FakeMcpPackageDirectory, "server.js")], Conversation,
+                new Dictionary<string, string?> { ["FAKE_MCP_PID_FILE"] = pidFile }, timeout: Deadline);
 
-            Assert.Equal(ExitReason.Exited, result.Outcome.Reason);
-            Assert.Equal(0, result.Outcome.ExitCode);
-            AssertConversation(result.StandardOutput);
-            Assert.Equal(result.Outcome.Pid, int.Parse(File.ReadAllText(pidFile)));
+            Assert.True(result.ExitCode == 0, result.Stderr);
+            AssertConversation(result.Stdout);
+            Assert.True(int.Parse(File.ReadAllText(pidFile)) > 1);
         }
         finally
         {
@@ -77,19 +69,12 @@ public sealed class FakeMcpServerTests
         {
             var env = ClaudeCodeKit.Environment(api, home);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            var result = await ProcessTree.RunAsync(
-                new ProcessSpec("npx", "-y", ClaudeCodeKit.FakeMcpPackageDirectory)
-                {
-                    StandardInput = InputSource.FromText(Conversation),
-                    Environment = env,
-                    InheritEnvironment = false,
-                    Timeout = Deadline,
-                },
-                TestContext.Current.CancellationToken);
+            var result = await Exec.RunAsync("npx", ["-y", ClaudeCodeKit.FakeMcpPackageDirectory], Conversation, env,
+                clearEnvironment: true, timeout: Deadline);
 
-            Assert.True(result.Outcome.ExitCode == 0, result.StandardError);
-            AssertConversation(result.StandardOutput);
-            TestContext.Current.TestOutputHelper?.WriteLine($"npx -y <dir>: {clock.Elapsed.TotalSeconds:0.00} s; stderr: {result.StandardError}");
+            Assert.True(result.ExitCode == 0, result.Stderr);
+            AssertConversation(result.Stdout);
+            TestContext.Current.TestOutputHelper?.WriteLine($"npx -y <dir>: {clock.Elapsed.TotalSeconds:0.00} s; stderr: {result.Stderr}");
         }
         finally
         {

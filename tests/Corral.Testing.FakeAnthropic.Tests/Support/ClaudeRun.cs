@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Corral.Processes;
 
 namespace Corral.Testing.FakeAnthropic.Tests.Support;
 
@@ -20,20 +19,30 @@ internal sealed record ClaudeRunOptions
     public int? MaxRetries { get; init; } = 0;
     public IReadOnlyDictionary<string, string?> ExtraEnvironment { get; init; } = new Dictionary<string, string?>();
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
-
-    /// <summary>Hard bound on the whole process tree (teardown after it).</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(3);
 }
 
+/// <summary>How a run's process ended.</summary>
+/// <param name="ExitCode">The CLI's exit code.</param>
+/// <param name="ExitedAfter">From spawn to exit.</param>
+/// <param name="Leftovers">Processes still in the CLI's process group right after it exited (then SIGKILLed).</param>
+internal sealed record RunExit(int ExitCode, TimeSpan ExitedAfter, IReadOnlyList<string> Leftovers);
+
 /// <summary>
-/// One real Claude Code process in headless stream-json mode, run in a contained <see cref="ProcessTree"/>
-/// with a fresh HOME and working directory. Collects stdout JSON lines and stderr; condition waits have deadlines.
-/// Disposing kills whatever is left and writes the transcript to the test output.
+/// One real Claude Code process in headless stream-json mode, with a fresh HOME and working directory, spawned
+/// through <c>setsid</c> so it leads its own process group (pgid = pid) and cleanup can signal the group.
+/// Collects stdout JSON lines and stderr; every wait has a deadline. Disposing kills whatever is left of the
+/// group and writes the transcript to the test output.
 /// </summary>
+/// <remarks>
+/// Deliberately plain <see cref="Process"/>, not Corral.Processes, so the kit does not depend on the library the
+/// server is built with. Bash-tool commands run in their own sessions and escape a group kill: tests that start
+/// long commands track and kill them by pid.
+/// </remarks>
 internal sealed class ClaudeRun : IAsyncDisposable
 {
-    private readonly ProcessTree _tree;
-    private readonly Task _reader;
+    private readonly Process _process;
+    private readonly Task _stdoutReader;
+    private readonly Task _stderrReader;
     private readonly Lock _lock = new();
     private readonly List<JsonObject> _lines = [];
     private readonly List<(TimeSpan At, string Text)> _transcript = [];
@@ -43,15 +52,20 @@ internal sealed class ClaudeRun : IAsyncDisposable
     private readonly Stopwatch _clock;
     private readonly SemaphoreSlim _stdinLock = new(1, 1);
     private bool _stdinClosed;
+    private readonly Task<TimeSpan> _exitedAt;
+    private RunExit? _exit;
 
-    private ClaudeRun(ProcessTree tree, string root, string sessionId, IReadOnlyList<string> arguments, Stopwatch clock)
+    private ClaudeRun(Process process, string root, string sessionId, IReadOnlyList<string> arguments, Stopwatch clock)
     {
-        _tree = tree;
+        _process = process;
         Root = root;
         SessionId = sessionId;
         Arguments = arguments;
         _clock = clock;
-        _reader = Task.Run(ReadAsync);
+        Pid = process.Id;
+        _exitedAt = WatchExitAsync();
+        _stdoutReader = Task.Run(ReadStdoutAsync);
+        _stderrReader = Task.Run(ReadStderrAsync);
     }
 
     public string Root { get; }
@@ -59,9 +73,8 @@ internal sealed class ClaudeRun : IAsyncDisposable
     public string WorkDirectory => Path.Combine(Root, "work");
     public string SessionId { get; }
     public IReadOnlyList<string> Arguments { get; }
-    public int Pid => _tree.Pid;
+    public int Pid { get; }
     public TimeSpan Elapsed => _clock.Elapsed;
-    public Task<ProcessOutcome> Completion => _tree.Completion;
 
     public IReadOnlyList<JsonObject> Lines
     {
@@ -73,7 +86,7 @@ internal sealed class ClaudeRun : IAsyncDisposable
         get { lock (_lock) return _stderr.ToString(); }
     }
 
-    /// <summary>When each line type first appeared (for the README's timings).</summary>
+    /// <summary>When a line of this type first appeared (for the README's timings).</summary>
     public TimeSpan? FirstSeen(string type, string? subtype = null)
     {
         lock (_lock)
@@ -123,18 +136,30 @@ internal sealed class ClaudeRun : IAsyncDisposable
         foreach (var (name, value) in options.ExtraEnvironment)
             env[name] = value;
 
-        var spec = new ProcessSpec(ClaudeCodeKit.ExecutablePath, args)
+        var psi = new ProcessStartInfo("setsid")
         {
             WorkingDirectory = Path.Combine(root, "work"),
-            Environment = env,
-            InheritEnvironment = false,
-            StandardInput = InputSource.Pipe,
-            Timeout = options.Timeout,
-            Limits = new OutputLimits { MaxLineLength = 16 << 20 },
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            StandardInputEncoding = new UTF8Encoding(false),
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+            UseShellExecute = false,
         };
+        psi.ArgumentList.Add(ClaudeCodeKit.ExecutablePath);
+        foreach (var arg in args)
+            psi.ArgumentList.Add(arg);
+        psi.Environment.Clear(); // nothing from the test runner's environment (real keys, proxies, CLAUDECODE…)
+        foreach (var (name, value) in env)
+        {
+            if (value is not null)
+                psi.Environment[name] = value;
+        }
+
         var clock = Stopwatch.StartNew();
-        var tree = ProcessTree.Start(spec);
-        return new ClaudeRun(tree, root, sessionId, args, clock);
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("setsid claude did not start");
+        return new ClaudeRun(process, root, sessionId, args, clock);
     }
 
     /// <summary>Writes the stream-json user line the server will send.</summary>
@@ -155,14 +180,13 @@ internal sealed class ClaudeRun : IAsyncDisposable
 
     public async Task WriteLineAsync(JsonObject message)
     {
-        var bytes = Encoding.UTF8.GetBytes(message.ToJsonString() + "\n");
         await _stdinLock.WaitAsync();
         try
         {
             ObjectDisposedException.ThrowIf(_stdinClosed, typeof(ClaudeRun));
             Log("stdin", message.ToJsonString());
-            await _tree.StandardInput.WriteAsync(bytes);
-            await _tree.StandardInput.FlushAsync();
+            await _process.StandardInput.WriteAsync(message.ToJsonString() + "\n");
+            await _process.StandardInput.FlushAsync();
         }
         finally
         {
@@ -180,7 +204,14 @@ internal sealed class ClaudeRun : IAsyncDisposable
                 return;
             _stdinClosed = true;
             Log("stdin", "<close>");
-            await _tree.StandardInput.DisposeAsync();
+            try
+            {
+                _process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // The CLI is already gone (EPIPE on the final flush).
+            }
         }
         finally
         {
@@ -222,18 +253,24 @@ internal sealed class ClaudeRun : IAsyncDisposable
 
     public Task<JsonObject> WaitForResultAsync(TimeSpan timeout) => WaitForTypeAsync("result", timeout);
 
-    /// <summary>Closes stdin and waits for the tree to finish (the CLI exits on stdin EOF once its turn is over).</summary>
-    public async Task<ProcessOutcome> FinishAsync(TimeSpan timeout)
+    /// <summary>
+    /// Closes stdin and waits for the CLI to exit (it does on stdin EOF once its turn is over), then reports and
+    /// SIGKILLs anything left in its process group.
+    /// </summary>
+    public async Task<RunExit> FinishAsync(TimeSpan timeout)
     {
         await CloseInputAsync();
+        using var cts = new CancellationTokenSource(timeout);
         try
         {
-            return await _tree.Completion.WaitAsync(timeout);
+            await _process.WaitForExitAsync(cts.Token);
         }
-        catch (TimeoutException)
+        catch (OperationCanceledException)
         {
             throw new TimeoutException($"The CLI did not exit within {timeout.TotalSeconds:0.#} s of stdin EOF.\n{Describe()}");
         }
+
+        return RecordExit();
     }
 
     public static string? Str(JsonNode? node, string property) =>
@@ -242,7 +279,7 @@ internal sealed class ClaudeRun : IAsyncDisposable
     public string Describe()
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"claude {string.Join(' ', Arguments)}  (pid {_tree.Pid}, root {Root})");
+        sb.AppendLine($"claude {string.Join(' ', Arguments)}  (pid {Pid}, root {Root})");
         lock (_lock)
         {
             foreach (var (at, text) in _transcript)
@@ -256,17 +293,28 @@ internal sealed class ClaudeRun : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        ProcessOutcome? outcome = null;
         try
         {
-            if (!_tree.Completion.IsCompleted)
+            if (!_process.HasExited)
             {
-                Log("test", "disposing a still-running tree: tearing it down");
-                _tree.Cancel();
+                Log("test", "disposing a still-running CLI: SIGTERM to its group, SIGKILL after 3 s");
+                ProcessGroup.Signal(Pid, ProcessGroup.SIGTERM);
+                using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                try
+                {
+                    await _process.WaitForExitAsync(grace.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
+                    using var kill = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                    await _process.WaitForExitAsync(kill.Token);
+                }
             }
 
-            outcome = await _tree.Completion.WaitAsync(TimeSpan.FromSeconds(30));
-            await _reader.WaitAsync(TimeSpan.FromSeconds(10));
+            RecordExit();
+            // Readers end at EOF, which comes once nothing holds the pipes; bounded in case something escaped.
+            await Task.WhenAll(_stdoutReader, _stderrReader).WaitAsync(TimeSpan.FromSeconds(10));
         }
         catch (Exception e)
         {
@@ -274,10 +322,8 @@ internal sealed class ClaudeRun : IAsyncDisposable
         }
         finally
         {
-            await _tree.DisposeAsync();
-            if (outcome is not null)
-                Log("exit", $"reason={outcome.Reason} code={outcome.ExitCode} signal={outcome.Signal} killed=[{string.Join("; ", outcome.Killed)}]");
             TestContext.Current.TestOutputHelper?.WriteLine(Describe());
+            _process.Dispose();
             try
             {
                 Directory.Delete(Root, recursive: true);
@@ -289,26 +335,43 @@ internal sealed class ClaudeRun : IAsyncDisposable
         }
     }
 
-    private async Task ReadAsync()
+    private RunExit RecordExit()
+    {
+        lock (_lock)
+        {
+            if (_exit is not null)
+                return _exit;
+        }
+
+        var leftovers = ProcessGroup.Members(Pid);
+        if (leftovers.Count > 0)
+            ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
+        var exit = new RunExit(_process.ExitCode, _exitedAt.IsCompletedSuccessfully ? _exitedAt.Result : _clock.Elapsed,
+            leftovers.Select(p => $"{p} {Pids.CommandLine(p)}").ToArray());
+        Log("exit", $"code={exit.ExitCode} after={exit.ExitedAfter.TotalSeconds:0.000}s leftovers=[{string.Join("; ", exit.Leftovers)}]");
+        lock (_lock)
+            return _exit ??= exit;
+    }
+
+    private async Task<TimeSpan> WatchExitAsync()
+    {
+        await _process.WaitForExitAsync();
+        return _clock.Elapsed;
+    }
+
+    private async Task ReadStdoutAsync()
     {
         try
         {
-            await foreach (var line in _tree.ReadLinesAsync())
+            while (await _process.StandardOutput.ReadLineAsync() is { } line)
             {
-                if (line.Stream == OutputStream.StandardError)
-                {
-                    lock (_lock)
-                        _stderr.AppendLine(line.Text);
-                    continue;
-                }
-
-                Log("out", line.Text);
-                if (!line.Text.StartsWith('{'))
+                Log("out", line);
+                if (!line.StartsWith('{'))
                     continue;
                 JsonObject? json;
                 try
                 {
-                    json = JsonNode.Parse(line.Text) as JsonObject;
+                    json = JsonNode.Parse(line) as JsonObject;
                 }
                 catch (JsonException)
                 {
@@ -338,6 +401,15 @@ internal sealed class ClaudeRun : IAsyncDisposable
         finally
         {
             _outputEnded.TrySetResult();
+        }
+    }
+
+    private async Task ReadStderrAsync()
+    {
+        while (await _process.StandardError.ReadLineAsync() is { } line)
+        {
+            lock (_lock)
+                _stderr.AppendLine(line);
         }
     }
 
