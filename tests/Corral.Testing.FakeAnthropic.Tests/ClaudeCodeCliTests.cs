@@ -177,6 +177,42 @@ public sealed class ClaudeCodeCliTests
     }
 
     [Fact]
+    public async Task Npx_mcp_server_that_ignores_stdin_eof_outlives_the_cli_in_its_process_group()
+    {
+        // What the server's teardown must handle: the CLI signals only `npm exec`; the real server (a grandchild)
+        // gets stdin EOF, and if it ignores that it survives the CLI, orphaned but still in the CLI's process group.
+        await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.Text("ok")), TestContext.Current.CancellationToken);
+        var scratch = Directory.CreateTempSubdirectory("corral-mcp-leak-").FullName;
+        var pidFile = Path.Combine(scratch, "mcp.pid");
+        var mcpPid = 0;
+        try
+        {
+            await using var run = Start(api, new ClaudeRunOptions
+            {
+                McpConfigJson = ClaudeCodeKit.FakeMcpConfigJson("fake", pidFile,
+                    extraEnvironment: new Dictionary<string, string> { ["FAKE_MCP_IGNORE_EOF"] = "1" }),
+            });
+            await run.SendUserAsync("Hi.");
+            Assert.Equal("success", Str(await run.WaitForResultAsync(Deadline), "subtype"));
+            mcpPid = await Pids.ReadPidFileAsync(pidFile, Deadline);
+
+            var closedAt = run.Elapsed;
+            var exit = await run.FinishAsync(ExitDeadline);
+
+            Assert.Equal(0, exit.ExitCode);
+            Assert.Contains(exit.Leftovers, l => l.StartsWith($"{mcpPid} ", StringComparison.Ordinal)); // then SIGKILLed by the group kill
+            Assert.True(await Pids.EventuallyAsync(() => !Pids.IsAlive(mcpPid), TimeSpan.FromSeconds(15)));
+            TestContext.Current.TestOutputHelper?.WriteLine(
+                $"timing: CLI exited {(exit.ExitedAfter - closedAt).TotalSeconds:0.00} s after stdin EOF; leftovers: {string.Join("; ", exit.Leftovers)}");
+        }
+        finally
+        {
+            Pids.KillIfAlive(mcpPid);
+            Directory.Delete(scratch, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Interrupt_while_text_streams_slowly_ends_in_an_error_during_execution_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);

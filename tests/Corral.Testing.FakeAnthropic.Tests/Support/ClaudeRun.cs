@@ -343,11 +343,10 @@ internal sealed class ClaudeRun : IAsyncDisposable
                 return _exit;
         }
 
-        var leftovers = ProcessGroup.Members(Pid);
-        if (leftovers.Count > 0)
+        var leftovers = ProcessGroup.Members(Pid).Select(p => $"{p} {Pids.CommandLine(p)}").ToArray();
+        if (leftovers.Length > 0)
             ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
-        var exit = new RunExit(_process.ExitCode, _exitedAt.IsCompletedSuccessfully ? _exitedAt.Result : _clock.Elapsed,
-            leftovers.Select(p => $"{p} {Pids.CommandLine(p)}").ToArray());
+        var exit = new RunExit(_process.ExitCode, _exitedAt.IsCompletedSuccessfully ? _exitedAt.Result : _clock.Elapsed, leftovers);
         Log("exit", $"code={exit.ExitCode} after={exit.ExitedAfter.TotalSeconds:0.000}s leftovers=[{string.Join("; ", exit.Leftovers)}]");
         lock (_lock)
             return _exit ??= exit;
