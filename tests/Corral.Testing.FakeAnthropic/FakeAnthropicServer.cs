@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Corral.Testing.FakeAnthropic;
@@ -76,11 +77,16 @@ public sealed class FakeAnthropicServer : IAsyncDisposable
             ApplicationName = typeof(FakeAnthropicServer).Assembly.GetName().Name,
             ContentRootPath = AppContext.BaseDirectory,
         });
+        // Nothing from the test's appsettings/environment (e.g. a "Kestrel:Endpoints" section meant for the server
+        // under test), no log output, no Ctrl+C/SIGTERM hooks in the test process.
+        builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IHostLifetime, NoopLifetime>();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(IPAddress.Loopback, 0);
             kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.Limits.MinResponseDataRate = null; // slow and hanging replies are the point
             kestrel.AddServerHeader = false;
         });
         var app = builder.Build();
@@ -457,6 +463,12 @@ public sealed class FakeAnthropicServer : IAsyncDisposable
     private void AddFault(Exception fault)
     {
         lock (_lock) _faults.Add(fault);
+    }
+
+    private sealed class NoopLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private sealed class Waiter(Func<RecordedRequest, bool> predicate)
