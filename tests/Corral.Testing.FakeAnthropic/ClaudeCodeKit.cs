@@ -25,19 +25,38 @@ public static class ClaudeCodeKit
         JsonNode.Parse(File.ReadAllText(Path.Combine(KitDirectory, "package.json")))?["dependencies"]?["@anthropic-ai/claude-code"].AsString()
         ?? throw new InvalidOperationException("tests/claude-code/package.json does not pin @anthropic-ai/claude-code.");
 
-    /// <summary>The installed <c>claude</c> executable; throws with instructions when it is not installed.</summary>
-    public static string ExecutablePath
+    private static readonly Lazy<string> s_installed = new(Install);
+
+    /// <summary>
+    /// The <c>claude</c> executable. The test set-up installs the pinned version on first use (install.sh, from
+    /// the npm registry; a no-op when already installed); throws with install.sh's output when that fails.
+    /// </summary>
+    public static string ExecutablePath =>
+        System.Environment.GetEnvironmentVariable(ExecutableVariable) is { Length: > 0 } overridden
+            ? File.Exists(overridden) ? overridden : throw new FileNotFoundException($"{ExecutableVariable} names a missing file: {overridden}", overridden)
+            : s_installed.Value;
+
+    private static string Install()
     {
-        get
+        var path = Path.Combine(KitDirectory, "node_modules", ".bin", "claude");
+        var script = Path.Combine(KitDirectory, "install.sh");
+        var start = new System.Diagnostics.ProcessStartInfo("/bin/bash", [script])
         {
-            var path = System.Environment.GetEnvironmentVariable(ExecutableVariable) is { Length: > 0 } overridden
-                ? overridden
-                : Path.Combine(KitDirectory, "node_modules", ".bin", "claude");
-            if (!File.Exists(path))
-                throw new FileNotFoundException(
-                    $"Claude Code is not installed at {path}. Run tests/claude-code/install.sh first (CI does, before dotnet test).", path);
-            return path;
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var install = System.Diagnostics.Process.Start(start)!;
+        var stdout = install.StandardOutput.ReadToEndAsync();
+        var stderr = install.StandardError.ReadToEndAsync();
+        if (!install.WaitForExit(TimeSpan.FromMinutes(10)))
+        {
+            install.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{script} did not finish within 10 minutes.");
         }
+
+        if (install.ExitCode != 0 || !File.Exists(path))
+            throw new FileNotFoundException($"Installing Claude Code with {script} failed (exit {install.ExitCode}):\n{stdout.Result}\n{stderr.Result}", path);
+        return path;
     }
 
     /// <summary>The fake MCP server package (for <c>npx -y &lt;dir&gt;</c>).</summary>
