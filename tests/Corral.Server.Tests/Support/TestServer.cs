@@ -13,9 +13,12 @@ internal sealed class TestServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private TestServer(WebApplication app, string dataDirectory, Uri baseAddress, string? token)
+    private readonly bool _ownsData;
+
+    private TestServer(WebApplication app, string dataDirectory, bool ownsData, Uri baseAddress, string? token)
     {
         _app = app;
+        _ownsData = ownsData;
         DataDirectory = dataDirectory;
         BaseAddress = baseAddress;
         Http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(3) };
@@ -52,7 +55,7 @@ internal sealed class TestServer : IAsyncDisposable
         var app = CorralServer.Build(new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = data, Token = token }, args);
         await app.StartAsync();
         var address = CorralServer.Addresses(app).Single();
-        return new TestServer(app, data, new Uri(address), token);
+        return new TestServer(app, data, dataDirectory is null, new Uri(address), token);
     }
 
     public Task StopAsync() => _app.StopAsync();
@@ -62,6 +65,8 @@ internal sealed class TestServer : IAsyncDisposable
         Http.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
+        if (!_ownsData)
+            return;
         try
         {
             Directory.Delete(DataDirectory, recursive: true);

@@ -25,6 +25,7 @@ internal enum StopReason
 internal sealed class TaskRunner
 {
     private const int MaxStderrEvents = 1000;
+    private static readonly TimeSpan StdinBound = TimeSpan.FromSeconds(10);
 
     private readonly IAgentAdapter _adapter;
     private readonly AgentRequest _request;
@@ -224,12 +225,13 @@ internal sealed class TaskRunner
 
     private async Task<bool> WriteInputAsync(ProcessTree tree, ReadOnlyMemory<byte> bytes)
     {
-        await _stdinLock.WaitAsync().ConfigureAwait(false);
+        if (!await _stdinLock.WaitAsync(StdinBound).ConfigureAwait(false))
+            return false;
         try
         {
             if (_stdinClosed)
                 return false;
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            using var cts = new CancellationTokenSource(StdinBound);
             await tree.StandardInput.WriteAsync(bytes, cts.Token).ConfigureAwait(false);
             return true;
         }
@@ -245,7 +247,8 @@ internal sealed class TaskRunner
 
     private async Task CloseInputAsync(ProcessTree tree)
     {
-        await _stdinLock.WaitAsync().ConfigureAwait(false);
+        // A write stuck on a full pipe holds the lock for at most StdinBound; closing then goes ahead regardless.
+        bool locked = await _stdinLock.WaitAsync(StdinBound).ConfigureAwait(false);
         try
         {
             if (_stdinClosed)
@@ -258,15 +261,18 @@ internal sealed class TaskRunner
         }
         finally
         {
-            _stdinLock.Release();
+            if (locked)
+                _stdinLock.Release();
         }
     }
 
     /// <summary>The result is in: close stdin so the agent exits; if it lingers, the process ladder ends it.</summary>
     private async Task AfterResultAsync(ProcessTree tree)
     {
+        // The exit grace counts from the result, whatever closing stdin takes.
+        var grace = Task.Delay(TimeSpan.FromSeconds(_options.ExitGraceSeconds));
         await CloseInputAsync(tree).ConfigureAwait(false);
-        var exited = await Task.WhenAny(tree.Completion, Task.Delay(TimeSpan.FromSeconds(_options.ExitGraceSeconds))).ConfigureAwait(false);
+        var exited = await Task.WhenAny(tree.Completion, grace).ConfigureAwait(false);
         if (exited != tree.Completion)
         {
             _logger.LogInformation("Task {Id}: agent still running {Grace}s after its result; stopping its tree", Id, _options.ExitGraceSeconds);
