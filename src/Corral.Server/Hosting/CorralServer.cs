@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Corral.Server.Hosting;
 
@@ -83,6 +84,8 @@ public static class CorralServer
         if (token is null && NonLoopback(urls) is { } exposed)
             throw new ServerConfigurationException($"refusing to listen on '{exposed}' without a token: pass --token or set {TokenVariable}, or bind to 127.0.0.1.");
 
+        // Request-by-request framework logs are noise for an operator; configuration can still turn them back on.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddOptions<CorralOptions>().Bind(builder.Configuration.GetSection(CorralOptions.Section))

@@ -172,7 +172,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
         var adapter = _adapters[agentName];
         errors.AddRange(adapter.Validate(request));
         if (errors.Count > 0)
-            return Refused(Invalid(errors));
+            return Discard(taskDir, Refused(Invalid(errors)));
 
         double timeout = body.Limits?.TimeoutSeconds ?? _options.DefaultTimeoutSeconds;
         double stall = body.Limits?.StallTimeoutSeconds ?? _options.DefaultStallTimeoutSeconds;
@@ -188,6 +188,14 @@ internal sealed class TaskManager : IHostedService, IDisposable
             Metadata = body.Metadata,
         };
 
+        var admitted = Admit(body, hash, record, adapter, request, taskDir, timeout, stall);
+        return admitted.Problem is null && !admitted.Existing ? admitted : Discard(taskDir, admitted);
+    }
+
+    private CreateResult Admit(CreateTaskRequest body, string hash, TaskRecord record, IAgentAdapter adapter, AgentRequest request,
+        string taskDir, double timeout, double stall)
+    {
+        string id = record.Id;
         lock (_gate)
         {
             if (_draining)
@@ -390,6 +398,21 @@ internal sealed class TaskManager : IHostedService, IDisposable
 
         Directory.CreateDirectory(full);
         return full;
+    }
+
+    /// <summary>A refused task leaves nothing behind (its directory was made for the default workdir).</summary>
+    private static CreateResult Discard(string taskDir, CreateResult refused)
+    {
+        try
+        {
+            if (Directory.Exists(taskDir))
+                Directory.Delete(taskDir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return refused;
     }
 
     private static string Hash(CreateTaskRequest body) =>
