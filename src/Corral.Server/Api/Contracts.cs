@@ -33,7 +33,7 @@ public enum TaskState
 /// <summary>The body of <c>POST /v1/tasks</c>.</summary>
 public sealed record CreateTaskRequest
 {
-    /// <summary><c>claude-code</c> or <c>command</c>.</summary>
+    /// <summary><c>claude-code</c>, <c>command</c>, <c>codex</c> or <c>gemini</c>.</summary>
     public string? Agent { get; init; }
 
     /// <summary>The prompt (required for claude-code; written to stdin for command).</summary>

@@ -47,6 +47,22 @@ public sealed class CorralOptions
 
     /// <summary>The command agent.</summary>
     public CommandAgentOptions Command { get; set; } = new();
+
+    /// <summary>The <c>codex</c> agent (<c>codex exec --json</c>).</summary>
+    public CliAgentOptions Codex { get; set; } = new() { Executable = "codex" };
+
+    /// <summary>The <c>gemini</c> agent (<c>gemini --output-format stream-json</c>).</summary>
+    public CliAgentOptions Gemini { get; set; } = new() { Executable = "gemini" };
+}
+
+/// <summary>Settings of an agent CLI.</summary>
+public sealed class CliAgentOptions
+{
+    /// <summary>Whether tasks may use it. Default: true.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>.</summary>
+    public string Executable { get; set; } = "";
 }
 
 /// <summary>Settings of the <c>claude-code</c> agent.</summary>

@@ -36,6 +36,8 @@ internal sealed class TestServer : IAsyncDisposable
     public static Dictionary<string, string> Defaults() => new()
     {
         ["Corral:ClaudeCode:Executable"] = FakeAgent.ClaudePath,
+        ["Corral:Codex:Executable"] = FakeAgent.CodexPath,
+        ["Corral:Gemini:Executable"] = FakeAgent.GeminiPath,
         ["Corral:MaxConcurrentTasks"] = "8",
         ["Corral:MaxQueuedTasks"] = "8",
         ["Corral:InterruptGraceSeconds"] = "5",

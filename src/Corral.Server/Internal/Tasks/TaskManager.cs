@@ -3,7 +3,9 @@ using System.Text;
 using System.Text.Json;
 using Corral.Agents;
 using Corral.Agents.ClaudeCode;
+using Corral.Agents.Codex;
 using Corral.Agents.Command;
+using Corral.Agents.Gemini;
 using Corral.Processes;
 using Corral.Server.Api;
 using Corral.Server.Hosting;
@@ -26,6 +28,9 @@ internal sealed record ServerPaths(string DataDirectory)
     public string TranscriptFile(string id) => Path.Combine(TaskDirectory(id), TaskLog.TranscriptFile);
 }
 
+/// <summary>An agent the server offers: its adapter, whether it is enabled, and the CLI it needs (if any).</summary>
+internal sealed record AgentRegistration(IAgentAdapter Adapter, bool Enabled, string? Executable);
+
 /// <summary>The result of <see cref="TaskManager.Create"/>: a task (new or the idempotent original), or a refusal.</summary>
 internal sealed record CreateResult(TaskRecord? Record, TaskRunner? Runner, bool Existing, ApiProblem? Problem);
 
@@ -40,7 +45,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
     private readonly ServerPaths _paths;
     private readonly TaskStore _store;
     private readonly ILogger<TaskManager> _logger;
-    private readonly Dictionary<string, IAgentAdapter> _adapters;
+    private readonly Dictionary<string, AgentRegistration> _agents;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, TaskRunner> _active = new(StringComparer.Ordinal);
     private readonly LinkedList<TaskRunner> _queue = new();
@@ -55,14 +60,17 @@ internal sealed class TaskManager : IHostedService, IDisposable
         _logger = logger;
         Directory.CreateDirectory(paths.DataDirectory);
         _store = new TaskStore(paths.Database);
-        _adapters = new Dictionary<string, IAgentAdapter>(StringComparer.Ordinal)
+        var claude = _options.ClaudeCode;
+        _agents = new Dictionary<string, AgentRegistration>(StringComparer.Ordinal)
         {
-            [ClaudeCodeAdapter.AgentName] = new ClaudeCodeAdapter(new ClaudeCodeSettings
+            [ClaudeCodeAdapter.AgentName] = new(new ClaudeCodeAdapter(new ClaudeCodeSettings
             {
-                Executable = _options.ClaudeCode.Executable,
-                ExtraArguments = _options.ClaudeCode.ExtraArguments.ToArray(),
-            }),
-            [CommandAdapter.AgentName] = new CommandAdapter(),
+                Executable = claude.Executable,
+                ExtraArguments = claude.ExtraArguments.ToArray(),
+            }), claude.Enabled, claude.Executable),
+            [CommandAdapter.AgentName] = new(new CommandAdapter(), _options.Command.Enabled, null),
+            [CodexAdapter.AgentName] = new(new CodexAdapter(_options.Codex.Executable), _options.Codex.Enabled, _options.Codex.Executable),
+            [GeminiAdapter.AgentName] = new(new GeminiAdapter(_options.Gemini.Executable), _options.Gemini.Enabled, _options.Gemini.Executable),
         };
     }
 
@@ -97,19 +105,13 @@ internal sealed class TaskManager : IHostedService, IDisposable
     {
         if (_draining)
             return (false, "The server is draining.");
-        switch (agent)
-        {
-            case ClaudeCodeAdapter.AgentName:
-                if (!_options.ClaudeCode.Enabled)
-                    return (false, "The claude-code agent is disabled by configuration.");
-                return ExecutableLocator.Find(_options.ClaudeCode.Executable) is null
-                    ? (false, $"The Claude Code CLI '{_options.ClaudeCode.Executable}' was not found.")
-                    : (true, null);
-            case CommandAdapter.AgentName:
-                return _options.Command.Enabled ? (true, null) : (false, "The command agent is disabled by configuration.");
-            default:
-                return (false, $"Unknown agent '{agent}'.");
-        }
+        if (!_agents.TryGetValue(agent, out var registration))
+            return (false, $"Unknown agent '{agent}'.");
+        if (!registration.Enabled)
+            return (false, $"The {agent} agent is disabled by configuration.");
+        if (registration.Executable is { } exe && ExecutableLocator.Find(exe) is null)
+            return (false, $"The {agent} CLI '{exe}' was not found.");
+        return (true, null);
     }
 
     public CreateResult Create(CreateTaskRequest body)
@@ -117,9 +119,9 @@ internal sealed class TaskManager : IHostedService, IDisposable
         var errors = new List<string>();
         string agentName = body.Agent ?? "";
         if (string.IsNullOrEmpty(body.Agent))
-            errors.Add("agent: required ('claude-code' or 'command').");
-        else if (!_adapters.ContainsKey(agentName))
-            errors.Add($"agent: unknown agent '{body.Agent}' (use 'claude-code' or 'command').");
+            errors.Add($"agent: required ({string.Join(", ", _agents.Keys.Select(k => $"'{k}'"))}).");
+        else if (!_agents.ContainsKey(agentName))
+            errors.Add($"agent: unknown agent '{body.Agent}' (use {string.Join(", ", _agents.Keys.Select(k => $"'{k}'"))}).");
         if (errors.Count > 0)
             return Refused(Invalid(errors));
 
@@ -169,7 +171,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
             McpServers = body.McpServers,
             Environment = body.Env,
         };
-        var adapter = _adapters[agentName];
+        var adapter = _agents[agentName].Adapter;
         errors.AddRange(adapter.Validate(request));
         if (errors.Count > 0)
             return Discard(taskDir, Refused(Invalid(errors)));
