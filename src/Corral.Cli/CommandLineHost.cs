@@ -20,8 +20,20 @@ internal static class CommandLineHost
         {
             // corral handles SIGINT/SIGTERM itself (forwarding them to the tree); System.CommandLine must not.
             ProcessTerminationTimeout = null,
+            EnableDefaultExceptionHandler = false,
         };
-        return await parse.InvokeAsync(configuration).ConfigureAwait(false);
+        try
+        {
+            return await parse.InvokeAsync(configuration).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // A bug in corral, not the user's mistake: one line, not a stack trace, unless asked for.
+            Console.Error.WriteLine($"corral: unexpected error: {e.GetType().Name}: {e.Message}".ReplaceLineEndings(" "));
+            if (Environment.GetEnvironmentVariable("CORRAL_DEBUG") is "1" or "true")
+                Console.Error.WriteLine(e);
+            return ExitCodes.CorralFailure;
+        }
     }
 
     /// <summary>Reports bad usage the same way everywhere: the messages, a pointer to the help, exit code 2.</summary>

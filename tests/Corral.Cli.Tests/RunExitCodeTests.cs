@@ -29,13 +29,16 @@ public sealed class RunExitCodeTests
     public async Task Exits_124_on_timeout_and_the_child_is_gone()
     {
         using var scratch = new Scratch();
-        string pidFile = scratch.File("child.pid");
+        string report = scratch.File("report.json");
 
-        var run = await CorralCli.RunAsync(["run", "--timeout", "500ms", "--grace", "1s", "--", "/bin/sh", "-c", $"echo $$ > {pidFile}; exec sleep 300"]);
+        var run = await CorralCli.RunAsync(["run", "--timeout", "500ms", "--grace", "1s", "--report", report, "--", "/bin/sleep", "300"]);
 
         Assert.Equal(124, run.ExitCode);
         Assert.True(run.Elapsed < TimeSpan.FromSeconds(60), $"took {run.Elapsed}");
-        Assert.False(Proc.IsAlive(await scratch.PidAsync("child.pid")));
+        var json = Report.Load(report);
+        Assert.Equal("timedOut", json.GetProperty("reason").GetString());
+        Assert.Equal(15, json.GetProperty("signal").GetInt32());
+        Assert.False(Proc.IsAlive(json.GetProperty("pid").GetInt32()));
     }
 
     [Fact]
@@ -44,8 +47,8 @@ public sealed class RunExitCodeTests
         using var scratch = new Scratch();
         string report = scratch.File("report.json");
 
-        // The trap is set before the pid is published, so the timeout cannot catch the shell before it ignores SIGTERM.
-        var run = await CorralCli.RunAsync(["run", "--timeout", "300ms", "--grace", "300ms", "--report", report, "--",
+        // The shell ignores SIGTERM within a millisecond of starting, long before the timeout; its sleeps inherit that.
+        var run = await CorralCli.RunAsync(["run", "--timeout", "1s", "--grace", "500ms", "--report", report, "--",
             "/bin/sh", "-c", $"trap '' TERM; echo $$ > {scratch.File("child.pid")}; while :; do sleep 1; done"]);
 
         Assert.Equal(124, run.ExitCode);

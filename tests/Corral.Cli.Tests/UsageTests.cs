@@ -79,12 +79,30 @@ public sealed class UsageTests
     {
         using var scratch = new Scratch();
         string marker = scratch.File("ran");
+        string report = scratch.File("no/such/dir/report.json");
 
-        var run = await CorralCli.RunAsync(["run", "--report", scratch.File("no/such/dir/report.json"), "--", "/bin/sh", "-c", $"touch {marker}"]);
+        var run = await CorralCli.RunAsync(["run", "--report", report, "--", "/bin/sh", "-c", $"touch {marker}"]);
 
         Assert.Equal(125, run.ExitCode);
-        Assert.Contains("report", run.StderrText);
+        Assert.Contains(report, run.StderrText);
         Assert.False(File.Exists(marker));
+    }
+
+    [Fact]
+    public async Task A_run_that_cannot_start_leaves_the_report_path_as_it_was()
+    {
+        using var scratch = new Scratch();
+        string existing = scratch.File("existing.json");
+        File.WriteAllText(existing, "previous");
+        string fresh = scratch.File("fresh.json");
+
+        var first = await CorralCli.RunAsync(["run", "--report", existing, "--", "/nonexistent/program"]);
+        var second = await CorralCli.RunAsync(["run", "--report", fresh, "--", "/nonexistent/program"]);
+
+        Assert.Equal(127, first.ExitCode);
+        Assert.Equal(127, second.ExitCode);
+        Assert.Equal("previous", File.ReadAllText(existing));
+        Assert.False(File.Exists(fresh));
     }
 
     [Fact]

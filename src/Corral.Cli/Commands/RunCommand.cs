@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
-using System.Text.Json;
 using Corral.Cli.Reporting;
 using Corral.Cli.Running;
 using Corral.Processes;
@@ -128,18 +127,9 @@ internal static class RunCommand
     internal static async Task<int> ExecuteAsync(RunSettings settings)
     {
         // Opened before anything runs: a report that cannot be written fails fast instead of after a long run.
-        FileStream? reportFile = null;
-        if (settings.ReportPath is { } reportPath)
-        {
-            try
-            {
-                reportFile = new FileStream(reportPath, FileMode.Create, FileAccess.Write, FileShare.Read);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-            {
-                return Fail(ExitCodes.CorralFailure, $"cannot write the report '{reportPath}': {e.Message}");
-            }
-        }
+        ReportFile? reportFile = null;
+        if (settings.ReportPath is { } reportPath && (reportFile = ReportFile.TryOpen(reportPath, out string? reportError)) is null)
+            return Fail(ExitCodes.CorralFailure, reportError!);
 
         await using var _ = reportFile;
         using var forwarder = new StopForwarder();
@@ -186,19 +176,8 @@ internal static class RunCommand
             outcome = await tree.Completion.ConfigureAwait(false);
         }
 
-        if (reportFile is not null)
-        {
-            try
-            {
-                await JsonSerializer.SerializeAsync(reportFile, RunReport.From(outcome, settings.Command), CliJsonContext.Readable.RunReport).ConfigureAwait(false);
-                reportFile.WriteByte((byte)'\n');
-                await reportFile.FlushAsync().ConfigureAwait(false);
-            }
-            catch (IOException e)
-            {
-                return Fail(ExitCodes.CorralFailure, $"cannot write the report '{settings.ReportPath}': {e.Message}");
-            }
-        }
+        if (reportFile is not null && await reportFile.WriteAsync(RunReport.From(outcome, settings.Command)).ConfigureAwait(false) is { } writeError)
+            return Fail(ExitCodes.CorralFailure, writeError);
 
         return outcome.ShellExitCode;
     }
