@@ -138,6 +138,9 @@ internal sealed class SessionTree(TreeCriteria criteria) : TreeContainment
         }
     }
 
+    /// <summary>Signal 0 through the verified path; used by tests to prove the re-check.</summary>
+    internal bool SignalIfMember(int pid) => SignalVerified(pid, 0, IsMember);
+
     private bool IsMember(int pid)
     {
         if (_protected.Contains(pid))
