@@ -219,9 +219,8 @@ internal sealed class TreeSupervisor
             var pumps = Task.WhenAll(_stdout.Completion, _stderr.Completion);
             if (!detach)
                 await Task.WhenAny(pumps, Task.Delay(options.KillWait)).ConfigureAwait(false);
-            bool holderSurvived = !_stdout.ReachedEof || !_stderr.ReachedEof;
             await Task.WhenAll(_stdout.StopAsync(), _stderr.StopAsync()).ConfigureAwait(false);
-            holderSurvived &= !(_stdout.ReachedEof && _stderr.ReachedEof);
+            bool holderSurvived = !(_stdout.ReachedEof && _stderr.ReachedEof);
 
             var exit = _child.Reap();
             if (!detach)

@@ -21,6 +21,8 @@ internal sealed class OutputPump
     private TaskCompletionSource? _drainRequest;
     private TaskCompletionSource _wake = NewSignal();
     private bool _stopRequested;
+    private bool _finished;
+    private IOutputSink _target;
     private long _bytes;
 
     public OutputPump(int fd, OutputStream stream, IOutputSink sink)
@@ -28,6 +30,7 @@ internal sealed class OutputPump
         _fd = fd;
         _stream = stream;
         _sink = sink;
+        _target = sink;
         PipeLink = Io.Fd.ReadLink($"/proc/self/fd/{fd}");
         _poll = PollLoop.Shared.Register(fd);
         Completion = Task.Run(RunAsync);
@@ -45,11 +48,15 @@ internal sealed class OutputPump
     /// <summary>Completes when the pump has stopped (EOF, stop, or sink failure).</summary>
     public Task Completion { get; }
 
+    /// <summary>The exception the sink threw, if it failed; the pipe was still drained (and the rest discarded).</summary>
+    public Exception? SinkError { get; private set; }
+
     public Task DrainAvailableAsync()
     {
         lock (_gate)
         {
-            if (Completion.IsCompleted)
+            // Checked under the lock the loop's exit takes: a request can never be left behind by a finished pump.
+            if (_finished)
                 return Task.CompletedTask;
             _drainRequest ??= NewSignal();
             _wake.TrySetResult();
@@ -95,7 +102,17 @@ internal sealed class OutputPump
                 if (n > 0)
                 {
                     Interlocked.Add(ref _bytes, n);
-                    await _sink.WriteAsync(_stream, buffer.AsMemory(0, (int)n)).ConfigureAwait(false);
+                    try
+                    {
+                        await _target.WriteAsync(_stream, buffer.AsMemory(0, (int)n)).ConfigureAwait(false);
+                    }
+                    catch (Exception e)
+                    {
+                        // A failing consumer must not stop the draining: the child would block on a full pipe.
+                        SinkError ??= e;
+                        _target = DiscardSink.Instance;
+                    }
+
                     continue;
                 }
 
@@ -132,7 +149,10 @@ internal sealed class OutputPump
             _sink.Complete(_stream);
             carried?.TrySetResult();
             lock (_gate)
+            {
+                _finished = true;
                 _drainRequest?.TrySetResult();
+            }
         }
     }
 
