@@ -84,6 +84,18 @@ public sealed class RunReportTests
     }
 
     [Fact]
+    public async Task Report_dash_goes_to_stderr_leaving_stdout_to_the_child()
+    {
+        var run = await CorralCli.RunAsync(["run", "--report", "-", "--", "/bin/sh", "-c", "echo hi; exit 4"]);
+
+        Assert.Equal(4, run.ExitCode);
+        Assert.Equal("hi\n", run.StdoutText);
+        using var json = JsonDocument.Parse(run.Stderr);
+        Assert.Equal(4, json.RootElement.GetProperty("exitCode").GetInt32());
+        Assert.Equal(3, json.RootElement.GetProperty("stdoutBytes").GetInt32());
+    }
+
+    [Fact]
     public async Task Detached_escapee_is_left_running_and_reported_as_a_surviving_holder()
     {
         using var scratch = new Scratch();

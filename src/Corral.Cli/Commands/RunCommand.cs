@@ -10,6 +10,7 @@ namespace Corral.Cli.Commands;
 internal static class RunCommand
 {
     private static readonly TimeSpan DefaultGrace = new TeardownOptions().Grace;
+    private static readonly TimeSpan LingerWait = new ProcessSpec("corral").LingerTimeout;
 
     public static Command Create()
     {
@@ -20,7 +21,7 @@ internal static class RunCommand
         var linger = new Option<LingerPolicy?>("--linger")
         {
             Description = "What to do with processes CMD leaves running when it exits: kill them (SIGTERM, grace, SIGKILL), " +
-                          "wait for them (up to 30s, then kill), or detach (leave them; stop reading their output). Default: kill.",
+                          $"wait for them (up to {LingerWait.TotalSeconds:0.###}s, then kill), or detach (leave them; stop reading their output). Default: kill.",
             HelpName = "kill|wait|detach",
             CustomParser = ParseLinger,
         };
@@ -33,7 +34,7 @@ internal static class RunCommand
 
         var report = new Option<string?>("--report")
         {
-            Description = "Write the outcome as JSON to FILE (exit code, signal, reason, containment, timings, killed processes, byte counts).",
+            Description = "Write the outcome as JSON to FILE, or to stderr with '-' (exit code, signal, reason, containment, timings, killed processes, byte counts).",
             HelpName = "FILE",
         };
         report.Validators.Add(result =>

@@ -3,16 +3,20 @@ using System.Text.Json;
 namespace Corral.Cli.Reporting;
 
 /// <summary>
-/// The <c>--report</c> destination. Opened before the child starts, so an unwritable path fails before anything
-/// runs; left untouched (or removed, if corral created it) when no run happened.
+/// The <c>--report</c> destination: a file, or <c>-</c> for stderr (stdout belongs to the child's output).
+/// Opened before the child starts, so an unwritable path fails before anything runs; left untouched (or removed,
+/// if corral created it) when no run happened.
 /// </summary>
 internal sealed class ReportFile : IAsyncDisposable
 {
-    private readonly FileStream _stream;
+    /// <summary>The <c>--report</c> value that means stderr.</summary>
+    public const string StandardError = "-";
+
+    private readonly Stream _stream;
     private readonly bool _created;
     private bool _written;
 
-    private ReportFile(string path, FileStream stream, bool created)
+    private ReportFile(string path, Stream stream, bool created)
     {
         Path = path;
         _stream = stream;
@@ -24,6 +28,8 @@ internal sealed class ReportFile : IAsyncDisposable
     public static ReportFile? TryOpen(string path, out string? error)
     {
         error = null;
+        if (path == StandardError)
+            return new ReportFile("stderr", Console.OpenStandardError(), created: false);
         try
         {
             bool existed = File.Exists(path);
