@@ -70,9 +70,21 @@ public sealed class RestartTests
             var r = await server.Http.ClaudeAsync("slow", wait: null);
             id = r.Id!;
             await server.Http.ReadEventsAsync(id, stopAfter: 3);
+
+            // A client following the events and one waiting for the outcome are both still connected.
+            var follower = server.Http.ReadEventsAsync(id);
+            var waiter = server.Http.ClaudeAsync("slow", wait: 120);
+            await Proc.WaitForAsync(() => server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?status=running").Result.Body!["items"]!.AsArray().Count == 2,
+                TimeSpan.FromSeconds(30), "both tasks running");
             var clock = Stopwatch.StartNew();
             await server.StopAsync();
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30));
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"stopping took {clock.Elapsed}");
+            var followed = await follower;
+            Assert.Equal("task.end", followed[^1].Name);
+            Assert.Equal("interrupted", followed[^1].Data!["status"]!.GetValue<string>());
+            var waited = await waiter;
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, waited.Status);
+            Assert.Equal("interrupted", waited.TaskStatus);
         }
 
         await using var again = await TestServer.StartAsync(dataDirectory: data);

@@ -53,8 +53,11 @@ internal sealed class TaskManager : IHostedService, IDisposable
     private int _running;
     private volatile bool _draining;
 
-    public TaskManager(IOptions<CorralOptions> options, ServerPaths paths, ILogger<TaskManager> logger)
+    public TaskManager(IOptions<CorralOptions> options, ServerPaths paths, IHostApplicationLifetime lifetime, ILogger<TaskManager> logger)
     {
+        // Stopping starts before the web server waits for open requests: an event stream or a ?wait on a running task
+        // only ends when the task does, so the tasks must start stopping first.
+        lifetime.ApplicationStopping.Register(() => BeginDrain());
         _options = options.Value;
         _paths = paths;
         _logger = logger;
@@ -294,6 +297,20 @@ internal sealed class TaskManager : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        var running = BeginDrain();
+        try
+        {
+            await Task.WhenAll(running.Select(r => r.Finished)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            _logger.LogError("Shutdown deadline passed with {Count} task(s) still stopping", running.Count(r => !r.Finished.IsCompleted));
+        }
+    }
+
+    /// <summary>Refuses new tasks, ends the queued ones and starts the cancel ladder on the running ones. Idempotent.</summary>
+    private List<TaskRunner> BeginDrain()
+    {
         List<TaskRunner> running;
         List<TaskRunner> queued;
         lock (_gate)
@@ -310,14 +327,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
             r.FinishWithoutRunning(StopReason.Shutdown);
         foreach (var r in running)
             r.RequestStop(StopReason.Shutdown);
-        try
-        {
-            await Task.WhenAll(running.Select(r => r.Finished)).WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            _logger.LogError("Shutdown deadline passed with {Count} task(s) still stopping", running.Count(r => !r.Finished.IsCompleted));
-        }
+        return running;
     }
 
     public void Dispose() => _store.Dispose();
