@@ -49,7 +49,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
     private readonly Lock _gate = new();
     private readonly Dictionary<string, TaskRunner> _active = new(StringComparer.Ordinal);
     private readonly LinkedList<TaskRunner> _queue = new();
-    private readonly HashSet<string> _sessions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TaskRunner> _sessions = new(StringComparer.Ordinal);
     private int _running;
     private volatile bool _draining;
 
@@ -207,7 +207,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
                 return Refused(new ApiProblem(503, "agent_not_available", "Agent not available", "The server is draining.", _options.RetryAfterSeconds));
             if (body.IdempotencyKey is { } key2 && FindIdempotent(key2, hash) is { } raced)
                 return raced;
-            if (body.ResumeSessionId is { } session && _sessions.Contains(session))
+            if (body.ResumeSessionId is { } session && _sessions.ContainsKey(session))
                 return Refused(new ApiProblem(409, "session_busy", "Session busy", $"Session '{session}' already has a queued or running task."));
             if (_running >= _options.MaxConcurrentTasks && _queue.Count >= _options.MaxQueuedTasks)
                 return Refused(new ApiProblem(429, "busy", "Too many tasks",
@@ -218,10 +218,10 @@ internal sealed class TaskManager : IHostedService, IDisposable
             log.AppendEvent("task.status", new { status = TaskState.Queued, at = record.CreatedAt });
             var runner = new TaskRunner(record, adapter, request, log, _store, _options,
                 timeout > 0 ? TimeSpan.FromSeconds(timeout) : null, stall > 0 ? TimeSpan.FromSeconds(stall) : null,
-                body.ResumeSessionId, _logger);
+                body.ResumeSessionId, ReleaseSession, _logger);
             _active[id] = runner;
             if (runner.SessionKey is { } key)
-                _sessions.Add(key);
+                _sessions[key] = runner;
             if (_running < _options.MaxConcurrentTasks)
                 StartLocked(runner);
             else
@@ -365,7 +365,19 @@ internal sealed class TaskManager : IHostedService, IDisposable
     private void ForgetLocked(TaskRunner runner)
     {
         _active.Remove(runner.Id);
-        if (runner.SessionKey is { } key)
+        ReleaseSessionLocked(runner);
+    }
+
+    /// <summary>Called by a runner just before its end becomes visible, so a caller who sees it can resume at once.</summary>
+    private void ReleaseSession(TaskRunner runner)
+    {
+        lock (_gate)
+            ReleaseSessionLocked(runner);
+    }
+
+    private void ReleaseSessionLocked(TaskRunner runner)
+    {
+        if (runner.SessionKey is { } key && _sessions.TryGetValue(key, out var owner) && owner == runner)
             _sessions.Remove(key);
     }
 

@@ -32,6 +32,7 @@ internal sealed class TaskRunner
     private readonly TaskStore _store;
     private readonly CorralOptions _options;
     private readonly ILogger _logger;
+    private readonly Action<TaskRunner> _releaseSession;
     private readonly TimeSpan? _timeout;
     private readonly TimeSpan? _stallTimeout;
     private readonly Lock _gate = new();
@@ -47,8 +48,9 @@ internal sealed class TaskRunner
     private int _stderrEvents;
 
     public TaskRunner(TaskRecord record, IAgentAdapter adapter, AgentRequest request, TaskLog log, TaskStore store,
-        CorralOptions options, TimeSpan? timeout, TimeSpan? stallTimeout, string? sessionKey, ILogger logger)
+        CorralOptions options, TimeSpan? timeout, TimeSpan? stallTimeout, string? sessionKey, Action<TaskRunner> releaseSession, ILogger logger)
     {
+        _releaseSession = releaseSession;
         _record = record;
         _adapter = adapter;
         _request = request;
@@ -363,6 +365,8 @@ internal sealed class TaskRunner
             Error = error,
         };
 
+        // The process tree is gone by now: free the session before anyone can see the end and resume it.
+        _releaseSession(this);
         _record = record;
         try
         {
