@@ -8,7 +8,7 @@ var root = new RootCommand(
 {
     RunCommand.Create(),
     HoldersCommand.Create(),
-    // `serve` (Corral.Server) is added here.
+    ServeCommand.Create(),
 };
 
 return await CommandLineHost.InvokeAsync(root, args);

@@ -213,11 +213,14 @@ public sealed record ProcessReport
     public bool HolderSurvived { get; init; }
 }
 
-/// <summary>A process killed during teardown.</summary>
+/// <summary>A process killed during teardown (the same shape as <c>corral run --report</c>).</summary>
 /// <param name="Pid">Its pid.</param>
-/// <param name="CommandLine">Its command line.</param>
+/// <param name="Command">Its command line, capped at 200 characters.</param>
 /// <param name="FoundBy">How it was found to belong to the tree.</param>
-public sealed record KilledReport(int Pid, string CommandLine, string FoundBy);
+public sealed record KilledReport(int Pid, string Command, Corral.Processes.FoundBy FoundBy)
+{
+    internal static KilledReport From(Corral.Processes.KilledProcess process) => new(process.Pid, process.CommandLine, process.FoundBy);
+}
 
 /// <summary>Why a task did not succeed, or why a request was refused.</summary>
 /// <param name="Code">

@@ -282,7 +282,7 @@ internal sealed class TaskManager : IHostedService, IDisposable
                 Error = error,
                 Process = (record.Process ?? new ProcessReport()) with
                 {
-                    Killed = killed.Select(k => new KilledReport(k.Pid, k.CommandLine, k.FoundBy.ToString())).ToList(),
+                    Killed = killed.Select(KilledReport.From).ToList(),
                 },
             };
             _store.Update(final);

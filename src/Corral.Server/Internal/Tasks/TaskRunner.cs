@@ -355,7 +355,7 @@ internal sealed class TaskRunner
                 ExitCode = process.ExitCode,
                 Signal = process.Signal,
                 Containment = process.Containment.ToString().ToLowerInvariant(),
-                Killed = process.Killed.Select(k => new KilledReport(k.Pid, k.CommandLine, k.FoundBy.ToString())).ToList(),
+                Killed = process.Killed.Select(KilledReport.From).ToList(),
                 DrainAfterExitMs = (long)process.DrainAfterExit.TotalMilliseconds,
                 StdoutBytes = process.StandardOutputBytes,
                 StderrBytes = process.StandardErrorBytes,
