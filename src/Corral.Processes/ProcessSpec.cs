@@ -89,7 +89,10 @@ public enum OverflowPolicy
     /// <summary>Drop the oldest unread bytes to make room (flagged as truncated): the tail survives.</summary>
     DropOldest,
 
-    /// <summary>Stop reading the pipe until the consumer catches up; the child may block on write. Nothing is lost.</summary>
+    /// <summary>
+    /// Stop reading the pipe until the consumer catches up; the child may block on write, and completion waits for
+    /// the consumer to take what the child wrote. Nothing is lost.
+    /// </summary>
     Wait,
 }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using Corral.Processes.Internal;
 using Corral.Processes.Internal.Containment;
@@ -31,16 +32,29 @@ public sealed class ProcessTree : IAsyncDisposable
     public static ProcessTree Start(ProcessSpec spec, CancellationToken cancellationToken = default) =>
         new(TreeSupervisor.Start(spec, cancellationToken));
 
-    /// <summary>Runs the tree to completion and returns its outcome with captured stdout and stderr.</summary>
+    /// <summary>
+    /// Runs the tree to completion and returns its outcome with captured stdout and stderr. With
+    /// <see cref="OverflowPolicy.Wait"/> the output is collected while it arrives, so nothing is dropped and the
+    /// child is never blocked by the limit; otherwise at most <see cref="OutputLimits.MaxBufferedBytes"/> per stream is kept.
+    /// </summary>
     public static async Task<ProcessResult> RunAsync(ProcessSpec spec, CancellationToken cancellationToken = default)
     {
         await using var tree = Start(spec, cancellationToken);
-        var outcome = await tree.Completion.ConfigureAwait(false);
         var capture = tree._supervisor.Capture;
-        return new ProcessResult(
-            outcome,
-            capture?.TakeAll(OutputStream.StandardOutput) ?? [],
-            capture?.TakeAll(OutputStream.StandardError) ?? []);
+        if (capture is null)
+            return new ProcessResult(await tree.Completion.ConfigureAwait(false), ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty);
+
+        if (spec.Limits.Overflow != OverflowPolicy.Wait)
+        {
+            var outcome = await tree.Completion.ConfigureAwait(false);
+            return new ProcessResult(outcome, capture.TakeAll(OutputStream.StandardOutput), capture.TakeAll(OutputStream.StandardError));
+        }
+
+        var stdout = new ArrayBufferWriter<byte>();
+        var stderr = new ArrayBufferWriter<byte>();
+        await foreach (var chunk in tree.ReadChunksAsync(CancellationToken.None).ConfigureAwait(false))
+            (chunk.Stream == OutputStream.StandardOutput ? stdout : stderr).Write(chunk.Bytes.Span);
+        return new ProcessResult(await tree.Completion.ConfigureAwait(false), stdout.WrittenMemory, stderr.WrittenMemory);
     }
 
     /// <summary>The direct child's process id (also its session and process group id).</summary>

@@ -120,6 +120,18 @@ public class OutputTests
     }
 
     [Fact]
+    public async Task RunAsync_with_overflow_wait_collects_more_than_the_limit_without_deadlock()
+    {
+        var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "seq 1 100000")
+        {
+            Limits = new OutputLimits { MaxBufferedBytes = 4096, Overflow = OverflowPolicy.Wait },
+        }, Ct);
+        Assert.Equal(588895, result.StandardOutputBytes.Length);
+        Assert.EndsWith("\n100000\n", result.StandardOutput);
+        Assert.False(result.Outcome.StandardOutputTruncated);
+    }
+
+    [Fact]
     public async Task Output_written_just_before_exit_is_never_lost()
     {
         for (int i = 0; i < 20; i++)

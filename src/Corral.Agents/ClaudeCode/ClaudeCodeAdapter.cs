@@ -1,0 +1,146 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Corral.Processes;
+
+namespace Corral.Agents.ClaudeCode;
+
+/// <summary>Settings of the Claude Code adapter.</summary>
+public sealed record ClaudeCodeSettings
+{
+    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>. Default: <c>claude</c>.</summary>
+    public string Executable { get; init; } = "claude";
+
+    /// <summary>Arguments added to every launch, after Corral's own (for example <c>--setting-sources=</c>).</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+}
+
+/// <summary>
+/// Runs Claude Code headless: <c>-p --output-format stream-json --verbose --input-format stream-json</c>, the prompt
+/// as a stream-json user message on stdin (never an argument), stdin open until the result so an interrupt can be
+/// sent, MCP servers in a per-task file with <c>--strict-mcp-config</c>.
+/// </summary>
+public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapter
+{
+    /// <summary>The agent's name in the API.</summary>
+    public const string AgentName = "claude-code";
+
+    /// <summary>The adapter's settings.</summary>
+    public ClaudeCodeSettings Settings { get; } = settings;
+
+    /// <inheritdoc />
+    public string Name => AgentName;
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Validate(AgentRequest request)
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(request.Prompt))
+            errors.Add("prompt: required for claude-code.");
+        if (request.Command is { Count: > 0 })
+            errors.Add("command: only for the command agent.");
+        if (request.ResumeSessionId is { } resume && (resume.Length == 0 || resume.StartsWith('-') || resume.Any(char.IsWhiteSpace)))
+            errors.Add("resumeSessionId: not a session id.");
+        if (request.NewSessionId is { } id && !Guid.TryParse(id, out _))
+            errors.Add("sessionId: must be a UUID.");
+        if (request.MaxTurns is < 1)
+            errors.Add("limits.maxTurns: must be at least 1.");
+        foreach (var (field, tools) in new[] { ("permissions.allowedTools", request.AllowedTools), ("permissions.disallowedTools", request.DisallowedTools) })
+        {
+            // Each rule is its own argv element after the flag; one that looks like a flag would end the list.
+            if (tools?.Any(t => string.IsNullOrWhiteSpace(t) || t.StartsWith('-')) == true)
+                errors.Add($"{field}: rules must be non-empty and must not start with '-'.");
+        }
+
+        if (request.McpServers is { } mcp)
+        {
+            foreach (var (name, server) in mcp)
+            {
+                if (server is not JsonObject)
+                    errors.Add($"mcpServers.{name}: must be an object.");
+            }
+        }
+
+        return errors;
+    }
+
+    /// <inheritdoc />
+    public IAgentRun Prepare(AgentRequest request)
+    {
+        var args = new List<string> { "-p", "--output-format", "stream-json", "--verbose", "--input-format", "stream-json" };
+        string? sessionId = null;
+        if (request.ResumeSessionId is { } resume)
+        {
+            args.Add("--resume=" + resume);
+            sessionId = resume;
+        }
+        else
+        {
+            sessionId = request.NewSessionId ?? Guid.NewGuid().ToString();
+            args.Add("--session-id=" + sessionId);
+        }
+
+        if (request.Model is { } model)
+            args.Add("--model=" + model);
+        if (request.MaxTurns is { } turns)
+            args.Add("--max-turns=" + turns);
+        if (request.PermissionMode is { } mode)
+            args.Add("--permission-mode=" + mode);
+        if (request.AppendSystemPrompt is { } append)
+            args.Add("--append-system-prompt=" + append);
+        if (request.McpServers is { } servers)
+        {
+            string file = Path.Combine(request.TaskDirectory, "mcp.json");
+            var config = new JsonObject { ["mcpServers"] = servers.DeepClone() };
+            File.WriteAllText(file, config.ToJsonString());
+            args.AddRange(["--mcp-config", file, "--strict-mcp-config"]);
+        }
+
+        if (request.AllowedTools is { Count: > 0 } allowed)
+        {
+            args.Add("--allowedTools");
+            args.AddRange(allowed);
+        }
+
+        if (request.DisallowedTools is { Count: > 0 } disallowed)
+        {
+            args.Add("--disallowedTools");
+            args.AddRange(disallowed);
+        }
+
+        args.AddRange(Settings.ExtraArguments);
+
+        // CLAUDECODE makes the CLI believe it runs nested inside another Claude Code session.
+        var env = new Dictionary<string, string?> { ["CLAUDECODE"] = null };
+        foreach (var (key, value) in request.Environment ?? new Dictionary<string, string>())
+            env[key] = value;
+
+        var spec = new ProcessSpec(Settings.Executable, args)
+        {
+            WorkingDirectory = request.WorkingDirectory,
+            Environment = env,
+            StandardInput = InputSource.Pipe,
+            Limits = new OutputLimits { MaxLineLength = 32 << 20, Overflow = OverflowPolicy.Wait },
+        };
+
+        var user = new JsonObject
+        {
+            ["type"] = "user",
+            ["session_id"] = "",
+            ["message"] = new JsonObject { ["role"] = "user", ["content"] = request.Prompt },
+            ["parent_tool_use_id"] = null,
+        };
+
+        string? home = Lookup(request, "HOME");
+        string? configDir = Lookup(request, "CLAUDE_CONFIG_DIR");
+        string? projects = configDir is not null ? Path.Combine(configDir, "projects")
+            : home is not null ? Path.Combine(home, ".claude", "projects") : null;
+        return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, projects);
+    }
+
+    private static string? Lookup(AgentRequest request, string name) =>
+        request.Environment?.TryGetValue(name, out var v) == true ? v : System.Environment.GetEnvironmentVariable(name);
+
+    internal static byte[] InterruptLine(string requestId) =>
+        Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { type = "control_request", request_id = requestId, request = new { subtype = "interrupt" } }) + "\n");
+}

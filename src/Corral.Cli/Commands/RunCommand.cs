@@ -1,0 +1,232 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using Corral.Cli.Reporting;
+using Corral.Cli.Running;
+using Corral.Processes;
+
+namespace Corral.Cli.Commands;
+
+/// <summary><c>corral run [options] -- CMD [ARGS…]</c>: run a command as a contained tree, pass its output through, exit with its status.</summary>
+internal static class RunCommand
+{
+    private static readonly TimeSpan DefaultGrace = new TeardownOptions().Grace;
+    private static readonly TimeSpan LingerWait = new ProcessSpec("corral").LingerTimeout;
+
+    public static Command Create()
+    {
+        var timeout = DurationOption("--timeout", "Tear the tree down after this long and exit 124. Default: no timeout.", allowZero: false);
+
+        var grace = DurationOption("--grace", $"Time between the first signal (SIGTERM, or the signal corral received) and SIGKILL. Default: {DefaultGrace.TotalSeconds:0.###}s.", allowZero: true);
+
+        var linger = new Option<LingerPolicy?>("--linger")
+        {
+            Description = "What to do with processes CMD leaves running when it exits: kill them (SIGTERM, grace, SIGKILL), " +
+                          $"wait for them (up to {LingerWait.TotalSeconds:0.###}s, then kill), or detach (leave them; stop reading their output). Default: kill.",
+            HelpName = "kill|wait|detach",
+            CustomParser = ParseLinger,
+        };
+        linger.CompletionSources.Add("kill", "wait", "detach");
+
+        var fallback = new Option<bool>("--fallback")
+        {
+            Description = "Contain the tree with a session and a /proc scan even where a cgroup is available.",
+        };
+
+        var report = new Option<string?>("--report")
+        {
+            Description = "Write the outcome as JSON to FILE, or to stderr with '-' (exit code, signal, reason, containment, timings, killed processes, byte counts).",
+            HelpName = "FILE",
+        };
+        report.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } path && string.IsNullOrWhiteSpace(path))
+                result.AddError("--report needs a file name.");
+        });
+
+        var command = new Argument<string[]>("CMD")
+        {
+            Description = "The program (a path, or a name looked up on PATH) and its arguments. Put them after '--' so that their options are not taken for corral's.",
+            HelpName = "CMD [ARGS...]",
+            Arity = ArgumentArity.OneOrMore,
+            // Everything from CMD on belongs to CMD, even without '--': `corral run grep --timeout x` greps.
+            CaptureRemainingTokens = true,
+        };
+
+        var run = new DocumentedCommand("run",
+            "Run a command as a contained process tree: its output passes through byte for byte, corral finishes " +
+            "when it exits, tears down whatever it left behind, and exits with its status.")
+        {
+            Sections =
+            [
+                """
+                Exit status:
+                  CMD's exit code  CMD exited by itself
+                  128+N            signal N killed CMD (130 after a forwarded SIGINT, 143 after SIGTERM)
+                  124              --timeout passed; the tree was torn down
+                  125              corral itself failed (e.g. the report cannot be written)
+                  126              CMD is not executable
+                  127              CMD was not found
+                  2                bad usage (unknown option, bad duration, no CMD)
+                """,
+                """
+                Input, output and signals:
+                  CMD's stdout and stderr go to corral's stdout and stderr unchanged, as they arrive.
+                  CMD's stdin is corral's stdin when that is redirected (a pipe or a file), otherwise /dev/null.
+                  SIGINT, SIGTERM and SIGHUP sent to corral are forwarded to the whole tree, followed by
+                  --grace and SIGKILL; corral waits for the tree to be gone and exits with CMD's status.
+                  If corral's stdout or stderr reader goes away, the tree is stopped the same way (SIGTERM).
+                """,
+                """
+                Examples:
+                  corral run -- make test
+                  corral run --timeout 10m --report run.json -- ./agent --task build
+                  corral run --fallback --linger wait -- sh -c 'server & sleep 1'
+                """,
+            ],
+        };
+        run.Add(timeout);
+        run.Add(grace);
+        run.Add(linger);
+        run.Add(fallback);
+        run.Add(report);
+        run.Add(command);
+
+        run.SetAction((parse, _) =>
+        {
+            if (MistypedOption(parse, command) is { } unknown)
+                return Task.FromResult(CommandLineHost.UsageError(parse, $"Unrecognized option '{unknown}'. A CMD that starts with '-' must follow '--'."));
+            return ExecuteAsync(new RunSettings(
+                parse.GetValue(command) ?? [],
+                parse.GetValue(timeout),
+                parse.GetValue(grace) ?? DefaultGrace,
+                parse.GetValue(linger) ?? LingerPolicy.Kill,
+                parse.GetValue(fallback),
+                parse.GetValue(report)));
+        });
+        return run;
+    }
+
+    /// <summary>
+    /// CMD's first word when it looks like an option and was not preceded by '--': almost surely a typo for one
+    /// of corral's options (<c>corral run --timout 5 -- x</c>), which must not be executed as a program.
+    /// </summary>
+    private static string? MistypedOption(ParseResult parse, Argument<string[]> command)
+    {
+        var first = parse.GetResult(command)?.Tokens.FirstOrDefault();
+        if (first is null || !first.Value.StartsWith('-') || first.Value == "-")
+            return null;
+        for (int i = 1; i < parse.Tokens.Count; i++)
+        {
+            if (ReferenceEquals(parse.Tokens[i], first))
+                return parse.Tokens[i - 1].Type == TokenType.DoubleDash ? null : first.Value;
+        }
+
+        return null;
+    }
+
+    /// <summary>Runs the tree; returns corral's exit code. Never throws for the child's or the user's mistakes.</summary>
+    internal static async Task<int> ExecuteAsync(RunSettings settings)
+    {
+        // Opened before anything runs: a report that cannot be written fails fast instead of after a long run.
+        ReportFile? reportFile = null;
+        if (settings.ReportPath is { } reportPath && (reportFile = ReportFile.TryOpen(reportPath, out string? reportError)) is null)
+            return Fail(ExitCodes.CorralFailure, reportError!);
+
+        await using var _ = reportFile;
+        using var forwarder = new StopForwarder();
+        // A closed reader of our stdout/stderr: stop the tree, as SIGPIPE would have stopped CMD writing there directly.
+        var stdout = StandardStream.Output(() => forwarder.Request(StopSignal.Terminate));
+        var stderr = StandardStream.Error(() => forwarder.Request(StopSignal.Terminate));
+
+        // A terminal stays with corral (CMD runs in its own session and could not use it as a terminal anyway, and
+        // reading it from a background job would stop corral with SIGTTIN); redirected input is forwarded.
+        bool forwardInput = Console.IsInputRedirected;
+        var spec = new ProcessSpec(settings.Command[0], settings.Command[1..])
+        {
+            StandardInput = forwardInput ? InputSource.Pipe : InputSource.Null,
+            StandardOutput = OutputTarget.ToStream(stdout),
+            StandardError = OutputTarget.ToStream(stderr),
+            Containment = settings.Fallback ? ContainmentMode.Session : ContainmentMode.Auto,
+            Timeout = settings.Timeout,
+            Teardown = new TeardownOptions { Grace = settings.Grace },
+            Linger = settings.Linger,
+        };
+
+        ProcessTree tree;
+        try
+        {
+            tree = ProcessTree.Start(spec);
+        }
+        catch (ProcessSpawnException e)
+        {
+            int code = e.Failure switch
+            {
+                SpawnFailure.FileNotFound => ExitCodes.NotFound,
+                SpawnFailure.NotExecutable => ExitCodes.NotExecutable,
+                _ => ExitCodes.CorralFailure,
+            };
+            return Fail(code, e.Message);
+        }
+
+        ProcessOutcome outcome;
+        await using (tree)
+        {
+            forwarder.Attach(tree);
+            if (forwardInput)
+                InputForwarder.Start(Console.OpenStandardInput(), tree.StandardInput);
+            outcome = await tree.Completion.ConfigureAwait(false);
+        }
+
+        if (reportFile is not null && await reportFile.WriteAsync(RunReport.From(outcome, settings.Command)).ConfigureAwait(false) is { } writeError)
+            return Fail(ExitCodes.CorralFailure, writeError);
+
+        return outcome.ShellExitCode;
+    }
+
+    private static int Fail(int exitCode, string message)
+    {
+        Console.Error.WriteLine("corral: " + message.ReplaceLineEndings(" "));
+        return exitCode;
+    }
+
+    private static Option<TimeSpan?> DurationOption(string name, string description, bool allowZero) => new(name)
+    {
+        Description = description + " Units: ms, s, m, h; a plain number is seconds.",
+        HelpName = "DURATION",
+        CustomParser = result =>
+        {
+            string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+            if (!Duration.TryParse(text, out var value, out string? error))
+                result.AddError($"Invalid value for {name}: {error}.");
+            else if (value == TimeSpan.Zero && !allowZero)
+                result.AddError($"Invalid value for {name}: it must be greater than zero.");
+            else
+                return value;
+            return null;
+        },
+    };
+
+    private static LingerPolicy? ParseLinger(ArgumentResult result)
+    {
+        string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+        switch (text?.ToLowerInvariant())
+        {
+            case "kill": return LingerPolicy.Kill;
+            case "wait": return LingerPolicy.Wait;
+            case "detach": return LingerPolicy.Detach;
+            default:
+                result.AddError($"Invalid value for --linger: '{text}'; use kill, wait or detach.");
+                return null;
+        }
+    }
+
+}
+
+/// <summary>The parsed options of one <c>corral run</c>.</summary>
+internal sealed record RunSettings(
+    string[] Command,
+    TimeSpan? Timeout,
+    TimeSpan Grace,
+    LingerPolicy Linger,
+    bool Fallback,
+    string? ReportPath);

@@ -1,0 +1,56 @@
+using System.CommandLine;
+using Corral.Server.Hosting;
+
+namespace Corral.Cli.Commands;
+
+/// <summary><c>corral serve</c>: the HTTP runtime that runs agent tasks (Corral.Server).</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var urls = new Option<string?>("--urls")
+        {
+            Description = "Address(es) to listen on, separated by ';'. Default: http://127.0.0.1:8080.",
+            HelpName = "URL",
+        };
+        var data = new Option<string?>("--data")
+        {
+            Description = "Directory for the task database and logs. Default: ./data.",
+            HelpName = "DIR",
+        };
+        var token = new Option<string?>("--token")
+        {
+            Description = $"Require 'Authorization: Bearer TOKEN' on every API call (also from ${CorralServer.TokenVariable}). Mandatory on a non-loopback address.",
+            HelpName = "TOKEN",
+        };
+
+        var serve = new DocumentedCommand("serve",
+            "Run the HTTP runtime: agent tasks (Claude Code, commands) with live events, cancel, history, and " +
+            "results that survive disconnects and restarts.")
+        {
+            TreatUnmatchedTokensAsErrors = false,
+            Sections =
+            [
+                """
+                Configuration:
+                  Any other setting of the 'Corral' section can follow as --Corral:NAME=VALUE
+                  (e.g. --Corral:MaxConcurrentTasks=8), or come from appsettings.json or
+                  Corral__NAME environment variables. See src/Corral.Server/README.md.
+                """,
+                """
+                Exit status:
+                  0  stopped cleanly (SIGINT or SIGTERM: running tasks are interrupted and recorded)
+                  2  refused to start (e.g. a public address without a token) or bad usage
+                """,
+            ],
+        };
+        serve.Add(urls);
+        serve.Add(data);
+        serve.Add(token);
+        serve.SetAction((parse, cancellationToken) => CorralServer.RunAsync(
+            new ServerOptions { Urls = parse.GetValue(urls), DataDirectory = parse.GetValue(data), Token = parse.GetValue(token) },
+            parse.UnmatchedTokens.ToArray(),
+            cancellationToken));
+        return serve;
+    }
+}

@@ -1,0 +1,155 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Corral.Server.Api;
+using Corral.Server.Internal;
+using Corral.Server.Internal.Http;
+using Corral.Server.Internal.Tasks;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Corral.Server.Hosting;
+
+/// <summary>Thrown when the server must not start as configured (e.g. a public address without a token).</summary>
+public sealed class ServerConfigurationException(string message) : Exception(message);
+
+/// <summary>The entry point of <c>corral serve</c>.</summary>
+public static class CorralServer
+{
+    /// <summary>The environment variable read when <see cref="ServerOptions.Token"/> is not given.</summary>
+    public const string TokenVariable = "CORRAL_TOKEN";
+
+    /// <summary>
+    /// Runs the server until <paramref name="cancellationToken"/> is cancelled (or SIGINT/SIGTERM), then drains: running
+    /// tasks are stopped through the cancel ladder and recorded as <c>interrupted</c>. Returns the process exit code:
+    /// 0 after a clean stop, 2 when the configuration is refused (message on stderr).
+    /// </summary>
+    /// <param name="options">What <c>corral serve</c> parsed: <c>--urls</c>, <c>--data</c>, <c>--token</c>.</param>
+    /// <param name="args">More configuration as command-line pairs, e.g. <c>--Corral:MaxConcurrentTasks=8</c>; may be empty.</param>
+    /// <param name="cancellationToken">Stops the server.</param>
+    public static async Task<int> RunAsync(ServerOptions options, string[] args, CancellationToken cancellationToken = default)
+    {
+        WebApplication app;
+        try
+        {
+            app = Build(options, args);
+        }
+        catch (ServerConfigurationException e)
+        {
+            await Console.Error.WriteLineAsync("corral serve: " + e.Message).ConfigureAwait(false);
+            return 2;
+        }
+
+        await using (app.ConfigureAwait(false))
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            foreach (string address in Addresses(app))
+                Console.WriteLine($"Corral listening on {address}");
+            try
+            {
+                await app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>The addresses a started server listens on (with the real port when it was 0).</summary>
+    public static IReadOnlyList<string> Addresses(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
+
+    /// <summary>
+    /// Builds the server without starting it (for hosts and tests). Throws <see cref="ServerConfigurationException"/>
+    /// when it must not start, e.g. on a non-loopback address without a token.
+    /// </summary>
+    public static WebApplication Build(ServerOptions options, string[] args)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
+        string urls = options.Urls ?? builder.Configuration["Corral:Urls"] ?? ServerOptions.DefaultUrls;
+        string? token = options.Token ?? builder.Configuration["Corral:Token"] ?? Environment.GetEnvironmentVariable(TokenVariable);
+        if (token is { Length: 0 })
+            token = null;
+        string data = Path.GetFullPath(options.DataDirectory ?? builder.Configuration["Corral:DataDirectory"] ?? ServerOptions.DefaultDataDirectory);
+
+        if (token is null && NonLoopback(urls) is { } exposed)
+            throw new ServerConfigurationException($"refusing to listen on '{exposed}' without a token: pass --token or set {TokenVariable}, or bind to 127.0.0.1.");
+
+        // Request-by-request framework logs are noise for an operator; configuration can still turn them back on.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
+        builder.Services.AddOptions<CorralOptions>().Bind(builder.Configuration.GetSection(CorralOptions.Section))
+            .Validate(o => o.MaxConcurrentTasks >= 1 && o.MaxQueuedTasks >= 0, "Corral:MaxConcurrentTasks must be at least 1 and Corral:MaxQueuedTasks at least 0.")
+            .ValidateOnStart();
+        builder.Services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
+        builder.Services.AddProblemDetails();
+        builder.Services.AddOpenApi();
+        builder.Services.AddSingleton(new ServerPaths(data));
+        builder.Services.AddSingleton<TaskManager>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskManager>());
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        if (token is not null)
+            app.Use(RequireToken(token));
+        app.MapHealthEndpoints();
+        app.MapTaskEndpoints();
+        app.MapOpenApi();
+        return app;
+    }
+
+    /// <summary>The first address in <paramref name="urls"/> that is not loopback, or <c>null</c>.</summary>
+    internal static string? NonLoopback(string urls)
+    {
+        foreach (string url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri))
+                return url; // "http://*:80", "http://+:80": every interface
+            string host = uri.Host.Trim('[', ']');
+            bool loopback = host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+                || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
+            if (!loopback)
+                return url;
+        }
+
+        return null;
+    }
+
+    private static Func<HttpContext, RequestDelegate, Task> RequireToken(string token)
+    {
+        byte[] expected = SHA256.HashData(Encoding.UTF8.GetBytes(token));
+        return async (context, next) =>
+        {
+            var path = context.Request.Path;
+            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz"))
+            {
+                await next(context);
+                return;
+            }
+
+            string? header = context.Request.Headers.Authorization.FirstOrDefault();
+            bool ok = header is not null && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+                && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(header[7..].Trim())), expected);
+            if (ok)
+            {
+                await next(context);
+                return;
+            }
+
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await new ApiProblem(401, "unauthorized", "Unauthorized",
+                header is null ? "Send 'Authorization: Bearer <token>'." : "The token is not valid.").ToResult(context).ExecuteAsync(context);
+        };
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json.Nodes;
+using Corral.Agents;
+using Corral.Agents.ClaudeCode;
+using Corral.Agents.Command;
+using Corral.Processes;
+
+namespace Corral.Server.Tests;
+
+/// <summary>The adapters on their own: argv, parsing, outcome, transcript recovery.</summary>
+public sealed class AgentAdapterTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("corral-agent-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private AgentRequest Request(string prompt = "hi") => new() { Prompt = prompt, WorkingDirectory = _dir, TaskDirectory = _dir };
+
+    private static OutputLine Out(string text) => new(OutputStream.StandardOutput, text);
+
+    [Fact]
+    public void The_prompt_goes_to_stdin_as_a_stream_json_user_message_never_into_argv()
+    {
+        var run = new ClaudeCodeAdapter(new ClaudeCodeSettings()).Prepare(Request("--help me"));
+        Assert.DoesNotContain(run.Spec.Arguments, a => a.Contains("help me"));
+        Assert.Equal(InputSource.Pipe, run.Spec.StandardInput);
+        Assert.True(run.KeepInputOpen);
+        var line = JsonNode.Parse(System.Text.Encoding.UTF8.GetString(run.InitialInput.Span))!;
+        Assert.Equal("user", line["type"]!.GetValue<string>());
+        Assert.Equal("--help me", line["message"]!["content"]!.GetValue<string>());
+        var interrupt = JsonNode.Parse(System.Text.Encoding.UTF8.GetString(run.InterruptInput!.Value.Span))!;
+        Assert.Equal("control_request", interrupt["type"]!.GetValue<string>());
+        Assert.Equal("interrupt", interrupt["request"]!["subtype"]!.GetValue<string>());
+        Assert.True(run.Spec.Environment.ContainsKey("CLAUDECODE"));
+        Assert.Null(run.Spec.Environment["CLAUDECODE"]);
+        Assert.True(run.Spec.Limits.MaxLineLength >= 16 << 20);
+        Assert.Equal(OverflowPolicy.Wait, run.Spec.Limits.Overflow);
+    }
+
+    [Fact]
+    public void Lines_dispatch_on_type_unknown_types_are_ignored_and_the_result_is_authoritative()
+    {
+        var run = new ClaudeCodeAdapter(new ClaudeCodeSettings()).Prepare(Request());
+        Assert.Empty(run.Parse(Out("""{"type":"stream_event","event":{}}""")).Events);
+        Assert.True(run.Parse(Out("""{"type":"brand_new_type"}""")).IsJson);
+        Assert.False(run.Parse(Out("plain text")).IsJson);
+        Assert.False(run.HasResult);
+        run.Parse(Out("""{"duration_ms":3,"num_turns":2,"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"s1","total_cost_usd":0.5}"""));
+        Assert.True(run.HasResult);
+        var outcome = run.Complete(null);
+        Assert.Equal(AgentOutcomeKind.Succeeded, outcome.Kind);
+        Assert.Equal("ok", outcome.Result!.Text);
+        Assert.Equal(2, outcome.Result.NumTurns);
+        Assert.Equal(0.5, outcome.CostUsd);
+        Assert.Equal("s1", outcome.SessionId);
+        Assert.Equal(1, outcome.NonJsonLines);
+    }
+
+    [Fact]
+    public void Transcript_recovery_trusts_only_a_final_end_turn_message()
+    {
+        string projects = Path.Combine(_dir, "projects");
+        string cwd = "/srv/work/my.repo";
+        Assert.Equal("-srv-work-my-repo", TranscriptRecovery.Slug(cwd));
+        Directory.CreateDirectory(Path.Combine(projects, "-srv-work-my-repo"));
+        string file = Path.Combine(projects, "-srv-work-my-repo", "s1.jsonl");
+
+        File.WriteAllLines(file, [
+            """{"type":"user","message":{"role":"user","content":"q"}}""",
+            """{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"part one, "}],"stop_reason":"end_turn"}}""",
+            """{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"part two"}],"stop_reason":"end_turn"}}""",
+            """{"type":"summary","summary":"x"}""",
+        ]);
+        Assert.Equal("part one, part two", TranscriptRecovery.TryRecover(projects, cwd, "s1")!.Text);
+
+        File.AppendAllLines(file, ["""{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t"}]}}"""]);
+        Assert.Null(TranscriptRecovery.TryRecover(projects, cwd, "s1"));
+        Assert.Null(TranscriptRecovery.TryRecover(projects, cwd, "missing"));
+        Assert.Null(TranscriptRecovery.TryRecover(projects, cwd, "../s1"));
+    }
+
+    [Fact]
+    public void The_command_agent_needs_an_argv_and_succeeds_on_exit_zero_only()
+    {
+        var adapter = new CommandAdapter();
+        Assert.NotEmpty(adapter.Validate(Request()));
+        var run = adapter.Prepare(Request() with { Command = ["echo", "x"], Prompt = null });
+        Assert.Equal("echo", run.Spec.FileName);
+        Assert.Equal(["x"], run.Spec.Arguments);
+        Assert.False(run.KeepInputOpen);
+        Assert.Null(run.InterruptInput);
+        var e = Assert.IsType<CommandOutput>(Assert.Single(run.Parse(Out("x")).Events));
+        Assert.Equal("stdout", e.Stream);
+    }
+}

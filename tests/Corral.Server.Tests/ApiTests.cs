@@ -1,0 +1,148 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Corral.Server.Tests.Support;
+
+namespace Corral.Server.Tests;
+
+/// <summary>Request validation, idempotency, listing, SSE replay, OpenAPI.</summary>
+public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
+{
+    private readonly HttpClient _http = shared.Server.Http;
+
+    [Theory]
+    [InlineData("{not json", "not a valid task")]
+    [InlineData("[1,2]", "not a valid task")]
+    [InlineData("null", "must be a JSON object")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","timeout_s":5}""", "timeout_s")]
+    [InlineData("""{"prompt":"hi"}""", "agent: required")]
+    [InlineData("""{"agent":"aider","prompt":"hi"}""", "unknown agent")]
+    [InlineData("""{"agent":"claude-code"}""", "prompt: required")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","command":["ls"]}""", "command: only for the command agent")]
+    [InlineData("""{"agent":"command"}""", "command: required")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"timeoutSeconds":-1}}""", "timeoutSeconds")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"maxTurns":0}}""", "maxTurns")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"timeoutSeconds":"soon"}}""", "not a valid task")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","workdir":"/no/such/dir"}""", "does not exist")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","workdir":"../escape"}""", "workspace root")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","resumeSessionId":"--dangerously-skip-permissions"}""", "resumeSessionId")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","permissions":{"allowedTools":["--evil"]}}""", "allowedTools")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","mcpServers":{"x":5}}""", "mcpServers.x")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","env":{"A=B":"c"}}""", "env.A=B")]
+    public async Task Bad_bodies_are_400_problem_details(string body, string mentions)
+    {
+        var r = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: body);
+        Assert.Equal(HttpStatusCode.BadRequest, r.Status);
+        Assert.Equal("application/problem+json", r.Message.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("invalid_request", r.Body!["code"]!.GetValue<string>());
+        Assert.Equal(400, r.Body["status"]!.GetValue<int>());
+        Assert.Contains(mentions, r.Body["detail"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Bad_query_values_are_400()
+    {
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=-1", new { agent = "claude-code", prompt = "hello" })).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=bogus")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=0")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?cursor=abc")).Status);
+    }
+
+    [Fact]
+    public async Task The_same_idempotency_key_returns_the_same_task_and_a_different_body_conflicts()
+    {
+        string key = "idem-" + Guid.NewGuid();
+        var first = await _http.CreateAsync(new { agent = "claude-code", prompt = "hello", idempotencyKey = key });
+        Assert.Equal(HttpStatusCode.Accepted, first.Status);
+        var second = await _http.CreateAsync(new { agent = "claude-code", prompt = "hello", idempotencyKey = key });
+        Assert.Equal(HttpStatusCode.OK, second.Status);
+        Assert.Equal(first.Id, second.Id);
+        var waited = await _http.CreateAsync(new { agent = "claude-code", prompt = "hello", idempotencyKey = key }, wait: 60);
+        Assert.Equal(HttpStatusCode.OK, waited.Status);
+        Assert.Equal(first.Id, waited.Id);
+        Assert.Equal("succeeded", waited.TaskStatus);
+
+        var other = await _http.CreateAsync(new { agent = "claude-code", prompt = "tool", idempotencyKey = key });
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+        Assert.Equal("idempotency_conflict", other.Body!["code"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task List_filters_by_status_and_session_newest_first_in_pages()
+    {
+        var ids = new List<string>();
+        for (int i = 0; i < 3; i++)
+            ids.Add((await _http.ClaudeAsync("hello")).Id!);
+        var failed = await _http.ClaudeAsync("apierror");
+
+        var page1 = await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=succeeded&limit=2");
+        var items = page1.Body!["items"]!.AsArray();
+        Assert.Equal(2, items.Count);
+        Assert.All(items, t => Assert.Equal("succeeded", t!["status"]!.GetValue<string>()));
+        string cursor = page1.Body["nextCursor"]!.GetValue<string>();
+        var page2 = await _http.SendAsync(HttpMethod.Get, $"/v1/tasks?status=succeeded&limit=2&cursor={cursor}");
+        var all = items.Concat(page2.Body!["items"]!.AsArray()).Select(t => t!["id"]!.GetValue<string>()).ToList();
+        Assert.Equal(ids[2], all[0]); // newest first
+        Assert.Equal(ids[1], all[1]);
+        Assert.Equal(ids[0], all[2]);
+        Assert.DoesNotContain(failed.Id, all);
+
+        string session = failed.Body!["sessionId"]!.GetValue<string>();
+        var bySession = await _http.SendAsync(HttpMethod.Get, $"/v1/tasks?sessionId={session}");
+        Assert.Equal([failed.Id], bySession.Body!["items"]!.AsArray().Select(t => t!["id"]!.GetValue<string>()));
+        Assert.Null(bySession.Body["nextCursor"]);
+    }
+
+    [Fact]
+    public async Task Events_replay_from_Last_Event_ID_or_after_and_a_reconnect_misses_nothing()
+    {
+        var r = await _http.ClaudeAsync("sleep:1500", wait: null);
+        string id = r.Id!;
+
+        // Live: read three events, drop the connection, come back with Last-Event-ID.
+        var first = await _http.ReadEventsAsync(id, stopAfter: 3);
+        Assert.Equal([1L, 2L, 3L], first.Select(e => e.Id!.Value));
+        var rest = await _http.ReadEventsAsync(id, lastEventId: 3);
+        Assert.Equal(4, rest[0].Id);
+        Assert.Equal("task.end", rest[^1].Name);
+        var all = first.Concat(rest).ToList();
+        Assert.Equal(Enumerable.Range(1, all.Count).Select(i => (long?)i), all.Select(e => e.Id));
+        Assert.Equal("succeeded", all.Single(e => e.Name == "task.end").Data!["status"]!.GetValue<string>());
+
+        // Finished: replay is the same, from any point.
+        var replay = await _http.ReadEventsAsync(id);
+        Assert.Equal(all.Select(e => (e.Id, e.Name)), replay.Select(e => (e.Id, e.Name)));
+        var after = await _http.ReadEventsAsync(id, query: "?after=5");
+        Assert.Equal(all.Skip(5).Select(e => e.Id), after.Select(e => e.Id));
+        var tail = await _http.ReadEventsAsync(id, lastEventId: all[^1].Id);
+        Assert.Equal("task.end", Assert.Single(tail).Name); // nothing after the end: the stream still closes with task.end
+    }
+
+    [Fact]
+    public async Task An_idle_stream_gets_keep_alive_comments()
+    {
+        var r = await _http.ClaudeAsync("sleep:2500", wait: null);
+        var comments = new List<string>();
+        var events = await _http.ReadEventsAsync(r.Id!, comments: comments);
+        Assert.Equal("task.end", events[^1].Name);
+        Assert.Contains(": keep-alive", comments);
+    }
+
+    [Fact]
+    public async Task OpenApi_document_describes_the_task_endpoints()
+    {
+        var doc = JsonNode.Parse(await _http.GetStringAsync("/openapi/v1.json"))!;
+        var paths = doc["paths"]!.AsObject();
+        Assert.Contains("/v1/tasks", paths.Select(p => p.Key));
+        Assert.Contains("/v1/tasks/{id}/events", paths.Select(p => p.Key));
+        Assert.Contains("/v1/tasks/{id}/cancel", paths.Select(p => p.Key));
+        Assert.NotNull(doc["components"]!["schemas"]!["TaskRecord"]);
+    }
+
+    [Fact]
+    public async Task Health_and_readiness()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await _http.GetAsync("/healthz")).StatusCode);
+        var ready = await _http.SendAsync(HttpMethod.Get, "/readyz");
+        Assert.Equal(HttpStatusCode.OK, ready.Status);
+    }
+}

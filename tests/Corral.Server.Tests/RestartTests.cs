@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Corral.Server.Tests.Support;
+
+namespace Corral.Server.Tests;
+
+/// <summary>What a crash or a shutdown leaves behind: interrupted records, intact logs, and no process.</summary>
+public sealed class RestartTests
+{
+    [Fact]
+    public async Task After_kill_9_of_the_server_the_next_start_marks_the_task_interrupted_and_kills_its_tree()
+    {
+        string data = Directory.CreateTempSubdirectory("corral-restart-").FullName;
+        string workdir = Directory.CreateTempSubdirectory("corral-restart-work-").FullName;
+        var pids = new List<int>();
+        ServerProcess? first = null, second = null;
+        try
+        {
+            first = await ServerProcess.StartAsync(data);
+            var created = await first.Http.CreateAsync(new { agent = "claude-code", prompt = "hang", workdir });
+            Assert.Equal(HttpStatusCode.Accepted, created.Status);
+            string id = created.Id!;
+            string pidFile = Path.Combine(workdir, "pids.txt");
+            await Proc.WaitForAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Contains(' '), TimeSpan.FromSeconds(30), "the agent to start");
+            pids.AddRange(File.ReadAllText(pidFile).Split(' ').Select(int.Parse));
+            await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+            await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "transcript.ndjson")).Contains("hanging"), TimeSpan.FromSeconds(30), "the agent's output on disk");
+
+            first.Kill();
+            Assert.All(pids, p => Assert.True(Proc.IsAlive(p), $"pid {p} should outlive the crashed server (that is what recovery is for)"));
+
+            second = await ServerProcess.StartAsync(data);
+            var task = (await second.Http.GetTaskAsync(id)).Body!;
+            Assert.Equal("interrupted", task["status"]!.GetValue<string>());
+            Assert.Equal("interrupted", task["error"]!["code"]!.GetValue<string>());
+            foreach (int pid in pids)
+                await Proc.WaitForAsync(() => !Proc.IsAlive(pid), TimeSpan.FromSeconds(15), $"pid {pid} to be gone");
+            var killed = task["process"]!["killed"]!.AsArray().Select(k => k!["pid"]!.GetValue<int>()).ToList();
+            Assert.All(pids, p => Assert.Contains(p, killed));
+
+            // The logs are intact and the event stream ends properly.
+            var events = await second.Http.ReadEventsAsync(id);
+            Assert.Equal(["task.status", "task.status", "agent.init", "agent.text", "task.status", "task.result", "task.end"], events.Select(e => e.Name));
+            Assert.Equal("interrupted", events[^1].Data!["status"]!.GetValue<string>());
+            Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id));
+            string transcript = await second.Http.GetStringAsync($"/v1/tasks/{id}/transcript");
+            Assert.Equal(["system", "assistant"], transcript.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!["type"]!.GetValue<string>()));
+
+            // The restarted server works.
+            Assert.Equal(HttpStatusCode.OK, (await second.Http.ClaudeAsync("hello")).Status);
+        }
+        finally
+        {
+            first?.Kill();
+            second?.Kill();
+            pids.ForEach(Proc.Kill);
+            Directory.Delete(workdir, true);
+            Directory.Delete(data, true);
+        }
+    }
+
+    [Fact]
+    public async Task A_graceful_stop_interrupts_running_tasks_through_the_ladder_and_records_them()
+    {
+        string data = Directory.CreateTempSubdirectory("corral-stop-").FullName;
+        string id;
+        await using (var server = await TestServer.StartAsync(dataDirectory: data))
+        {
+            var r = await server.Http.ClaudeAsync("slow", wait: null);
+            id = r.Id!;
+            await server.Http.ReadEventsAsync(id, stopAfter: 3);
+
+            // A client following the events and one waiting for the outcome are both still connected.
+            var follower = server.Http.ReadEventsAsync(id);
+            var waiter = server.Http.ClaudeAsync("slow", wait: 120);
+            await Proc.WaitForAsync(() => server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?status=running").Result.Body!["items"]!.AsArray().Count == 2,
+                TimeSpan.FromSeconds(30), "both tasks running");
+            var clock = Stopwatch.StartNew();
+            await server.StopAsync();
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"stopping took {clock.Elapsed}");
+            var followed = await follower;
+            Assert.Equal("task.end", followed[^1].Name);
+            Assert.Equal("interrupted", followed[^1].Data!["status"]!.GetValue<string>());
+            var waited = await waiter;
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, waited.Status);
+            Assert.Equal("interrupted", waited.TaskStatus);
+        }
+
+        await using var again = await TestServer.StartAsync(dataDirectory: data);
+        var task = (await again.Http.GetTaskAsync(id)).Body!;
+        Assert.Equal("interrupted", task["status"]!.GetValue<string>());
+        Assert.Equal("error_during_execution", task["result"]!["subtype"]!.GetValue<string>()); // the interrupt kept the result
+        var events = await again.Http.ReadEventsAsync(id);
+        Assert.Single(events, e => e.Name == "task.end");
+        Assert.Equal("task.end", events[^1].Name);
+    }
+}
+
+/// <summary>The server as its own process (Corral.Server.TestHost), so a test can kill -9 it.</summary>
+internal sealed class ServerProcess
+{
+    private readonly Process _process;
+
+    private ServerProcess(Process process, Uri address)
+    {
+        _process = process;
+        Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(2) };
+    }
+
+    public HttpClient Http { get; }
+
+    public static async Task<ServerProcess> StartAsync(string data)
+    {
+        string host = Path.Combine(RepoRoot(), "tests", "Corral.Server.TestHost", "bin",
+            new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "Corral.Server.TestHost.dll");
+        Assert.True(File.Exists(host), $"{host} is missing: build the solution");
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in new[] { host, "--urls", "http://127.0.0.1:0", "--data", data })
+            info.ArgumentList.Add(a);
+        foreach (var (key, value) in TestServer.Defaults())
+            info.ArgumentList.Add($"--{key}={value}");
+        var process = Process.Start(info)!;
+        var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data?.StartsWith("Corral listening on ") == true)
+                address.TrySetResult(new Uri(e.Data["Corral listening on ".Length..]));
+        };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            return new ServerProcess(process, await address.Task.WaitAsync(TimeSpan.FromSeconds(60)));
+        }
+        catch
+        {
+            process.Kill(true);
+            throw;
+        }
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(); // SIGKILL: no shutdown code runs
+                _process.WaitForExit();
+            }
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    private static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Corral.slnx")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Corral.slnx not found above " + AppContext.BaseDirectory);
+    }
+}
