@@ -31,6 +31,10 @@ internal static class Program
 
     public static async Task<int> Main(string[] args)
     {
+        // Scenario 7 runs Corral.Server in a child process: this same program, in host mode.
+        if (args.Length > 0 && args[0] == ServerScenario.HostFlag)
+            return await ServerScenario.HostAsync(args[1..]);
+
         var options = new Options();
         for (int i = 0; i < args.Length; i++)
         {
