@@ -96,6 +96,8 @@ internal sealed class ScaleScenario : IScenario
     private static (long Managed, long Rss, int Threads) Snapshot()
     {
         Measure.Settle();
+        // Aggressive: return freed memory to the OS so RSS differences reflect what is live.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         long managed = GC.GetTotalMemory(true);
         long rss = 0;
         int threads = 0;

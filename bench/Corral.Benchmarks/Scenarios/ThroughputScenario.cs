@@ -182,10 +182,13 @@ internal sealed class ThroughputScenario : IScenario
         return path;
     }
 
+    // Streaming consumers use OverflowPolicy.Wait (back-pressure, nothing dropped), as Process/CliWrap/MedallionShell
+    // readers get from the pipe itself; the default DropNewest would drop bytes once the reader falls 64 MiB behind.
     private static ProcessSpec Spec(ContainmentMode mode, string[] writer, string tag) => new(writer[0], writer[1..])
     {
         Containment = mode,
         Environment = new Dictionary<string, string?> { [Leftovers.TagVariable] = tag },
+        Limits = new OutputLimits { Overflow = OverflowPolicy.Wait },
     };
 
     private static async Task<long> CorralStream(ContainmentMode mode, string[] writer, string tag)
