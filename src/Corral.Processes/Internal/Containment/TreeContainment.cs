@@ -55,36 +55,41 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 
     public override void SignalAll(int signal, KillLog log)
     {
+        // In batches, so the first processes are already on their way out (the kernel's exit work runs on the
+        // other CPU) while the next command lines are read. Per batch: record each process (its command line must
+        // be read before it dies) and open a pidfd for it, then list the leaf again: a process still listed after
+        // its pidfd was opened is the member we checked (a recycled PID would have to be in the leaf, i.e. in the
+        // tree, and a pidfd never follows a PID to a new process). Then the signal and SIGCONT through the pidfd.
+        const int batchSize = 64;
         var pids = leaf.ReadProcs();
-        foreach (int pid in pids)
-            log.Record(pid, FoundBy.Cgroup);
-
-        // Open a pidfd for every listed process, then list the leaf again: a process still listed after its pidfd
-        // was opened is the member we checked (a recycled PID would have to be in the leaf, i.e. in the tree, and
-        // a pidfd never follows a PID to a new process). One re-listing instead of reading /proc/PID/cgroup per PID.
-        var pidfds = new List<(int Pid, int Pidfd)>(pids.Count);
-        try
+        var batch = new List<(int Pid, int Pidfd)>(Math.Min(batchSize, pids.Count));
+        for (int start = 0; start < pids.Count; start += batchSize)
         {
-            foreach (int pid in pids)
+            try
             {
-                int pidfd = Libc.pidfd_open(pid);
-                if (pidfd >= 0)
-                    pidfds.Add((pid, pidfd));
-            }
+                for (int i = start; i < Math.Min(start + batchSize, pids.Count); i++)
+                {
+                    log.Record(pids[i], FoundBy.Cgroup);
+                    int pidfd = Libc.pidfd_open(pids[i]);
+                    if (pidfd >= 0)
+                        batch.Add((pids[i], pidfd));
+                }
 
-            var still = leaf.ReadProcs().ToHashSet();
-            foreach (var (pid, pidfd) in pidfds)
-            {
-                if (!still.Contains(pid))
-                    continue;
-                Libc.pidfd_send_signal(pidfd, signal);
-                Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+                var still = leaf.ReadProcs().ToHashSet();
+                foreach (var (pid, pidfd) in batch)
+                {
+                    if (!still.Contains(pid))
+                        continue;
+                    Libc.pidfd_send_signal(pidfd, signal);
+                    Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+                }
             }
-        }
-        finally
-        {
-            foreach (var (_, pidfd) in pidfds)
-                Libc.close(pidfd);
+            finally
+            {
+                foreach (var (_, pidfd) in batch)
+                    Libc.close(pidfd);
+                batch.Clear();
+            }
         }
     }
 

@@ -12,36 +12,49 @@ internal sealed class ExitWatch : IDisposable
     private readonly List<int> _pidfds;
     private readonly List<PollRegistration> _registrations;
 
-    private ExitWatch(List<int> pidfds, List<PollRegistration> registrations, Task allExited)
+    private readonly TaskCompletionSource _allExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _remaining;
+
+    private ExitWatch()
     {
-        _pidfds = pidfds;
-        _registrations = registrations;
-        AllExited = allExited;
+        _pidfds = [];
+        _registrations = [];
     }
 
     /// <summary>How many processes are watched (PIDs already gone are not).</summary>
     public int Count => _pidfds.Count;
 
     /// <summary>Completes when every process has exited (at once for PIDs already gone).</summary>
-    public Task AllExited { get; }
+    public Task AllExited => _allExited.Task;
 
     public static ExitWatch For(IEnumerable<int> pids)
     {
-        var pidfds = new List<int>();
-        var registrations = new List<PollRegistration>();
-        var waits = new List<Task<uint>>();
+        var watch = new ExitWatch();
         foreach (int pid in pids)
         {
             int pidfd = Libc.pidfd_open(pid);
-            if (pidfd < 0)
-                continue;
-            pidfds.Add(pidfd);
-            var registration = PollLoop.Shared.Register(pidfd);
-            registrations.Add(registration);
-            waits.Add(registration.WaitAsync(Libc.EPOLLIN));
+            if (pidfd >= 0)
+                watch._pidfds.Add(pidfd);
         }
 
-        return new ExitWatch(pidfds, registrations, waits.Count == 0 ? Task.CompletedTask : Task.WhenAll(waits));
+        // Counted on the poll thread: a thousand exits cost one task completion, not a thousand.
+        watch._remaining = watch._pidfds.Count + 1;
+        var onExit = watch.OnExit;
+        foreach (int pidfd in watch._pidfds)
+        {
+            var registration = PollLoop.Shared.Register(pidfd);
+            watch._registrations.Add(registration);
+            registration.OnReady(Libc.EPOLLIN, onExit);
+        }
+
+        watch.OnExit(0);
+        return watch;
+    }
+
+    private void OnExit(uint events)
+    {
+        if (Interlocked.Decrement(ref _remaining) == 0)
+            _allExited.TrySetResult();
     }
 
     public void Dispose()
