@@ -12,9 +12,9 @@ namespace Corral.Processes.Internal.Spawning;
 /// glibc before 2.39 cannot spawn into a cgroup, and .NET code cannot run between fork and exec. So posix_spawn's
 /// child (a vfork child, not yet exec'd) is made to stop on its own, with two FIFOs in a private 0700 directory:
 /// <list type="number">
-/// <item>its first file action opens <c>arrive</c> for writing, which pairs with the helper thread's blocking open
-/// for reading: the helper now knows the child exists, and finds it as the one new entry of the spawning thread's
-/// /proc/self/task/TID/children (the spawning thread, blocked in posix_spawn, creates nothing else);</item>
+/// <item>its first file action opens <c>arrive</c> for writing (and keeps it open), which pairs with the helper
+/// thread's blocking open for reading: the helper now knows the child exists, and finds it among the PIDs allocated
+/// since the spawn began as the process whose gate descriptor is that FIFO (see <see cref="FindChild"/>);</item>
 /// <item>its second opens <c>release</c> for reading, which blocks until a writer opens it. The helper writes the
 /// child's PID to the leaf's cgroup.procs and only then opens <c>release</c> for writing; the child closes both
 /// FIFOs (never inherited) and execs inside the leaf.</item>
@@ -24,8 +24,8 @@ namespace Corral.Processes.Internal.Spawning;
 /// nothing spins. posix_spawn cannot return while its child is blocked, and when it does return without a child
 /// that got through (it failed, or the child died), the spawning thread opens the other end of whichever FIFO the
 /// helper waits on, so the helper always finishes. Spawns through the gate are serialized (one pair of FIFOs),
-/// as .NET's Process.Start serializes its forks. Unavailable, and the /bin/sh shim is used instead, without
-/// /proc/thread-self/children or a private FIFO.
+/// as .NET's Process.Start serializes its forks. Unavailable, and the /bin/sh shim is used instead, without a
+/// readable /proc/sys/kernel/ns_last_pid or a private FIFO.
 /// </remarks>
 internal sealed unsafe class CgroupJoinGate
 {
@@ -36,20 +36,25 @@ internal sealed unsafe class CgroupJoinGate
     private static readonly Lazy<CgroupJoinGate?> s_instance = new(Create);
 
     private readonly Lock _spawnLock = new();
+    private readonly SemaphoreSlim _job = new(0);
     private readonly string _directory;
 
     // The current job: written by the spawning thread before posix_spawn, read by the helper once the child has
     // arrived (the open that pairs them is a full barrier).
-    private int _spawnerTid;
-    private HashSet<int> _before = [];
+    private int _lastPidBefore;
+    private long _giveUpAt;
+    private int _gateFd;
     private string _procsPath = "";
     private int _joinError;
     private volatile bool _spawnReturned;
     private volatile int _state = Idle;
 
+    private readonly byte[] _arriveLink;
+
     private CgroupJoinGate(string directory, byte* arrive, byte* release)
     {
         _directory = directory;
+        _arriveLink = Encoding.UTF8.GetBytes(Path.Combine(directory, "arrive"));
         ArrivePath = arrive;
         ReleasePath = release;
         new Thread(HelperLoop) { IsBackground = true, Name = "corral-cgroup-join" }.Start();
@@ -66,7 +71,7 @@ internal sealed unsafe class CgroupJoinGate
 
     private static CgroupJoinGate? Create()
     {
-        if (!File.Exists("/proc/thread-self/children"))
+        if (ReadLastPid() <= 0 || MaxPid() <= 0)
             return null;
         string? directory = null;
         try
@@ -101,19 +106,22 @@ internal sealed unsafe class CgroupJoinGate
     }
 
     /// <summary>
-    /// Call on the spawning thread right before posix_spawn (whose first file actions open <see cref="ArrivePath"/>
-    /// for writing, then <see cref="ReleasePath"/> for reading); call <see cref="End"/> on the same thread, always,
-    /// once posix_spawn has returned.
+    /// Call on the spawning thread right before posix_spawn, whose first file actions open <see cref="ArrivePath"/>
+    /// for writing as <paramref name="gateFd"/> (kept open: it is how the helper recognises the child), then
+    /// <see cref="ReleasePath"/> for reading, then close both; call <see cref="End"/> on the same thread, always, once
+    /// posix_spawn has returned.
     /// </summary>
-    public void Begin(string procsPath)
+    public void Begin(string procsPath, int gateFd)
     {
         _spawnLock.Enter();
-        _spawnerTid = Libc.gettid();
-        _before = ReadChildren(_spawnerTid) ?? [];
+        _lastPidBefore = ReadLastPid();
+        _gateFd = gateFd;
+        _giveUpAt = 0;
         _procsPath = procsPath;
         _joinError = 0;
         _spawnReturned = false;
         _state = WaitingArrival;
+        _job.Release();
     }
 
     /// <summary>
@@ -158,8 +166,15 @@ internal sealed unsafe class CgroupJoinGate
 
     private void HelperLoop()
     {
+        int idleSpins = 0;
         while (true)
         {
+            // Wait for a spawn to begin: by then the previous child has exec'd and closed "arrive", so the open
+            // below pairs only with this spawn's child (or with End, when no child comes through).
+            if (_state != WaitingArrival)
+                _job.Wait();
+
+            // Blocks until a writer opens "arrive".
             int arrived = Libc.open(ArrivePath, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
             if (arrived < 0)
             {
@@ -170,89 +185,151 @@ internal sealed unsafe class CgroupJoinGate
 
             try
             {
-                if (_state == WaitingArrival && !_spawnReturned)
-                    Join();
+                if (_state != WaitingArrival)
+                {
+                    // Not expected (see above); never spin on it.
+                    BackOff(ref idleSpins);
+                    continue;
+                }
+
+                if (_spawnReturned)
+                {
+                    // posix_spawn is over and no child came through (it failed, or the child died).
+                    _state = Idle;
+                    continue;
+                }
+
+                idleSpins = 0;
+                int pid = FindChild();
+                if (pid != 0)
+                {
+                    Join(pid);
+                }
+                else if (_giveUpAt == 0)
+                {
+                    // Its descriptor for "arrive" is installed just after the open pairs with ours: look again.
+                    _giveUpAt = Environment.TickCount64 + 10000;
+                    Thread.Yield();
+                }
+                else if (Environment.TickCount64 > _giveUpAt)
+                {
+                    // Cannot identify it (should not happen): let it go, and have the spawning thread kill it at once.
+                    _joinError = Libc.ESRCH;
+                    ReleaseUnjoined();
+                }
+                else
+                {
+                    Thread.Yield();
+                }
             }
             catch (Exception)
             {
+                // Never leave the spawning thread blocked: the spawner kills what was released unjoined.
                 _joinError = Libc.EIO;
+                ReleaseUnjoined();
             }
             finally
             {
                 Libc.close(arrived);
-                _state = Idle;
             }
         }
     }
 
-    private void Join()
+    private static void BackOff(ref int spins)
     {
-        // The child has opened "arrive", so it is in the spawning thread's children list.
-        int pid = 0;
-        foreach (int child in ReadChildren(_spawnerTid) ?? [])
-        {
-            if (!_before.Contains(child))
-            {
-                pid = child;
-                break;
-            }
-        }
+        if (++spins < 100)
+            Thread.Yield();
+        else
+            Thread.Sleep(1);
+    }
 
+    /// <summary>Moves <paramref name="pid"/> into the leaf, then releases it; if the move fails, kills it instead.</summary>
+    private void Join(int pid)
+    {
         _state = WaitingRelease;
-        int errno = pid == 0 ? Libc.ESRCH : Fd.WriteFile(_procsPath, pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        int errno = Fd.WriteFile(_procsPath, pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (errno != 0)
         {
-            // Not in the leaf: it must never exec. Kill it where it waits; posix_spawn then returns.
+            // Not in the leaf: it must never exec. Kill it where it waits (our unreaped child: its PID cannot have
+            // been recycled); posix_spawn then returns.
             _joinError = errno;
-            if (pid != 0)
+            int pidfd = Libc.pidfd_open(pid);
+            if (pidfd >= 0)
             {
-                int pidfd = Libc.pidfd_open(pid);
-                if (pidfd >= 0)
-                {
-                    Libc.pidfd_send_signal(pidfd, Libc.SIGKILL);
-                    Libc.close(pidfd);
-                }
+                Libc.pidfd_send_signal(pidfd, Libc.SIGKILL);
+                Libc.close(pidfd);
             }
 
-            if (pid != 0)
-                return;
-
-            // Unidentifiable child (should not happen): let it go and have the spawning thread kill it at once.
+            _state = Idle;
+            return;
         }
 
-        int release = Libc.open(ReleasePath, Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
+        OpenRelease();
+        _state = Idle;
+    }
+
+    private void ReleaseUnjoined()
+    {
+        _state = WaitingRelease;
+        OpenRelease();
+        _state = Idle;
+    }
+
+    /// <summary>Blocks until the child opens "release" for reading (or End does, when the child is gone).</summary>
+    private void OpenRelease()
+    {
+        int release;
+        while ((release = Libc.open(ReleasePath, Libc.O_WRONLY | Libc.O_CLOEXEC, 0)) < 0 && Libc.LastError == Libc.EINTR)
+        {
+        }
+
         if (release >= 0)
             Libc.close(release);
     }
 
-    private static HashSet<int>? ReadChildren(int tid)
+    /// <summary>
+    /// The blocked child: the process whose fd <see cref="_gateFd"/> is our private "arrive" FIFO (it keeps it open
+    /// while it waits on "release"). Candidates are the PIDs allocated since Begin (ns_last_pid then and now; the
+    /// kernel hands PIDs out in order), so the cost does not grow with the number of processes or of our children.
+    /// The previous gate child, which may still hold "arrive" for a moment, got its PID before Begin and is not a
+    /// candidate; any other process is excluded by the descriptor check.
+    /// </summary>
+    private int FindChild()
     {
-        byte[] buffer = new byte[1024];
-        int n = Fd.ReadFile($"/proc/self/task/{tid}/children", ref buffer);
-        if (n < 0)
-            return null;
-        var result = new HashSet<int>();
-        int value = 0;
-        bool inNumber = false;
-        for (int i = 0; i < n; i++)
+        int last = ReadLastPid();
+        if (_lastPidBefore <= 0 || last <= 0)
+            return 0;
+        int maxPid = MaxPid();
+        int count = 0;
+        for (int pid = _lastPidBefore; pid != last && count < 65536; count++)
         {
-            byte b = buffer[i];
-            if ((uint)(b - '0') <= 9)
-            {
-                value = value * 10 + (b - '0');
-                inNumber = true;
-            }
-            else if (inNumber)
-            {
-                result.Add(value);
-                value = 0;
-                inNumber = false;
-            }
+            pid = pid >= maxPid ? 1 : pid + 1;
+            if (IsOurChild(pid))
+                return pid;
         }
 
-        if (inNumber)
-            result.Add(value);
-        return result;
+        return 0;
+    }
+
+    private bool IsOurChild(int pid)
+    {
+        Span<byte> link = stackalloc byte[512];
+        int n = ProcFs.ReadFdLink(pid, _gateFd, link);
+        return n > 0 && link[..n].SequenceEqual(_arriveLink);
+    }
+
+    private static int ReadLastPid()
+    {
+        byte[] buffer = new byte[32];
+        int n = Fd.ReadFile("/proc/sys/kernel/ns_last_pid", ref buffer);
+        return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : -1;
+    }
+
+    private static int MaxPid()
+    {
+        byte[] buffer = new byte[32];
+        int n = Fd.ReadFile("/proc/sys/kernel/pid_max", ref buffer);
+        return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : 4194304;
     }
 
     private void Cleanup()

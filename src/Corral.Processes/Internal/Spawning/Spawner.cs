@@ -49,9 +49,9 @@ internal static unsafe class Spawner
                     // First actions: announce ourselves, then block until the helper has put this child in its leaf.
                     int gateFd = Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1;
                     Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd, gate.ArrivePath, Libc.O_WRONLY, 0), "addopen(gate)", path);
+                    Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd + 1, gate.ReleasePath, Libc.O_RDONLY, 0), "addopen(gate)", path);
                     Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd), "addclose(gate)", path);
-                    Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd, gate.ReleasePath, Libc.O_RDONLY, 0), "addopen(gate)", path);
-                    Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd), "addclose(gate)", path);
+                    Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd + 1), "addclose(gate)", path);
                 }
 
                 Check(Libc.posix_spawn_file_actions_adddup2(actions, stdinFd, 0), "adddup2(stdin)", path);
@@ -86,7 +86,7 @@ internal static unsafe class Spawner
                 }
                 else
                 {
-                    gate.Begin(cgroupProcsPath!);
+                    gate.Begin(cgroupProcsPath!, Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1);
                     try
                     {
                         error = Libc.posix_spawn(out pid, nativePath, actions, attr, nativeArgv, nativeEnv);
