@@ -11,6 +11,7 @@ internal static unsafe partial class Libc
     internal const int O_ACCMODE = 0x3;
     internal const int O_NONBLOCK = 0x800;
     internal const int O_CLOEXEC = 0x80000;
+    internal const int O_PATH = 0x200000;
 
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;

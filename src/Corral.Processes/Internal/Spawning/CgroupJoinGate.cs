@@ -10,7 +10,8 @@ namespace Corral.Processes.Internal.Spawning;
 /// </summary>
 /// <remarks>
 /// glibc before 2.39 cannot spawn into a cgroup, and .NET code cannot run between fork and exec. So posix_spawn's
-/// child (a vfork child, not yet exec'd) is made to stop on its own, with two FIFOs in a private 0700 directory:
+/// child (a vfork child, not yet exec'd) is made to stop on its own, with two FIFOs made in a private 0700 directory
+/// and reached only through /proc/self/fd of O_PATH descriptors (the directory is deleted at once):
 /// <list type="number">
 /// <item>its first file action opens <c>arrive</c> for writing (and keeps it open), which pairs with the helper
 /// thread's blocking open for reading: the helper now knows the child exists, and finds it among the PIDs allocated
@@ -37,7 +38,6 @@ internal sealed unsafe class CgroupJoinGate
 
     private readonly Lock _spawnLock = new();
     private readonly SemaphoreSlim _job = new(0);
-    private readonly string _directory;
 
     // The current job: written by the spawning thread before posix_spawn, read by the helper once the child has
     // arrived (the open that pairs them is a full barrier).
@@ -50,18 +50,25 @@ internal sealed unsafe class CgroupJoinGate
     private volatile int _state = Idle;
 
     private readonly byte[] _arriveLink;
-
-    private CgroupJoinGate(string directory, byte* arrive, byte* release)
+    private CgroupJoinGate(int arriveFd, int releaseFd)
     {
-        _directory = directory;
-        _arriveLink = Encoding.UTF8.GetBytes(Path.Combine(directory, "arrive"));
-        ArrivePath = arrive;
-        ReleasePath = release;
+        // Both ends open the FIFOs through /proc/self/fd/N of O_PATH descriptors (the child has a copy of our
+        // descriptor table until it execs), so the files themselves can be, and are, deleted at once: nothing is
+        // left in /tmp, and nothing there (a tmp cleaner) can break spawning later.
+        ArrivePath = ProcSelfFd(arriveFd);
+        ReleasePath = ProcSelfFd(releaseFd);
+        LowestGateFd = Math.Max(arriveFd, releaseFd) + 1;
+        _arriveLink = Fd.ReadLink($"/proc/self/fd/{arriveFd}") is { } link ? Encoding.UTF8.GetBytes(link) : [];
         new Thread(HelperLoop) { IsBackground = true, Name = "corral-cgroup-join" }.Start();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => Cleanup();
     }
 
     public static CgroupJoinGate? Instance => s_instance.Value;
+
+    /// <summary>
+    /// The child's gate descriptors must be above this process's O_PATH descriptors for the FIFOs, which the
+    /// child's file actions reach through /proc/self/fd: opening onto one of them would replace it first.
+    /// </summary>
+    public int LowestGateFd { get; }
 
     /// <summary>The child's first file action opens this FIFO for writing.</summary>
     public byte* ArrivePath { get; }
@@ -78,11 +85,14 @@ internal sealed unsafe class CgroupJoinGate
         {
             // mkdtemp: mode 0700, so no other user can open the FIFOs and release a child early.
             directory = Directory.CreateTempSubdirectory("corral-").FullName;
-            byte* arrive = MakeFifo(Path.Combine(directory, "arrive"));
-            byte* release = MakeFifo(Path.Combine(directory, "release"));
-            if (arrive is not null && release is not null)
-                return new CgroupJoinGate(directory, arrive, release);
+            int arrive = MakeFifo(Path.Combine(directory, "arrive"));
+            int release = MakeFifo(Path.Combine(directory, "release"));
             Directory.Delete(directory, recursive: true);
+            directory = null;
+            if (arrive >= 0 && release >= 0)
+                return new CgroupJoinGate(arrive, release);
+            Fd.Close(ref arrive);
+            Fd.Close(ref release);
             return null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -93,16 +103,25 @@ internal sealed unsafe class CgroupJoinGate
         }
     }
 
-    private static byte* MakeFifo(string path)
+    /// <summary>mkfifo, then an O_PATH descriptor for it (which does not open the FIFO itself, so never blocks).</summary>
+    private static int MakeFifo(string path)
     {
         int length = Encoding.UTF8.GetByteCount(path);
-        byte* p = (byte*)NativeMemory.Alloc((nuint)length + 1);
+        byte* p = stackalloc byte[length + 1];
         Encoding.UTF8.GetBytes(path, new Span<byte>(p, length));
         p[length] = 0;
-        if (Libc.mkfifo(p, Convert.ToInt32("600", 8)) == 0)
-            return p;
-        NativeMemory.Free(p);
-        return null;
+        if (Libc.mkfifo(p, Convert.ToInt32("600", 8)) != 0)
+            return -1;
+        return Libc.open(p, Libc.O_PATH | Libc.O_CLOEXEC, 0);
+    }
+
+    private static byte* ProcSelfFd(int fd)
+    {
+        string path = $"/proc/self/fd/{fd}";
+        byte* p = (byte*)NativeMemory.Alloc((nuint)path.Length + 1);
+        Encoding.ASCII.GetBytes(path, new Span<byte>(p, path.Length));
+        p[path.Length] = 0;
+        return p;
     }
 
     /// <summary>
@@ -330,16 +349,5 @@ internal sealed unsafe class CgroupJoinGate
         byte[] buffer = new byte[32];
         int n = Fd.ReadFile("/proc/sys/kernel/pid_max", ref buffer);
         return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : 4194304;
-    }
-
-    private void Cleanup()
-    {
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-        }
     }
 }

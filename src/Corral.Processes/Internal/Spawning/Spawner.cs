@@ -47,7 +47,7 @@ internal static unsafe class Spawner
                 if (gate is not null)
                 {
                     // First actions: announce ourselves, then block until the helper has put this child in its leaf.
-                    int gateFd = Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1;
+                    int gateFd = GateFd(gate, stdinFd, stdoutFd, stderrFd);
                     Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd, gate.ArrivePath, Libc.O_WRONLY, 0), "addopen(gate)", path);
                     Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd + 1, gate.ReleasePath, Libc.O_RDONLY, 0), "addopen(gate)", path);
                     Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd), "addclose(gate)", path);
@@ -86,7 +86,7 @@ internal static unsafe class Spawner
                 }
                 else
                 {
-                    gate.Begin(cgroupProcsPath!, Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1);
+                    gate.Begin(cgroupProcsPath!, GateFd(gate, stdinFd, stdoutFd, stderrFd));
                     try
                     {
                         error = Libc.posix_spawn(out pid, nativePath, actions, attr, nativeArgv, nativeEnv);
@@ -145,6 +145,10 @@ internal static unsafe class Spawner
             strings.Dispose();
         }
     }
+
+    /// <summary>A descriptor number for the child's gate FIFOs (it uses this one and the next) that collides with nothing its file actions still need.</summary>
+    private static int GateFd(CgroupJoinGate gate, int stdinFd, int stdoutFd, int stderrFd) =>
+        Math.Max(gate.LowestGateFd, Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1);
 
     private static void Check(int error, string what, string path)
     {
