@@ -87,35 +87,116 @@ public sealed class ProcessTree : IAsyncDisposable
     /// Captured output of both streams as tagged lines, in arrival order, until both streams end.
     /// Lines longer than <see cref="OutputLimits.MaxLineLength"/> arrive as fragments. May be enumerated once.
     /// </summary>
-    public async IAsyncEnumerable<OutputLine> ReadLinesAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        var maxLine = Math.Max(1, _supervisor.Spec.Limits.MaxLineLength);
-        var splitters = new[] { new LineSplitter(OutputStream.StandardOutput, maxLine), new LineSplitter(OutputStream.StandardError, maxLine) };
-        var lines = new List<OutputLine>();
-        await foreach (var chunk in ReadChunksAsync(cancellationToken).ConfigureAwait(false))
-        {
-            splitters[(int)chunk.Stream - 1].Push(chunk.Bytes.Span, lines);
-            foreach (var line in lines)
-                yield return line;
-            lines.Clear();
-        }
-
-        foreach (var splitter in splitters)
-            splitter.Flush(lines);
-        foreach (var line in lines)
-            yield return line;
-    }
+    public IAsyncEnumerable<OutputLine> ReadLinesAsync(CancellationToken cancellationToken = default) =>
+        new LineEnumerable(this, cancellationToken);
 
     /// <summary>Captured output of both streams as raw chunks (bytes intact), in arrival order. May be enumerated once.</summary>
     public async IAsyncEnumerable<OutputChunk> ReadChunksAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _readerClaimed, 1) != 0)
-            throw new InvalidOperationException("Captured output can be enumerated only once.");
+        ClaimReader();
         var capture = _supervisor.Capture;
         if (capture is null)
             yield break;
         while (await capture.ReadAsync(cancellationToken).ConfigureAwait(false) is { } chunk)
             yield return chunk;
+    }
+
+    private void ClaimReader()
+    {
+        if (Interlocked.Exchange(ref _readerClaimed, 1) != 0)
+            throw new InvalidOperationException("Captured output can be enumerated only once.");
+    }
+
+    private sealed class LineEnumerable(ProcessTree tree, CancellationToken cancellationToken) : IAsyncEnumerable<OutputLine>
+    {
+        public IAsyncEnumerator<OutputLine> GetAsyncEnumerator(CancellationToken enumeratorToken = default) =>
+            new LineEnumerator(tree, cancellationToken, enumeratorToken);
+    }
+
+    /// <summary>
+    /// Lines are split a chunk at a time and handed out synchronously from a list; only an empty list awaits the
+    /// next chunk. (A compiler-generated async iterator resumed its state machine once per line.)
+    /// </summary>
+    private sealed class LineEnumerator : IAsyncEnumerator<OutputLine>
+    {
+        private readonly ProcessTree _tree;
+        private readonly CancellationTokenSource? _linked;
+        private readonly CancellationToken _token;
+        private readonly LineSplitter[] _splitters;
+        private readonly List<OutputLine> _lines = [];
+        private int _next;
+        private bool _started;
+        private bool _done;
+
+        public LineEnumerator(ProcessTree tree, CancellationToken methodToken, CancellationToken enumeratorToken)
+        {
+            _tree = tree;
+            if (methodToken.CanBeCanceled && enumeratorToken.CanBeCanceled && methodToken != enumeratorToken)
+            {
+                _linked = CancellationTokenSource.CreateLinkedTokenSource(methodToken, enumeratorToken);
+                _token = _linked.Token;
+            }
+            else
+            {
+                _token = methodToken.CanBeCanceled ? methodToken : enumeratorToken;
+            }
+
+            var maxLine = Math.Max(1, tree._supervisor.Spec.Limits.MaxLineLength);
+            _splitters = [new LineSplitter(OutputStream.StandardOutput, maxLine), new LineSplitter(OutputStream.StandardError, maxLine)];
+        }
+
+        public OutputLine Current { get; private set; }
+
+        public ValueTask<bool> MoveNextAsync()
+        {
+            if (_next < _lines.Count)
+            {
+                Current = _lines[_next++];
+                return new ValueTask<bool>(true);
+            }
+
+            return FillAsync();
+        }
+
+        private async ValueTask<bool> FillAsync()
+        {
+            if (!_started)
+            {
+                _started = true;
+                _tree.ClaimReader();
+            }
+
+            var capture = _tree._supervisor.Capture;
+            while (true)
+            {
+                _lines.Clear();
+                _next = 0;
+                if (_done)
+                    return false;
+                if (capture is not null && await capture.ReadAsync(_token).ConfigureAwait(false) is { } chunk)
+                {
+                    _splitters[(int)chunk.Stream - 1].Push(chunk.Bytes.Span, _lines);
+                }
+                else
+                {
+                    foreach (var splitter in _splitters)
+                        splitter.Flush(_lines);
+                    _done = true;
+                }
+
+                if (_lines.Count > 0)
+                {
+                    Current = _lines[_next++];
+                    return true;
+                }
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _linked?.Dispose();
+            return default;
+        }
     }
 
     /// <summary>

@@ -46,7 +46,7 @@ internal sealed class TreeSupervisor
         }
 
         _cancellation = cancellationToken.Register(() => RequestStop(ExitReason.Canceled, spec.Teardown.FirstSignal));
-        Completion = Task.Run(SuperviseAsync);
+        Completion = SuperviseAsync();
     }
 
     public string TreeId { get; }
@@ -104,7 +104,8 @@ internal sealed class TreeSupervisor
             TreeContainment tree = leaf is not null
                 ? new CgroupTree(leaf)
                 : new SessionTree(new TreeCriteria(pid, SpawnRequest.TreeIdVariable + "=" + treeId,
-                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray()));
+                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray()),
+                    () => stdout.WritersGone() && stderr.WritersGone());
 
             InputPipeStream? stdin = null;
             if (stdinParent >= 0)
@@ -198,14 +199,19 @@ internal sealed class TreeSupervisor
         var options = _spec.Teardown;
         try
         {
-            if (await Task.WhenAny(_child.Exited, _stop.Task).ConfigureAwait(false) != _child.Exited)
+            // Started from the constructor: runs inline only until this first wait. If the child is already gone
+            // (or a stop was requested), yield so that supervision never runs on the thread calling Start.
+            var first = Task.WhenAny(_child.Exited, _stop.Task);
+            if (first.IsCompleted)
+                await Task.Yield();
+            if (await first.ConfigureAwait(false) != _child.Exited)
             {
                 var (reason, signal) = _stop.Task.Result;
                 stopReason = reason;
                 teardown += await TeardownLadder.RunAsync(_tree, _child, options, signal, StandardInput, includeChild: true, _killed).ConfigureAwait(false);
             }
 
-            await Task.WhenAny(_child.Exited, Task.Delay(options.KillWait)).ConfigureAwait(false);
+            await WithinAsync(_child.Exited, options.KillWait).ConfigureAwait(false);
             var exitedAt = DateTimeOffset.UtcNow;
 
             // Everything the child wrote is in the pipes once it has exited: take it all before anything else.
@@ -218,7 +224,7 @@ internal sealed class TreeSupervisor
             // Read to EOF with a bound; if a holder survived everything, take what the kernel buffer holds and stop.
             var pumps = Task.WhenAll(_stdout.Completion, _stderr.Completion);
             if (!detach)
-                await Task.WhenAny(pumps, Task.Delay(options.KillWait)).ConfigureAwait(false);
+                await WithinAsync(pumps, options.KillWait).ConfigureAwait(false);
             await Task.WhenAll(_stdout.StopAsync(), _stderr.StopAsync()).ConfigureAwait(false);
             bool holderSurvived = !(_stdout.ReachedEof && _stderr.ReachedEof);
 
@@ -254,6 +260,18 @@ internal sealed class TreeSupervisor
             _timeout?.Dispose();
             await _cancellation.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Waits for <paramref name="task"/> at most <paramref name="timeout"/>; the timer is released as soon as it completes.</summary>
+    private static async Task<bool> WithinAsync(Task task, TimeSpan timeout)
+    {
+        if (task.IsCompleted)
+            return true;
+        using var cts = new CancellationTokenSource();
+        var delay = Task.Delay(timeout, cts.Token);
+        bool completed = await Task.WhenAny(task, delay).ConfigureAwait(false) == task;
+        cts.Cancel();
+        return completed;
     }
 
     private async Task<TimeSpan> ApplyLingerAsync(bool alreadyStopped)

@@ -46,4 +46,37 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int access(string path, int mode);
+
+    /// <summary>Directory streams: listing /proc and /proc/PID/fd must never stat an entry (a stat can block on a D-state process).</summary>
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial nint opendir(byte* path);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial byte* readdir(nint dir);
+
+    [LibraryImport(Name)]
+    internal static partial int closedir(nint dir);
+
+    /// <summary>Offset of d_name in glibc's struct dirent: d_ino, d_off (8 bytes each on 64-bit), d_reclen (2), d_type (1).</summary>
+    internal static readonly int DirentNameOffset = IntPtr.Size == 8 ? 19 : 11;
+
+    internal const short POLLIN = 0x1;
+    internal const short POLLHUP = 0x10;
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int getsid(int pid);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int getpgid(int pid);
 }

@@ -9,6 +9,7 @@ internal static unsafe partial class Libc
     private const long SYS_pidfd_send_signal = 424;
     private const long SYS_pidfd_open = 434;
 
+    internal const int P_PID = 1;
     internal const int P_PIDFD = 3;
     internal const int WEXITED = 4;
     internal const int WNOHANG = 1;

@@ -47,6 +47,16 @@ internal static unsafe partial class Libc
     internal static partial int posix_spawn_file_actions_addchdir_np(void* actions, byte* path);
 
     [LibraryImport(Name)]
+    internal static partial int posix_spawn_file_actions_addclose(void* actions, int fd);
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int mkfifo(byte* path, int mode);
+
+    /// <summary>The calling thread's kernel id (glibc 2.30+).</summary>
+    [LibraryImport(Name)]
+    internal static partial int gettid();
+
+    [LibraryImport(Name)]
     internal static partial int sigemptyset(void* set);
 
     [LibraryImport(Name)]

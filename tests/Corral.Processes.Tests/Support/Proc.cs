@@ -20,6 +20,20 @@ internal static class Proc
         }
     }
 
+    /// <summary>The parent PID, or 0 if the process is gone (it can vanish between two reads).</summary>
+    public static int ParentPid(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
     public static char State(int pid)
     {
         try

@@ -136,7 +136,11 @@ internal sealed class CgroupLeaf
         return n <= 0 ? Directory.Exists(Path) && ReadProcs().Count > 0 : Populated(buffer.AsSpan(0, n));
     }
 
-    /// <summary>Waits for "populated 0" in cgroup.events, driven by its change notification (EPOLLPRI).</summary>
+    /// <summary>
+    /// Waits for "populated 0" in cgroup.events. Woken by the file's change notification (EPOLLPRI) or by the exit of
+    /// every process listed in the leaf (pidfds), whichever comes first: the kernel rate-limits cgroup.events
+    /// notifications (about 10 ms after the previous one), while "populated" itself changes as the last process exits.
+    /// </summary>
     public async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
         int fd = Fd.OpenRead(System.IO.Path.Combine(Path, "cgroup.events"));
@@ -145,15 +149,20 @@ internal sealed class CgroupLeaf
         using var poll = Io.PollLoop.Shared.Register(fd);
         try
         {
-            var deadline = Task.Delay(timeout);
             byte[] buffer = new byte[256];
+            if (timeout <= TimeSpan.Zero)
+                return !PopulatedAt(fd, buffer);
+            using var deadline = new CancellationTokenSource(timeout);
+            var expired = Task.Delay(Timeout.Infinite, deadline.Token);
             while (true)
             {
                 // Arm first, then read: a change between the two is reported by the armed wait.
                 var changed = poll.WaitAsync(Libc.EPOLLPRI);
                 if (!PopulatedAt(fd, buffer))
                     return true;
-                if (await Task.WhenAny(changed, deadline).ConfigureAwait(false) == deadline)
+                using var exits = Io.ExitWatch.For(ReadProcs());
+                var exited = exits.Count > 0 ? exits.AllExited : changed;
+                if (await Task.WhenAny(changed, exited, expired).ConfigureAwait(false) == expired)
                     return !PopulatedAt(fd, buffer);
             }
         }

@@ -9,9 +9,19 @@ namespace Corral.Processes.Internal.Containment;
 /// <param name="SessionId">The child's PID, which is also its session and process group id; <c>null</c> when it can no longer be trusted.</param>
 /// <param name="TreeTag">The exact environment entry <c>CORRAL_TREE_ID=&lt;id&gt;</c>.</param>
 /// <param name="PipeLinks">readlink text (<c>pipe:[ino]</c>) of the tree's stdout and stderr pipes.</param>
-internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks);
+internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks)
+{
+    /// <summary><see cref="TreeTag"/> as the bytes /proc/PID/environ holds.</summary>
+    public byte[] TreeTagBytes { get; } = Encoding.ASCII.GetBytes(TreeTag);
 
-/// <summary>Reads /proc to find a tree's members. Every read tolerates the process vanishing mid-scan.</summary>
+    /// <summary><see cref="PipeLinks"/> as the bytes readlink returns.</summary>
+    public byte[][] PipeLinkBytes { get; } = PipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray();
+}
+
+/// <summary>
+/// Reads /proc to find a tree's members. Every read tolerates the process vanishing mid-scan. Nothing here stats a
+/// /proc/PID/fd entry (that follows the link and can block), and the per-process work allocates nothing.
+/// </summary>
 internal static class ProcScanner
 {
     /// <summary>Ourselves, every ancestor, and PID 1: never signalled, whatever they hold.</summary>
@@ -25,24 +35,65 @@ internal static class ProcScanner
         return result;
     }
 
-    public static IEnumerable<int> AllPids()
+    public static IEnumerable<int> AllPids() => ListPids();
+
+    public static List<int> ListPids()
     {
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (int.TryParse(Path.GetFileName(dir.AsSpan()), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
-                yield return pid;
-        }
+        var pids = new List<int>(512);
+        ProcFs.ListPids(pids);
+        return pids;
     }
 
     /// <summary>Every live process matching the criteria, with the first criterion it matched.</summary>
-    public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, HashSet<int> protectedPids)
+    /// <param name="criteria">What identifies the tree.</param>
+    /// <param name="protectedPids">Never members, whatever they hold.</param>
+    /// <param name="checkHolders">
+    /// <c>false</c> once no process holds a write end of the tree's pipes (EOF, or POLLHUP on the read end): the
+    /// per-descriptor part of the scan would find nothing.
+    /// </param>
+    /// <param name="stopAtFirst">Return as soon as one member is found (for "is the tree empty?").</param>
+    /// <remarks>
+    /// Two passes over one listing of /proc, newest PIDs first (a tree's processes are usually the most recent):
+    /// the cheap criteria (session and group by getsid/getpgid, the environment tag) for every process, then the
+    /// descriptor check (readlink of every fd) only for the processes the first pass did not match. The result
+    /// and each member's <see cref="FoundBy"/> are the same as checking the criteria in order for each process.
+    /// </remarks>
+    public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, HashSet<int> protectedPids, bool checkHolders = true, bool stopAtFirst = false)
     {
         var members = new List<(int, FoundBy)>();
         byte[] buffer = new byte[4096];
-        foreach (int pid in AllPids())
+        var pids = ListPids();
+        var unmatched = new List<int>(pids.Count);
+        for (int i = pids.Count - 1; i >= 0; i--)
         {
-            if (!protectedPids.Contains(pid) && Match(pid, criteria, ref buffer) is { } foundBy)
-                members.Add((pid, foundBy));
+            int pid = pids[i];
+            if (protectedPids.Contains(pid))
+                continue;
+            var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
+            if (foundBy is { } found)
+            {
+                members.Add((pid, found));
+                if (stopAtFirst)
+                    return members;
+            }
+            else if (mayHold)
+            {
+                unmatched.Add(pid);
+            }
+        }
+
+        if (checkHolders && criteria.PipeLinks.Count > 0)
+        {
+            var fds = new List<int>();
+            foreach (int pid in unmatched)
+            {
+                if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+                {
+                    members.Add((pid, FoundBy.PipeHolder));
+                    if (stopAtFirst)
+                        return members;
+                }
+            }
         }
 
         return members;
@@ -51,22 +102,45 @@ internal static class ProcScanner
     /// <summary>How <paramref name="pid"/> belongs to the tree right now, or <c>null</c> (including when it is gone or a zombie).</summary>
     public static FoundBy? Match(int pid, TreeCriteria criteria, ref byte[] buffer)
     {
-        if (ReadStat(pid, ref buffer) is not { } stat || stat.State is 'Z' or 'X')
-            return null;
-        if (stat.ProcessGroup == criteria.SessionId || stat.Session == criteria.SessionId)
-            return FoundBy.ProcessGroup;
-        if (HasEnvironmentEntry(pid, criteria.TreeTag, ref buffer))
-            return FoundBy.EnvironmentTag;
-        if (criteria.PipeLinks.Count > 0 && HoldsWriteEnd(pid, criteria.PipeLinks, ref buffer))
+        var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
+        if (foundBy is not null)
+            return foundBy;
+        if (mayHold && criteria.PipeLinks.Count > 0 && HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, []))
             return FoundBy.PipeHolder;
         return null;
+    }
+
+    /// <summary>
+    /// The session/group and environment-tag criteria. Without a match, <c>MayHold</c> says whether the process may
+    /// still be a member through the pipes (false when it is gone, or a zombie of the session).
+    /// </summary>
+    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer)
+    {
+        if (criteria.SessionId is { } session)
+        {
+            // Two syscalls instead of reading and parsing /proc/PID/stat for every process on the machine.
+            int group = Libc.getpgid(pid);
+            int sid = Libc.getsid(pid);
+            if (group < 0 && sid < 0)
+                return (null, false);
+            if (group == session || sid == session)
+            {
+                // A zombie is not a member (the child itself is one until it is reaped).
+                return ReadStat(pid, ref buffer) is { State: not ('Z' or 'X') } ? (FoundBy.ProcessGroup, false) : (null, false);
+            }
+        }
+
+        // A zombie has neither an environment nor descriptors, so it matches neither of these.
+        if (HasEnvironmentEntry(pid, criteria.TreeTagBytes, ref buffer))
+            return (FoundBy.EnvironmentTag, false);
+        return (null, true);
     }
 
     public readonly record struct ProcStat(char State, int ParentPid, int ProcessGroup, int Session);
 
     public static ProcStat? ReadStat(int pid, ref byte[] buffer)
     {
-        int n = Fd.ReadFile($"/proc/{pid}/stat", ref buffer);
+        int n = ProcFs.ReadFile(pid, "stat"u8, ref buffer);
         if (n <= 0)
             return null;
 
@@ -75,28 +149,51 @@ internal static class ProcScanner
         int close = span.LastIndexOf((byte)')');
         if (close < 0 || close + 2 >= n)
             return null;
-        var rest = Encoding.ASCII.GetString(span[(close + 2)..]).Split(' ', 5);
-        if (rest.Length < 4)
+        var rest = span[(close + 2)..];
+        char state = (char)rest[0];
+        rest = rest[1..];
+        if (!NextInt(ref rest, out int ppid) || !NextInt(ref rest, out int group) || !NextInt(ref rest, out int session))
             return null;
-        return new ProcStat(rest[0][0], int.Parse(rest[1], CultureInfo.InvariantCulture),
-            int.Parse(rest[2], CultureInfo.InvariantCulture), int.Parse(rest[3], CultureInfo.InvariantCulture));
+        return new ProcStat(state, ppid, group, session);
+    }
+
+    /// <summary>Skips one space and parses a (possibly negative) decimal field.</summary>
+    private static bool NextInt(ref Span<byte> s, out int value)
+    {
+        value = 0;
+        if (s.Length < 2 || s[0] != (byte)' ')
+            return false;
+        int i = 1;
+        bool negative = s[i] == (byte)'-';
+        if (negative)
+            i++;
+        int start = i;
+        while (i < s.Length && (uint)(s[i] - '0') <= 9)
+            value = value * 10 + (s[i++] - '0');
+        if (i == start)
+            return false;
+        if (negative)
+            value = -value;
+        s = s[i..];
+        return true;
     }
 
     /// <summary>An exact NUL-delimited entry: <c>CORRAL_TREE_ID=abc</c> does not match <c>CORRAL_TREE_ID=abcdef</c>.</summary>
-    public static bool HasEnvironmentEntry(int pid, string entry, ref byte[] buffer)
+    public static bool HasEnvironmentEntry(int pid, string entry, ref byte[] buffer) =>
+        HasEnvironmentEntry(pid, Encoding.ASCII.GetBytes(entry), ref buffer);
+
+    public static bool HasEnvironmentEntry(int pid, ReadOnlySpan<byte> entry, ref byte[] buffer)
     {
-        int n = Fd.ReadFile($"/proc/{pid}/environ", ref buffer);
+        int n = ProcFs.ReadFile(pid, "environ"u8, ref buffer);
         if (n <= 0)
             return false;
         var environ = buffer.AsSpan(0, n);
-        Span<byte> needle = stackalloc byte[entry.Length];
-        Encoding.ASCII.GetBytes(entry, needle);
         int start = 0;
         while (start < environ.Length)
         {
             int end = environ[start..].IndexOf((byte)0);
             var item = end < 0 ? environ[start..] : environ.Slice(start, end);
-            if (item.SequenceEqual(needle))
+            if (item.SequenceEqual(entry))
                 return true;
             if (end < 0)
                 break;
@@ -107,24 +204,22 @@ internal static class ProcScanner
     }
 
     /// <summary>Whether any fd of <paramref name="pid"/> is the write end of one of the pipes (readlink + fdinfo, never stat).</summary>
-    public static bool HoldsWriteEnd(int pid, IReadOnlyList<string> pipeLinks, ref byte[] buffer)
+    public static bool HoldsWriteEnd(int pid, IReadOnlyList<string> pipeLinks, ref byte[] buffer) =>
+        HoldsWriteEnd(pid, pipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray(), ref buffer, []);
+
+    private static bool HoldsWriteEnd(int pid, byte[][] pipeLinks, ref byte[] buffer, List<int> fds)
     {
-        IEnumerable<string> fds;
-        try
+        fds.Clear();
+        if (!ProcFs.ListFds(pid, fds))
+            return false;
+        Span<byte> link = stackalloc byte[64];
+        foreach (int fd in fds)
         {
-            fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd");
-            foreach (string fdPath in fds)
-            {
-                string? link = Fd.ReadLink(fdPath);
-                if (link is null || !Contains(pipeLinks, link))
-                    continue;
-                if (IsWritable(pid, Path.GetFileName(fdPath), ref buffer))
-                    return true;
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The process exited or is not ours to inspect.
+            int n = ProcFs.ReadFdLink(pid, fd, link);
+            if (n <= 0 || !Contains(pipeLinks, link[..n]))
+                continue;
+            if (IsWritable(pid, fd, ref buffer))
+                return true;
         }
 
         return false;
@@ -134,49 +229,48 @@ internal static class ProcScanner
     public static List<int> WriteEndDescriptors(int pid, string pipeLink, ref byte[] buffer)
     {
         var result = new List<int>();
-        try
+        var fds = new List<int>();
+        if (!ProcFs.ListFds(pid, fds))
+            return result;
+        byte[] target = Encoding.ASCII.GetBytes(pipeLink);
+        Span<byte> link = stackalloc byte[64];
+        foreach (int fd in fds)
         {
-            foreach (string fdPath in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
-            {
-                string name = Path.GetFileName(fdPath);
-                if (Fd.ReadLink(fdPath) == pipeLink && IsWritable(pid, name, ref buffer))
-                    result.Add(int.Parse(name, CultureInfo.InvariantCulture));
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // Gone, or not ours to inspect.
+            int n = ProcFs.ReadFdLink(pid, fd, link);
+            if (n > 0 && link[..n].SequenceEqual(target) && IsWritable(pid, fd, ref buffer))
+                result.Add(fd);
         }
 
         result.Sort();
         return result;
     }
 
-    private static bool Contains(IReadOnlyList<string> links, string link)
+    private static bool Contains(byte[][] links, ReadOnlySpan<byte> link)
     {
-        foreach (string l in links)
+        foreach (byte[] l in links)
         {
-            if (l == link)
+            if (link.SequenceEqual(l))
                 return true;
         }
 
         return false;
     }
 
-    private static bool IsWritable(int pid, string fd, ref byte[] buffer)
+    private static bool IsWritable(int pid, int fd, ref byte[] buffer)
     {
-        int n = Fd.ReadFile($"/proc/{pid}/fdinfo/{fd}", ref buffer);
+        int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
         if (n <= 0)
             return false;
-        var text = Encoding.ASCII.GetString(buffer, 0, n);
-        int at = text.IndexOf("flags:", StringComparison.Ordinal);
+        var text = buffer.AsSpan(0, n);
+        int at = text.IndexOf("flags:"u8);
         if (at < 0)
             return false;
-        var digits = text.AsSpan(at + 6).TrimStart();
-        int len = 0;
-        while (len < digits.Length && char.IsAsciiDigit(digits[len]))
-            len++;
-        int flags = Convert.ToInt32(digits[..len].ToString(), 8);
+        var digits = text[(at + 6)..];
+        while (!digits.IsEmpty && (digits[0] == (byte)' ' || digits[0] == (byte)'\t'))
+            digits = digits[1..];
+        int flags = 0;
+        for (int i = 0; i < digits.Length && (uint)(digits[i] - '0') <= 7; i++)
+            flags = flags * 8 + (digits[i] - '0');
         return (flags & Libc.O_ACCMODE) != Libc.O_RDONLY;
     }
 

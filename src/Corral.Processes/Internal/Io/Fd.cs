@@ -70,7 +70,13 @@ internal static unsafe class Fd
         byte* p = stackalloc byte[512];
         if (!Utf8Z(path, p, 512))
             return -1;
-        int fd = Libc.open(p, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        return ReadFile(p, ref buffer, maxBytes);
+    }
+
+    /// <summary>Reads a whole small file given a NUL-terminated path; returns the length, or -1.</summary>
+    public static int ReadFile(byte* path, ref byte[] buffer, int maxBytes = 1 << 20)
+    {
+        int fd = Libc.open(path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
         if (fd < 0)
             return -1;
         try

@@ -81,6 +81,7 @@ internal sealed class PollRegistration : IDisposable
     private readonly PollLoop _loop;
     private readonly Lock _gate = new();
     private TaskCompletionSource<uint>? _pending;
+    private Action<uint>? _callback;
     private bool _added;
     private bool _disposed;
 
@@ -109,7 +110,27 @@ internal sealed class PollRegistration : IDisposable
         }
     }
 
-    internal void Signal(uint events) => Interlocked.Exchange(ref _pending, null)?.TrySetResult(events);
+    /// <summary>
+    /// Like <see cref="WaitAsync"/>, but calls <paramref name="callback"/> on the poll thread (once, when the descriptor is
+    /// ready): for many registrations whose readiness only needs counting, so each costs no task and no thread-pool hop.
+    /// The callback must be tiny and must not block.
+    /// </summary>
+    public void OnReady(uint events, Action<uint> callback)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _callback = callback;
+            _loop.Arm(this, _added, events);
+            _added = true;
+        }
+    }
+
+    internal void Signal(uint events)
+    {
+        Interlocked.Exchange(ref _pending, null)?.TrySetResult(events);
+        Interlocked.Exchange(ref _callback, null)?.Invoke(events);
+    }
 
     public void Dispose()
     {
@@ -120,6 +141,7 @@ internal sealed class PollRegistration : IDisposable
             _disposed = true;
             _loop.Remove(this, _added);
             Interlocked.Exchange(ref _pending, null)?.TrySetResult(0);
+            _callback = null;
         }
     }
 }

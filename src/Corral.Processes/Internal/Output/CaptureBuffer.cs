@@ -6,6 +6,8 @@ namespace Corral.Processes.Internal.Output;
 /// </summary>
 internal sealed class CaptureBuffer : IOutputSink
 {
+    private const int MaxChunk = 64 * 1024;
+
     private readonly Lock _gate = new();
     private readonly PerStream _stdout;
     private readonly PerStream _stderr;
@@ -73,8 +75,19 @@ internal sealed class CaptureBuffer : IOutputSink
             }
         }
 
-        s.Chunks.Enqueue(new Chunk(_sequence++, data.ToArray()));
         s.Unread += data.Length;
+
+        // The pump reuses its buffer, so the bytes are copied; in pieces of at most 64 KiB so that a 1 MiB read
+        // (grown pipe) never lands on the large object heap, and without zeroing memory about to be overwritten.
+        while (!data.IsEmpty)
+        {
+            int take = Math.Min(data.Length, MaxChunk);
+            byte[] copy = GC.AllocateUninitializedArray<byte>(take);
+            data.Span[..take].CopyTo(copy);
+            s.Chunks.Enqueue(new Chunk(_sequence++, copy));
+            data = data[take..];
+        }
+
         Interlocked.Exchange(ref _dataAvailable, null)?.TrySetResult();
     }
 
@@ -123,7 +136,15 @@ internal sealed class CaptureBuffer : IOutputSink
         lock (_gate)
         {
             var s = For(stream);
-            var all = new byte[s.Unread];
+            if (s.Chunks.Count == 1 && s.Chunks.Peek().Data.Length == s.Unread)
+            {
+                // One chunk holds everything: hand it over instead of copying it again.
+                s.Unread = 0;
+                Interlocked.Exchange(ref _spaceAvailable, null)?.TrySetResult();
+                return s.Chunks.Dequeue().Data;
+            }
+
+            var all = GC.AllocateUninitializedArray<byte>((int)s.Unread);
             int offset = 0;
             while (s.Chunks.TryDequeue(out var chunk))
             {

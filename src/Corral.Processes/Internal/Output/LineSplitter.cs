@@ -17,6 +17,14 @@ internal sealed class LineSplitter(OutputStream stream, int maxLineLength)
         {
             int newline = data.IndexOf((byte)'\n');
             int room = maxLineLength - _pending.WrittenCount;
+            if (newline >= 0 && newline <= room && _pending.WrittenCount == 0)
+            {
+                // The whole line is in this chunk: decode it in place, no copy through the pending buffer.
+                lines.Add(new OutputLine(stream, Decode(data[..newline], trimCr: true)));
+                data = data[(newline + 1)..];
+                continue;
+            }
+
             if (newline >= 0 && newline <= room)
             {
                 _pending.Write(data[..newline]);

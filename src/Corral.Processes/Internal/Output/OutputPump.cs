@@ -9,9 +9,13 @@ namespace Corral.Processes.Internal.Output;
 /// <see cref="DrainAvailableAsync"/> completes once a read after the request has returned EAGAIN or EOF, which
 /// means every byte written before the request is in the sink.
 /// </summary>
+/// <remarks>
+/// The read buffer is rented only while the pipe has data and returned before waiting, so an idle tree holds no
+/// buffer. A pipe that a read finds full is grown once to <see cref="PipeBudget.TargetSize"/> (F_SETPIPE_SZ), within
+/// a process-wide budget, so a fast writer is read in a few large reads instead of one wake-up per 64 KiB.
+/// </remarks>
 internal sealed class OutputPump
 {
-    private const int BufferSize = 128 * 1024;
 
     private readonly OutputStream _stream;
     private readonly IOutputSink _sink;
@@ -24,6 +28,10 @@ internal sealed class OutputPump
     private bool _finished;
     private IOutputSink _target;
     private long _bytes;
+    private bool _reachedEof;
+    private int _pipeSize;
+    private bool _growAttempted;
+    private bool _grown;
 
     public OutputPump(int fd, OutputStream stream, IOutputSink sink)
     {
@@ -32,8 +40,12 @@ internal sealed class OutputPump
         _sink = sink;
         _target = sink;
         PipeLink = Io.Fd.ReadLink($"/proc/self/fd/{fd}");
+        int size = Libc.fcntl(fd, Libc.F_GETPIPE_SZ, 0);
+        _pipeSize = size > 0 ? size : 64 * 1024;
         _poll = PollLoop.Shared.Register(fd);
-        Completion = Task.Run(RunAsync);
+
+        // Runs inline up to its first wait (arming epoll), so starting a pump costs no thread-pool hop.
+        Completion = RunAsync();
     }
 
     /// <summary>"pipe:[inode]" of this pipe, as readlink shows it for every holder of either end.</summary>
@@ -41,9 +53,31 @@ internal sealed class OutputPump
 
     public int Descriptor => _fd;
 
+    /// <summary>
+    /// Whether no process holds the write end any more: EOF was read, or poll(2) reports POLLHUP on the read end
+    /// (which it does exactly when the pipe has no writers). Does not read, so it never takes bytes from the pump.
+    /// </summary>
+    public unsafe bool WritersGone()
+    {
+        if (ReachedEof)
+            return true;
+        lock (_gate)
+        {
+            if (_fd < 0)
+                return ReachedEof;
+            var p = new Libc.PollFd { Fd = _fd, Events = Libc.POLLIN };
+            return Libc.poll(&p, 1, 0) == 1 && (p.Revents & Libc.POLLHUP) != 0;
+        }
+    }
+
     public long BytesRead => Interlocked.Read(ref _bytes);
 
-    public bool ReachedEof { get; private set; }
+    /// <summary>The pipe returned EOF: no process holds its write end any more.</summary>
+    public bool ReachedEof
+    {
+        get => Volatile.Read(ref _reachedEof);
+        private set => Volatile.Write(ref _reachedEof, value);
+    }
 
     /// <summary>Completes when the pump has stopped (EOF, stop, or sink failure).</summary>
     public Task Completion { get; }
@@ -78,10 +112,13 @@ internal sealed class OutputPump
 
     private async Task RunAsync()
     {
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        byte[]? buffer = null;
         TaskCompletionSource? carried = null;
         try
         {
+            // A new pipe is empty: wait for data (or a drain or stop request) before the first read. Never reads
+            // or writes to the sink on the thread that starts the tree.
+            await Task.WhenAny(_poll.WaitAsync(Libc.EPOLLIN | Libc.EPOLLRDHUP), _wake.Task).ConfigureAwait(false);
             while (true)
             {
                 Task wake;
@@ -98,7 +135,8 @@ internal sealed class OutputPump
                     wake = _wake.Task;
                 }
 
-                nint n = Io.Fd.Read(_fd, buffer, out int errno);
+                buffer ??= ArrayPool<byte>.Shared.Rent(_pipeSize);
+                nint n = Io.Fd.Read(_fd, buffer.AsSpan(0, Math.Min(buffer.Length, _pipeSize)), out int errno);
                 if (n > 0)
                 {
                     Interlocked.Add(ref _bytes, n);
@@ -111,6 +149,12 @@ internal sealed class OutputPump
                         // A failing consumer must not stop the draining: the child would block on a full pipe.
                         SinkError ??= e;
                         _target = DiscardSink.Instance;
+                    }
+
+                    if (n >= _pipeSize && !_growAttempted && TryGrow())
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = null;
                     }
 
                     continue;
@@ -138,14 +182,21 @@ internal sealed class OutputPump
                         continue;
                 }
 
+                // Idle: hold no buffer while waiting.
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = null;
                 await Task.WhenAny(_poll.WaitAsync(Libc.EPOLLIN | Libc.EPOLLRDHUP), wake).ConfigureAwait(false);
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer is not null)
+                ArrayPool<byte>.Shared.Return(buffer);
+            if (_grown)
+                PipeBudget.Release();
             _poll.Dispose();
-            Io.Fd.Close(ref _fd);
+            lock (_gate)
+                Io.Fd.Close(ref _fd);
             _sink.Complete(_stream);
             carried?.TrySetResult();
             lock (_gate)
@@ -154,6 +205,24 @@ internal sealed class OutputPump
                 _drainRequest?.TrySetResult();
             }
         }
+    }
+
+    /// <summary>A read found the pipe full: the writer is faster than one pipe per wake-up. Grow it once, if the budget allows.</summary>
+    private bool TryGrow()
+    {
+        _growAttempted = true;
+        if (PipeBudget.TargetSize <= _pipeSize || !PipeBudget.TryAcquire())
+            return false;
+        int size = Libc.fcntl(_fd, Libc.F_SETPIPE_SZ, PipeBudget.TargetSize);
+        if (size <= _pipeSize)
+        {
+            PipeBudget.Release();
+            return false;
+        }
+
+        _grown = true;
+        _pipeSize = size;
+        return true;
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -6,8 +6,9 @@ namespace Corral.Processes.Internal.Spawning;
 
 /// <summary>
 /// posix_spawn of a session leader with default signal dispositions, an empty signal mask and only fds 0-2.
-/// When a cgroup leaf is given, a /bin/sh exec shim joins it before the target program starts, so not even
-/// the target's first fork can escape (glibc before 2.39 has no way to spawn into a cgroup).
+/// When a cgroup leaf is given, the child joins it before the target program starts, so not even the target's
+/// first fork can escape (glibc before 2.39 has no way to spawn into a cgroup): through the
+/// <see cref="CgroupJoinGate"/> when the host allows it, otherwise through a /bin/sh exec shim.
 /// </summary>
 internal static unsafe class Spawner
 {
@@ -24,7 +25,8 @@ internal static unsafe class Spawner
     {
         string path = request.ExecutablePath;
         IReadOnlyList<string> argv = request.Argv;
-        if (cgroupProcsPath is not null)
+        var gate = cgroupProcsPath is not null ? CgroupJoinGate.Instance : null;
+        if (cgroupProcsPath is not null && gate is null)
         {
             path = ShellPath;
             bool hasPwd = request.Environment.Any(e => e.StartsWith("PWD=", StringComparison.Ordinal));
@@ -42,6 +44,16 @@ internal static unsafe class Spawner
             Check(Libc.posix_spawnattr_init(attr), "posix_spawnattr_init", path);
             try
             {
+                if (gate is not null)
+                {
+                    // First actions: announce ourselves, then block until the helper has put this child in its leaf.
+                    int gateFd = Math.Max(stdinFd, Math.Max(stdoutFd, stderrFd)) + 1;
+                    Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd, gate.ArrivePath, Libc.O_WRONLY, 0), "addopen(gate)", path);
+                    Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd), "addclose(gate)", path);
+                    Check(Libc.posix_spawn_file_actions_addopen(actions, gateFd, gate.ReleasePath, Libc.O_RDONLY, 0), "addopen(gate)", path);
+                    Check(Libc.posix_spawn_file_actions_addclose(actions, gateFd), "addclose(gate)", path);
+                }
+
                 Check(Libc.posix_spawn_file_actions_adddup2(actions, stdinFd, 0), "adddup2(stdin)", path);
                 Check(Libc.posix_spawn_file_actions_adddup2(actions, stdoutFd, 1), "adddup2(stdout)", path);
                 Check(Libc.posix_spawn_file_actions_adddup2(actions, stderrFd, 2), "adddup2(stderr)", path);
@@ -66,7 +78,45 @@ internal static unsafe class Spawner
 
                 byte** nativeArgv = strings.AddArray(argv);
                 byte** nativeEnv = strings.AddArray(request.Environment);
-                int error = Libc.posix_spawn(out int pid, strings.Add(path), actions, attr, nativeArgv, nativeEnv);
+                byte* nativePath = strings.Add(path);
+                int error, pid, joinError = 0;
+                if (gate is null)
+                {
+                    error = Libc.posix_spawn(out pid, nativePath, actions, attr, nativeArgv, nativeEnv);
+                }
+                else
+                {
+                    gate.Begin(cgroupProcsPath!);
+                    try
+                    {
+                        error = Libc.posix_spawn(out pid, nativePath, actions, attr, nativeArgv, nativeEnv);
+                    }
+                    finally
+                    {
+                        joinError = gate.End();
+                    }
+                }
+
+                if (error == 0 && joinError != 0)
+                {
+                    // The child could not be put in its leaf: it was killed before exec (or, after an internal
+                    // failure, is killed now). Reap it and report; nothing of the program is left running.
+                    int pidfd = Libc.pidfd_open(pid);
+                    if (pidfd >= 0)
+                    {
+                        Libc.pidfd_send_signal(pidfd, Libc.SIGKILL);
+                        Libc.close(pidfd);
+                    }
+
+                    byte* info = stackalloc byte[Libc.SigInfoSize];
+                    while (Libc.waitid(Libc.P_PID, pid, info, Libc.WEXITED) != 0 && Libc.LastError == Libc.EINTR)
+                    {
+                    }
+
+                    throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, cgroupProcsPath!,
+                        "cannot move the child into its cgroup: " + Libc.Describe(joinError), joinError);
+                }
+
                 if (error != 0)
                 {
                     var failure = error switch

@@ -1,0 +1,69 @@
+using Corral.Processes.Interop;
+
+namespace Corral.Processes.Internal.Io;
+
+/// <summary>
+/// Waits, without a thread, for a set of processes to exit: one pidfd per PID, watched by the poll thread. Used
+/// between scans so that "is the tree empty yet?" is asked again when the processes seen last have gone, not on a
+/// timer. Only waits: nothing is ever signalled through these pidfds, so a recycled PID can only delay the wait.
+/// </summary>
+internal sealed class ExitWatch : IDisposable
+{
+    private readonly List<int> _pidfds;
+    private readonly List<PollRegistration> _registrations;
+
+    private readonly TaskCompletionSource _allExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _remaining;
+
+    private ExitWatch()
+    {
+        _pidfds = [];
+        _registrations = [];
+    }
+
+    /// <summary>How many processes are watched (PIDs already gone are not).</summary>
+    public int Count => _pidfds.Count;
+
+    /// <summary>Completes when every process has exited (at once for PIDs already gone).</summary>
+    public Task AllExited => _allExited.Task;
+
+    public static ExitWatch For(IEnumerable<int> pids)
+    {
+        var watch = new ExitWatch();
+        foreach (int pid in pids)
+        {
+            int pidfd = Libc.pidfd_open(pid);
+            if (pidfd >= 0)
+                watch._pidfds.Add(pidfd);
+        }
+
+        // Counted on the poll thread: a thousand exits cost one task completion, not a thousand.
+        watch._remaining = watch._pidfds.Count + 1;
+        var onExit = watch.OnExit;
+        foreach (int pidfd in watch._pidfds)
+        {
+            var registration = PollLoop.Shared.Register(pidfd);
+            watch._registrations.Add(registration);
+            registration.OnReady(Libc.EPOLLIN, onExit);
+        }
+
+        watch.OnExit(0);
+        return watch;
+    }
+
+    private void OnExit(uint events)
+    {
+        if (Interlocked.Decrement(ref _remaining) == 0)
+            _allExited.TrySetResult();
+    }
+
+    public void Dispose()
+    {
+        foreach (var registration in _registrations)
+            registration.Dispose();
+        foreach (int pidfd in _pidfds)
+            Libc.close(pidfd);
+        _registrations.Clear();
+        _pidfds.Clear();
+    }
+}

@@ -1,0 +1,116 @@
+using System.Buffers.Text;
+using Corral.Processes.Interop;
+
+namespace Corral.Processes.Internal.Io;
+
+/// <summary>
+/// Allocation-free access to /proc for the scans: paths are formatted into stack buffers, directories are listed
+/// with readdir (never stat: a stat of /proc/PID/fd/N follows the link and can block on a process in D state),
+/// and file contents land in a caller's reusable buffer.
+/// </summary>
+internal static unsafe class ProcFs
+{
+    private const int PathCapacity = 64;
+
+    /// <summary>"/proc/PID/SUFFIX" or "/proc/PID/SUFFIX/N", NUL-terminated; returns the length without the NUL.</summary>
+    public static int Format(Span<byte> destination, int pid, ReadOnlySpan<byte> suffix, int n = -1)
+    {
+        "/proc/"u8.CopyTo(destination);
+        int length = 6;
+        Utf8Formatter.TryFormat(pid, destination[length..], out int written);
+        length += written;
+        destination[length++] = (byte)'/';
+        suffix.CopyTo(destination[length..]);
+        length += suffix.Length;
+        if (n >= 0)
+        {
+            destination[length++] = (byte)'/';
+            Utf8Formatter.TryFormat(n, destination[length..], out written);
+            length += written;
+        }
+
+        destination[length] = 0;
+        return length;
+    }
+
+    /// <summary>Reads /proc/PID/SUFFIX (whole, up to <paramref name="maxBytes"/>) into <paramref name="buffer"/>; -1 when it cannot be opened.</summary>
+    public static int ReadFile(int pid, ReadOnlySpan<byte> suffix, ref byte[] buffer, int maxBytes = 1 << 20)
+    {
+        byte* path = stackalloc byte[PathCapacity];
+        Format(new Span<byte>(path, PathCapacity), pid, suffix);
+        return Fd.ReadFile(path, ref buffer, maxBytes);
+    }
+
+    /// <summary>Reads /proc/PID/SUFFIX/N (e.g. fdinfo/3) into <paramref name="buffer"/>; -1 when it cannot be opened.</summary>
+    public static int ReadFile(int pid, ReadOnlySpan<byte> suffix, int n, ref byte[] buffer)
+    {
+        byte* path = stackalloc byte[PathCapacity];
+        Format(new Span<byte>(path, PathCapacity), pid, suffix, n);
+        return Fd.ReadFile(path, ref buffer);
+    }
+
+    /// <summary>readlink of /proc/PID/fd/N into <paramref name="destination"/>; the length, or -1.</summary>
+    public static int ReadFdLink(int pid, int fd, Span<byte> destination)
+    {
+        byte* path = stackalloc byte[PathCapacity];
+        Format(new Span<byte>(path, PathCapacity), pid, "fd"u8, fd);
+        fixed (byte* d = destination)
+            return (int)Libc.readlink(path, d, destination.Length);
+    }
+
+    /// <summary>The numeric entries of a directory (/proc, or /proc/PID/fd), appended to <paramref name="into"/>; false if it cannot be opened.</summary>
+    public static bool ListNumeric(byte* directory, List<int> into)
+    {
+        nint dir = Libc.opendir(directory);
+        if (dir == 0)
+            return false;
+        try
+        {
+            byte* entry;
+            while ((entry = Libc.readdir(dir)) != null)
+            {
+                byte* name = entry + Libc.DirentNameOffset;
+                if (ParseNumber(name) is var n and >= 0)
+                    into.Add(n);
+            }
+
+            return true;
+        }
+        finally
+        {
+            Libc.closedir(dir);
+        }
+    }
+
+    public static void ListPids(List<int> into)
+    {
+        byte* proc = stackalloc byte[] { (byte)'/', (byte)'p', (byte)'r', (byte)'o', (byte)'c', 0 };
+        ListNumeric(proc, into);
+    }
+
+    public static bool ListFds(int pid, List<int> into)
+    {
+        byte* path = stackalloc byte[PathCapacity];
+        Format(new Span<byte>(path, PathCapacity), pid, "fd"u8);
+        return ListNumeric(path, into);
+    }
+
+    /// <summary>A NUL-terminated run of ASCII digits as a non-negative int; -1 otherwise.</summary>
+    private static int ParseNumber(byte* s)
+    {
+        if (*s == 0)
+            return -1;
+        long value = 0;
+        for (; *s != 0; s++)
+        {
+            uint digit = (uint)(*s - '0');
+            if (digit > 9)
+                return -1;
+            value = value * 10 + digit;
+            if (value > int.MaxValue)
+                return -1;
+        }
+
+        return (int)value;
+    }
+}
