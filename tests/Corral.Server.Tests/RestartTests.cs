@@ -26,6 +26,8 @@ public sealed class RestartTests
             pids.AddRange(File.ReadAllText(pidFile).Split(' ').Select(int.Parse));
             await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
             await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "transcript.ndjson")).Contains("hanging"), TimeSpan.FromSeconds(30), "the agent's output on disk");
+            // The transcript line is written first, then its event: wait for both before the crash.
+            await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "events.ndjson")).Contains("agent.text"), TimeSpan.FromSeconds(30), "the agent.text event on disk");
 
             first.Kill();
             Assert.All(pids, p => Assert.True(Proc.IsAlive(p), $"pid {p} should outlive the crashed server (that is what recovery is for)"));

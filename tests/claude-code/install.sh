@@ -16,6 +16,10 @@ cd "$here"
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
 
+# Test projects run in parallel and may all install on first use: one at a time (the others then find it done).
+exec 9>"$here/.install.lock"
+flock 9
+
 command -v node >/dev/null || { log "node is not on PATH"; exit 1; }
 command -v npm >/dev/null || { log "npm is not on PATH"; exit 1; }
 
