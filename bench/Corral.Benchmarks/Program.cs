@@ -128,11 +128,11 @@ internal static class Program
     private static void Write(RunReport report, RunContext context)
     {
         report.FinishedAt = DateTimeOffset.UtcNow;
-        File.WriteAllText(Path.Combine(context.ResultsDirectory, "latest.md"), report.ToMarkdown(), Encoding.UTF8);
+        File.WriteAllText(Path.Combine(context.ResultsDirectory, "latest.md"), report.ToMarkdown(), new UTF8Encoding(false));
         string raw = Path.Combine(context.ResultsDirectory, "raw");
         Directory.CreateDirectory(raw);
-        File.WriteAllText(Path.Combine(raw, $"{report.StartedAt:yyyyMMdd-HHmmss}.json"), report.ToJson(), Encoding.UTF8);
-        File.WriteAllText(Path.Combine(raw, $"{report.StartedAt:yyyyMMdd-HHmmss}.md"), report.ToMarkdown(), Encoding.UTF8);
+        File.WriteAllText(Path.Combine(raw, $"{report.StartedAt:yyyyMMdd-HHmmss}.json"), report.ToJson(), new UTF8Encoding(false));
+        File.WriteAllText(Path.Combine(raw, $"{report.StartedAt:yyyyMMdd-HHmmss}.md"), report.ToMarkdown(), new UTF8Encoding(false));
     }
 
     private static string FindRepoRoot()
