@@ -52,7 +52,7 @@ internal sealed class ScanScenario : IScenario
                 var (target, outR, errR) = SpawnTarget(fillTag);
                 var criteria = new TreeCriteria(target, "CORRAL_TREE_ID=" + Guid.NewGuid().ToString("N"),
                     [Native.ReadLink($"/proc/self/fd/{outR}")!, Native.ReadLink($"/proc/self/fd/{errR}")!]);
-                var protectedPids = ProcScanner.ProtectedPids();
+                var protectedPids = new Lazy<HashSet<int>>(ProcScanner.ProtectedPids());
 
                 // Whole calls leave their tag behind for a leak check done after the timed region (a /proc scan itself).
                 var pendingTags = new List<string>();

@@ -85,6 +85,7 @@ internal sealed class TreeSupervisor
             (outRead, outWrite) = Fd.CreatePipe();
             (errRead, errWrite) = Fd.CreatePipe();
 
+            var counters = leaf is null ? PidWindow.CountersBeforeSpawn() : null;
             var startedAt = DateTimeOffset.UtcNow;
             int pid = Spawner.Spawn(request, stdinChild, outWrite, errWrite, leaf?.ProcsPath);
             var child = new ChildProcess(pid);
@@ -104,7 +105,7 @@ internal sealed class TreeSupervisor
             TreeContainment tree = leaf is not null
                 ? new CgroupTree(leaf)
                 : new SessionTree(new TreeCriteria(pid, SpawnRequest.TreeIdVariable + "=" + treeId,
-                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray()),
+                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray(), PidWindow.After(pid, counters)),
                     () => stdout.WritersGone() && stderr.WritersGone());
 
             InputPipeStream? stdin = null;

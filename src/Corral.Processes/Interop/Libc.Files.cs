@@ -42,6 +42,13 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, SetLastError = true)]
     internal static partial int fcntl(int fd, int cmd, int arg);
 
+    /// <summary>struct stat starts with st_dev and st_ino (64-bit each) on x86-64 and arm64 alike.</summary>
+    internal const int StatBufferSize = 256;
+    internal const int StatInodeOffset = 8;
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int fstat(int fd, byte* statBuffer);
+
     [LibraryImport(Name, SetLastError = true)]
     internal static partial nint readlink(byte* path, byte* buffer, nint size);
 

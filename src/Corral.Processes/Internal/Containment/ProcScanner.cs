@@ -9,7 +9,8 @@ namespace Corral.Processes.Internal.Containment;
 /// <param name="SessionId">The child's PID, which is also its session and process group id; <c>null</c> when it can no longer be trusted.</param>
 /// <param name="TreeTag">The exact environment entry <c>CORRAL_TREE_ID=&lt;id&gt;</c>.</param>
 /// <param name="PipeLinks">readlink text (<c>pipe:[ino]</c>) of the tree's stdout and stderr pipes.</param>
-internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks)
+/// <param name="Window">The PIDs handed out since the child was created, when known: no member can have another.</param>
+internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks, PidWindow? Window = null)
 {
     /// <summary><see cref="TreeTag"/> as the bytes /proc/PID/environ holds.</summary>
     public byte[] TreeTagBytes { get; } = Encoding.ASCII.GetBytes(TreeTag);
@@ -46,28 +47,29 @@ internal static class ProcScanner
 
     /// <summary>Every live process matching the criteria, with the first criterion it matched.</summary>
     /// <param name="criteria">What identifies the tree.</param>
-    /// <param name="protectedPids">Never members, whatever they hold.</param>
+    /// <param name="protectedPids">Never members, whatever they hold (computed only if there is anything to scan).</param>
     /// <param name="checkHolders">
     /// <c>false</c> once no process holds a write end of the tree's pipes (EOF, or POLLHUP on the read end): the
     /// per-descriptor part of the scan would find nothing.
     /// </param>
     /// <param name="stopAtFirst">Return as soon as one member is found (for "is the tree empty?").</param>
     /// <remarks>
-    /// Two passes over one listing of /proc, newest PIDs first (a tree's processes are usually the most recent):
+    /// Only the PIDs of the criteria's <see cref="PidWindow"/> are candidates: the child alone while it is the last
+    /// process created, the few created since by probing them directly, otherwise a listing of /proc.
+    /// Two passes over the candidates, newest PIDs first (a tree's processes are usually the most recent):
     /// the cheap criteria (session and group by getsid/getpgid, the environment tag) for every process, then the
     /// descriptor check (readlink of every fd) only for the processes the first pass did not match. The result
     /// and each member's <see cref="FoundBy"/> are the same as checking the criteria in order for each process.
     /// </remarks>
-    public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, HashSet<int> protectedPids, bool checkHolders = true, bool stopAtFirst = false)
+    public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders = true, bool stopAtFirst = false)
     {
         var members = new List<(int, FoundBy)>();
+        var span = criteria.Window?.Now() ?? PidSpan.Everything;
         byte[] buffer = new byte[4096];
-        var pids = ListPids();
-        var unmatched = new List<int>(pids.Count);
-        for (int i = pids.Count - 1; i >= 0; i--)
+        var unmatched = new List<int>();
+        foreach (int pid in Candidates(span))
         {
-            int pid = pids[i];
-            if (protectedPids.Contains(pid))
+            if (protectedPids.Value.Contains(pid))
                 continue;
             var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
             if (foundBy is { } found)
@@ -97,6 +99,18 @@ internal static class ProcScanner
         }
 
         return members;
+    }
+
+    /// <summary>The PIDs of <paramref name="span"/> that may be processes, newest first.</summary>
+    private static IEnumerable<int> Candidates(PidSpan span)
+    {
+        // Probing a PID that is free costs one failed syscall; listing /proc costs about as much per process.
+        const int probeLimit = 256;
+        if (!span.All && span.Count <= probeLimit)
+            return span.NewestFirst();
+        var pids = ListPids();
+        pids.Reverse();
+        return span.All ? pids : pids.Where(span.Contains);
     }
 
     /// <summary>How <paramref name="pid"/> belongs to the tree right now, or <c>null</c> (including when it is gone or a zombie).</summary>

@@ -124,7 +124,7 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 /// </param>
 internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed = null) : TreeContainment
 {
-    private readonly HashSet<int> _protected = ProcScanner.ProtectedPids();
+    private readonly Lazy<HashSet<int>> _protected = new(ProcScanner.ProtectedPids);
     private long _lastScanTicks;
     private List<(int Pid, FoundBy FoundBy)>? _signalled;
 
@@ -242,5 +242,5 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
     }
 
     private bool IsMember(int pid, ref byte[] buffer) =>
-        !_protected.Contains(pid) && ProcScanner.Match(pid, criteria, ref buffer) is not null;
+        !_protected.Value.Contains(pid) && ProcScanner.Match(pid, criteria, ref buffer) is not null;
 }

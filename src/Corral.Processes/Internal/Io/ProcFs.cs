@@ -95,6 +95,19 @@ internal static unsafe class ProcFs
         return ListNumeric(path, into);
     }
 
+    /// <summary>The last PID the kernel handed out in our PID namespace (/proc/sys/kernel/ns_last_pid); -1 if unreadable.</summary>
+    public static int LastPid() => ReadNumber("/proc/sys/kernel/ns_last_pid");
+
+    /// <summary>PIDs are below this (/proc/sys/kernel/pid_max); -1 if unreadable.</summary>
+    public static int MaxPid() => ReadNumber("/proc/sys/kernel/pid_max");
+
+    private static int ReadNumber(string path)
+    {
+        byte[] buffer = new byte[32];
+        int n = Fd.ReadFile(path, ref buffer);
+        return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : -1;
+    }
+
     /// <summary>A NUL-terminated run of ASCII digits as a non-negative int; -1 otherwise.</summary>
     private static int ParseNumber(byte* s)
     {

@@ -39,7 +39,7 @@ internal sealed class OutputPump
         _stream = stream;
         _sink = sink;
         _target = sink;
-        PipeLink = Io.Fd.ReadLink($"/proc/self/fd/{fd}");
+        PipeLink = PipeLinkOf(fd);
         int size = Libc.fcntl(fd, Libc.F_GETPIPE_SZ, 0);
         _pipeSize = size > 0 ? size : 64 * 1024;
         _poll = PollLoop.Shared.Register(fd);
@@ -223,6 +223,13 @@ internal sealed class OutputPump
         _grown = true;
         _pipeSize = size;
         return true;
+    }
+
+    /// <summary>What readlink of /proc/PID/fd/N shows for either end of this pipe, from its inode (no /proc lookup).</summary>
+    private static unsafe string? PipeLinkOf(int fd)
+    {
+        byte* stat = stackalloc byte[Libc.StatBufferSize];
+        return Libc.fstat(fd, stat) == 0 ? $"pipe:[{*(ulong*)(stat + Libc.StatInodeOffset)}]" : null;
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);

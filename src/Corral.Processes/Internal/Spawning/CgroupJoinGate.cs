@@ -78,7 +78,7 @@ internal sealed unsafe class CgroupJoinGate
 
     private static CgroupJoinGate? Create()
     {
-        if (ReadLastPid() <= 0 || MaxPid() <= 0)
+        if (ProcFs.LastPid() <= 0 || ProcFs.MaxPid() <= 0)
             return null;
         string? directory = null;
         try
@@ -133,7 +133,7 @@ internal sealed unsafe class CgroupJoinGate
     public void Begin(string procsPath, int gateFd)
     {
         _spawnLock.Enter();
-        _lastPidBefore = ReadLastPid();
+        _lastPidBefore = ProcFs.LastPid();
         _gateFd = gateFd;
         _giveUpAt = 0;
         _procsPath = procsPath;
@@ -315,10 +315,10 @@ internal sealed unsafe class CgroupJoinGate
     /// </summary>
     private int FindChild()
     {
-        int last = ReadLastPid();
+        int last = ProcFs.LastPid();
         if (_lastPidBefore <= 0 || last <= 0)
             return 0;
-        int maxPid = MaxPid();
+        int maxPid = ProcFs.MaxPid();
         int count = 0;
         for (int pid = _lastPidBefore; pid != last && count < 65536; count++)
         {
@@ -335,19 +335,5 @@ internal sealed unsafe class CgroupJoinGate
         Span<byte> link = stackalloc byte[512];
         int n = ProcFs.ReadFdLink(pid, _gateFd, link);
         return n > 0 && link[..n].SequenceEqual(_arriveLink);
-    }
-
-    private static int ReadLastPid()
-    {
-        byte[] buffer = new byte[32];
-        int n = Fd.ReadFile("/proc/sys/kernel/ns_last_pid", ref buffer);
-        return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : -1;
-    }
-
-    private static int MaxPid()
-    {
-        byte[] buffer = new byte[32];
-        int n = Fd.ReadFile("/proc/sys/kernel/pid_max", ref buffer);
-        return n > 0 && int.TryParse(buffer.AsSpan(0, n).Trim((byte)'\n'), out int v) ? v : 4194304;
     }
 }

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using Corral.Processes.Internal.Containment;
+using Corral.Processes.Internal.Io;
+using Corral.Processes.Tests.Support;
+
+namespace Corral.Processes.Tests.Containment;
+
+/// <summary>The PID window that lets session mode skip or shrink its /proc scans: it must always hold every descendant.</summary>
+public sealed class PidWindowTests
+{
+    [Fact]
+    public async Task A_descendant_is_inside_the_window_and_older_processes_are_not()
+    {
+        var counters = PidWindow.CountersBeforeSpawn();
+        Assert.NotNull(counters);
+        using var child = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "sleep 30 & echo $!; wait"]) { RedirectStandardOutput = true })!;
+        try
+        {
+            int grandchild = int.Parse(await child.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken) ?? "0");
+            var window = PidWindow.After(child.Id, counters)!;
+            var span = window.Now();
+
+            Assert.False(span.All);
+            Assert.True(span.Contains(grandchild), $"grandchild {grandchild} outside {span}");
+            Assert.True(span.Contains(child.Id));
+            Assert.False(span.Contains(Environment.ProcessId));
+            Assert.False(span.Contains(1));
+            Assert.Contains(grandchild, span.NewestFirst());
+        }
+        finally
+        {
+            child.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public void The_newest_process_starts_a_window_of_its_own()
+    {
+        // Unless something else spawned meanwhile (which moves the last PID on), the window is that process alone.
+        var counters = PidWindow.CountersBeforeSpawn();
+        int last = ProcFs.LastPid();
+        Assert.True(last > 0);
+        var span = PidWindow.After(last, counters)!.Now();
+        Assert.False(span.All);
+        Assert.Equal(last, span.NewestFirst().Last());
+        Assert.False(span.Contains(last - 1));
+    }
+
+    [Fact]
+    public void A_window_that_may_have_wrapped_covers_everything()
+    {
+        // Counters from "long ago": more tasks created since than PIDs exist, so allocation may have gone round.
+        int someOtherPid = ProcFs.LastPid() - 1;
+        var span = PidWindow.After(someOtherPid, new KernelCounters(Forks: 0, Tasks: 0))!.Now();
+        Assert.True(span.All, span.ToString());
+    }
+
+    [Theory]
+    [InlineData(101, 105, 1000, new[] { 105, 104, 103, 102, 101 })]
+    [InlineData(998, 2, 1000, new[] { 2, 1, 999, 998 })]
+    [InlineData(7, 7, 0, new[] { 7 })]
+    public void Spans_run_newest_first_and_wrap_past_pid_max(int first, int last, int maxPid, int[] expected)
+    {
+        var span = new PidSpan(first, last, maxPid);
+        Assert.Equal(expected, span.NewestFirst());
+        Assert.Equal(expected.Length, span.Count);
+        Assert.All(expected, pid => Assert.True(span.Contains(pid)));
+        Assert.False(span.Contains(first - 1));
+        Assert.False(span.Contains(last + 1));
+    }
+
+    [Fact]
+    public void Everything_contains_every_pid()
+    {
+        Assert.True(PidSpan.Everything.Contains(12345));
+        Assert.Empty(PidSpan.Everything.NewestFirst());
+    }
+}
