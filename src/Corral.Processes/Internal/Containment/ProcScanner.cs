@@ -47,7 +47,7 @@ internal static class ProcScanner
 
     /// <summary>Every live process matching the criteria, with the first criterion it matched.</summary>
     /// <param name="criteria">What identifies the tree.</param>
-    /// <param name="protectedPids">Never members, whatever they hold (computed only if there is anything to scan).</param>
+    /// <param name="protectedPids">Never members, whatever they hold (computed only once a process matches).</param>
     /// <param name="checkHolders">
     /// <c>false</c> once no process holds a write end of the tree's pipes (EOF, or POLLHUP on the read end): the
     /// per-descriptor part of the scan would find nothing.
@@ -69,11 +69,12 @@ internal static class ProcScanner
         var unmatched = new List<int>();
         foreach (int pid in Candidates(span))
         {
-            if (protectedPids.Value.Contains(pid))
-                continue;
+            // The protected set costs a /proc read per ancestor: consult it only for a process that matched.
             var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
             if (foundBy is { } found)
             {
+                if (protectedPids.Value.Contains(pid))
+                    continue;
                 members.Add((pid, found));
                 if (stopAtFirst)
                     return members;
@@ -89,7 +90,7 @@ internal static class ProcScanner
             var fds = new List<int>();
             foreach (int pid in unmatched)
             {
-                if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+                if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds) && !protectedPids.Value.Contains(pid))
                 {
                     members.Add((pid, FoundBy.PipeHolder));
                     if (stopAtFirst)
