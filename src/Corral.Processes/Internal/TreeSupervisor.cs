@@ -87,8 +87,9 @@ internal sealed class TreeSupervisor
 
             var counters = leaf is null ? PidWindow.CountersBeforeSpawn() : null;
             var startedAt = DateTimeOffset.UtcNow;
-            int pid = Spawner.Spawn(request, stdinChild, outWrite, errWrite, leaf?.ProcsPath);
-            var child = new ChildProcess(pid);
+            var spawned = Spawner.Spawn(request, stdinChild, outWrite, errWrite, leaf);
+            int pid = spawned.Pid;
+            var child = new ChildProcess(pid, spawned.Pidfd);
             Fd.Close(ref stdinChild);
             Fd.Close(ref outWrite);
             Fd.Close(ref errWrite);

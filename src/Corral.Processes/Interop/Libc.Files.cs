@@ -12,6 +12,8 @@ internal static unsafe partial class Libc
     internal const int O_NONBLOCK = 0x800;
     internal const int O_CLOEXEC = 0x80000;
     internal const int O_PATH = 0x200000;
+    internal static readonly int O_DIRECTORY =
+        System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture is System.Runtime.InteropServices.Architecture.Arm64 ? 0x4000 : 0x10000;
 
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;

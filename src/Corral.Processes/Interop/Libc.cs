@@ -21,6 +21,7 @@ internal static partial class Libc
     internal const int ENOSYS = 38;
     internal const int ECHILD = 10;
     internal const int EBUSY = 16;
+    internal const int ENOEXEC = 8;
 
     internal static int LastError => Marshal.GetLastPInvokeError();
 

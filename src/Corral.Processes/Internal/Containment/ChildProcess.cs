@@ -16,10 +16,12 @@ internal sealed class ChildProcess : IDisposable
     private int _pidfd;
     private ChildExit? _exit;
 
-    public ChildProcess(int pid)
+    /// <param name="pid">Our child, not yet reaped.</param>
+    /// <param name="pidfd">Its pidfd if the spawn made one (ownership passes here), otherwise -1.</param>
+    public ChildProcess(int pid, int pidfd = -1)
     {
         Pid = pid;
-        _pidfd = Libc.pidfd_open(pid);
+        _pidfd = pidfd >= 0 ? pidfd : Libc.pidfd_open(pid);
         if (_pidfd < 0)
             throw new ProcessSpawnException(SpawnFailure.SystemError, $"pid {pid}", "pidfd_open failed (Linux 5.3+ is required): " + Libc.Describe(Libc.LastError), Libc.LastError);
         _poll = PollLoop.Shared.Register(_pidfd);

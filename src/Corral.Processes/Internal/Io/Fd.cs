@@ -141,6 +141,15 @@ internal static unsafe class Fd
         return Libc.open(p, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
     }
 
+    /// <summary>An O_DIRECTORY descriptor (e.g. a cgroup for CLONE_INTO_CGROUP); -1 on failure.</summary>
+    public static int OpenDirectory(string path)
+    {
+        byte* p = stackalloc byte[1024];
+        if (!Utf8Z(path, p, 1024))
+            return -1;
+        return Libc.open(p, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+    }
+
     private static bool Utf8Z(string s, byte* destination, int capacity)
     {
         int max = Encoding.UTF8.GetMaxByteCount(s.Length);

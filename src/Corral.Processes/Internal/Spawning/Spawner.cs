@@ -1,17 +1,80 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using Corral.Processes.Interop;
+using Corral.Processes.Internal.Containment;
+using Corral.Processes.Internal.Io;
 
 namespace Corral.Processes.Internal.Spawning;
 
+/// <summary>The spawned child: its PID, and its pidfd when the spawn made one (otherwise -1).</summary>
+internal readonly record struct SpawnedChild(int Pid, int Pidfd);
+
 /// <summary>
-/// posix_spawn of a session leader with default signal dispositions, an empty signal mask and only fds 0-2.
-/// When a cgroup leaf is given, the child joins it before the target program starts, so not even the target's
-/// first fork can escape (glibc before 2.39 has no way to spawn into a cgroup): through the
+/// Spawns a session leader with default signal dispositions, an empty signal mask and only fds 0-2. When a cgroup
+/// leaf is given, the child is in it before the target program starts, so not even the target's first fork can
+/// escape. With Corral's native spawn (<see cref="CorralSpawn"/>) the kernel creates the child in the leaf
+/// (CLONE_INTO_CGROUP). Without it, posix_spawn, and the child is moved into the leaf before it execs: through the
 /// <see cref="CgroupJoinGate"/> when the host allows it, otherwise through a /bin/sh exec shim.
 /// </summary>
 internal static unsafe class Spawner
 {
+    /// <summary>Use the native spawn when it is available; tests turn it off to exercise the posix_spawn path.</summary>
+    internal static bool PreferNative { get; set; } = true;
+
+    /// <summary>Spawns the child; fds are the child's ends for 0, 1 and 2.</summary>
+    public static SpawnedChild Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf) =>
+        PreferNative && CorralSpawn.Available
+            ? SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf)
+            : new SpawnedChild(SpawnPosix(request, stdinFd, stdoutFd, stderrFd, leaf?.ProcsPath), -1);
+
+    private static SpawnedChild SpawnNative(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
+    {
+        int cgroupFd = -1;
+        var strings = new NativeStrings();
+        try
+        {
+            if (leaf is not null)
+            {
+                cgroupFd = Fd.OpenDirectory(leaf.Path);
+                if (cgroupFd < 0)
+                    throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, leaf.Path, "cannot open the cgroup: " + Libc.Describe(Libc.LastError), Libc.LastError);
+            }
+
+            var r = new CorralSpawn.Request
+            {
+                Path = strings.Add(request.ExecutablePath),
+                Argv = strings.AddArray(request.Argv),
+                Envp = strings.AddArray(request.Environment),
+                WorkingDirectory = request.WorkingDirectory is { } cwd ? strings.Add(cwd) : null,
+                StdinFd = stdinFd,
+                StdoutFd = stdoutFd,
+                StderrFd = stderrFd,
+                CgroupFd = cgroupFd,
+            };
+            int pid = CorralSpawn.Spawn(&r, out int pidfd, out int step);
+            if (pid > 0)
+                return new SpawnedChild(pid, pidfd);
+
+            int error = -pid;
+            var (failure, what) = step switch
+            {
+                CorralSpawn.StepExec when error == Libc.ENOENT => (SpawnFailure.FileNotFound, "exec failed"),
+                CorralSpawn.StepExec when error is Libc.EACCES or Libc.ENOEXEC => (SpawnFailure.NotExecutable, "exec failed"),
+                CorralSpawn.StepExec => (SpawnFailure.SystemError, "exec failed"),
+                CorralSpawn.StepChdir => (SpawnFailure.BadWorkingDirectory, "cannot enter the working directory"),
+                0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
+                _ => (SpawnFailure.SystemError, "spawn failed"),
+            };
+            throw new ProcessSpawnException(failure, failure == SpawnFailure.ContainmentUnavailable ? leaf!.Path : request.ExecutablePath,
+                what + ": " + Libc.Describe(error), error);
+        }
+        finally
+        {
+            Fd.Close(ref cgroupFd);
+            strings.Dispose();
+        }
+    }
+
     public const string ShellPath = "/bin/sh";
 
     // "$0" is the leaf's cgroup.procs: writing 0 moves the writer itself, then exec keeps the PID.
@@ -20,8 +83,7 @@ internal static unsafe class Spawner
     // The shell exports PWD even when it was not given one; take it out again so the environment stays exact.
     private const string JoinCgroupShimWithoutPwd = "echo 0 >\"$0\" || exit 125; unset PWD; exec \"$@\"";
 
-    /// <summary>Spawns the child; fds are the child's ends for 0, 1 and 2. Returns its PID.</summary>
-    public static int Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, string? cgroupProcsPath)
+    private static int SpawnPosix(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, string? cgroupProcsPath)
     {
         string path = request.ExecutablePath;
         IReadOnlyList<string> argv = request.Argv;
@@ -122,7 +184,7 @@ internal static unsafe class Spawner
                     var failure = error switch
                     {
                         Libc.ENOENT => SpawnFailure.FileNotFound,
-                        Libc.EACCES => SpawnFailure.NotExecutable,
+                        Libc.EACCES or Libc.ENOEXEC => SpawnFailure.NotExecutable,
                         _ => SpawnFailure.SystemError,
                     };
                     throw new ProcessSpawnException(failure, request.ExecutablePath, "posix_spawn failed: " + Libc.Describe(error), error);

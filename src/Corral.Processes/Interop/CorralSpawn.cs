@@ -1,0 +1,59 @@
+using System.Runtime.InteropServices;
+
+namespace Corral.Processes.Interop;
+
+/// <summary>
+/// Corral's own spawn (Native/corral_spawn.c, built next to this assembly when a C compiler is present): clone3
+/// with CLONE_INTO_CGROUP, which glibc before 2.39 does not offer and .NET code cannot do between fork and exec.
+/// </summary>
+internal static unsafe class CorralSpawn
+{
+    internal const string FileName = "libcorral_spawn.so";
+
+    /// <summary>What failed in a child that never exec'd.</summary>
+    internal const int StepSetsid = 1;
+    internal const int StepChdir = 2;
+    internal const int StepDup2 = 3;
+    internal const int StepExec = 4;
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Request
+    {
+        public byte* Path;
+        public byte** Argv;
+        public byte** Envp;
+        public byte* WorkingDirectory;
+        public int StdinFd;
+        public int StdoutFd;
+        public int StderrFd;
+        public int CgroupFd;
+        public int ChildErrno;
+        public int ChildStep;
+    }
+
+    private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load();
+
+    /// <summary>Whether the library was found and works on this architecture.</summary>
+    internal static bool Available => s_spawn != null;
+
+    /// <summary>The child's PID (and its pidfd), or -errno with the failing step.</summary>
+    internal static int Spawn(Request* request, out int pidfd, out int step)
+    {
+        int fd, s;
+        int result = s_spawn(request, &fd, &s);
+        pidfd = fd;
+        step = s;
+        return result;
+    }
+
+    private static delegate* unmanaged<Request*, int*, int*, int> Load()
+    {
+        string? directory = Path.GetDirectoryName(typeof(CorralSpawn).Assembly.Location);
+        if (string.IsNullOrEmpty(directory) || !RuntimeInformation.IsOSPlatform(OSPlatform.Linux)
+            || RuntimeInformation.ProcessArchitecture != Architecture.X64
+            || !NativeLibrary.TryLoad(System.IO.Path.Combine(directory, FileName), out nint library)
+            || !NativeLibrary.TryGetExport(library, "corral_spawn", out nint export))
+            return null;
+        return (delegate* unmanaged<Request*, int*, int*, int>)export;
+    }
+}

@@ -1,0 +1,176 @@
+// Corral's spawn: clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_INTO_CGROUP]) and exec, the way glibc's
+// posix_spawn works, plus what glibc before 2.39 cannot do: start the child inside a cgroup, so that the kernel puts
+// it there at creation and no migration (cgroup.procs write) is needed. Built when a C compiler is present; without
+// it Corral falls back to posix_spawn (see Spawner.cs). x86-64 only for now: elsewhere it reports ENOSYS.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/sched.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+// Filled by the caller; child_errno/child_step are written by the child (it shares our memory until it execs).
+struct corral_spawn_request
+{
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;      // NULL: inherit ours
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+    int cgroup_fd;        // an O_DIRECTORY fd of the target cgroup, or -1
+    int child_errno;
+    int child_step;       // CORRAL_STEP_*: what failed in the child
+};
+
+enum { CORRAL_STEP_SETSID = 1, CORRAL_STEP_CHDIR = 2, CORRAL_STEP_DUP2 = 3, CORRAL_STEP_EXEC = 4 };
+
+// Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
+// another thread of ours may hold (so no malloc, no stdio), and never returns into the caller's frames.
+static int child_fail(struct corral_spawn_request *r, int step)
+{
+    r->child_errno = errno ? errno : EIO;
+    r->child_step = step;
+    syscall(SYS_exit_group, 127);
+    return 127;
+}
+
+static int move_fd(int from, int to)
+{
+    if (from == to)
+    {
+        // dup2 onto itself keeps FD_CLOEXEC: clear it so the descriptor survives exec.
+        int flags = (int)syscall(SYS_fcntl, from, F_GETFD);
+        return flags < 0 ? -1 : (int)syscall(SYS_fcntl, from, F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    return (int)syscall(SYS_dup2, from, to) < 0 ? -1 : 0;
+}
+
+static int child_main(void *arg)
+{
+    struct corral_spawn_request *r = arg;
+
+    // Every disposition back to default while all signals are still blocked (the caller blocked them before the
+    // clone): none of our handlers may ever run here. A zeroed kernel sigaction is SIG_DFL with an empty mask on
+    // every architecture, whatever the struct layout.
+    unsigned char dfl[64];
+    memset(dfl, 0, sizeof dfl);
+    for (int sig = 1; sig < 65; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
+
+    if (syscall(SYS_setsid) < 0)
+        return child_fail(r, CORRAL_STEP_SETSID);
+    if (r->cwd != NULL && syscall(SYS_chdir, r->cwd) < 0)
+        return child_fail(r, CORRAL_STEP_CHDIR);
+    if (move_fd(r->stdin_fd, 0) < 0 || move_fd(r->stdout_fd, 1) < 0 || move_fd(r->stderr_fd, 2) < 0)
+        return child_fail(r, CORRAL_STEP_DUP2);
+    if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
+    {
+        // Before Linux 5.9: .NET opens everything close-on-exec, so this only matters for foreign descriptors.
+        for (int fd = 3; fd < 4096; fd++)
+            syscall(SYS_close, fd);
+    }
+
+    uint64_t none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+    syscall(SYS_execve, r->path, r->argv, r->envp);
+    return child_fail(r, CORRAL_STEP_EXEC);
+}
+
+#if defined(__x86_64__)
+// clone3 with a new stack returns in the child on that stack, so the child's side cannot be C code of this
+// frame: it calls fn(arg) there and exits with its result.
+static long clone3_run(struct clone_args *args, size_t size, int (*fn)(void *), void *arg)
+{
+    register long rax __asm__("rax") = SYS_clone3;
+    register struct clone_args *rdi __asm__("rdi") = args;
+    register size_t rsi __asm__("rsi") = size;
+    register int (*r12)(void *) __asm__("r12") = fn;
+    register void *r13 __asm__("r13") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"
+        "mov %%eax, %%edi\n\t"
+        "mov $231, %%eax\n\t" // exit_group
+        "syscall\n\t"
+        "hlt\n"
+        "1:"
+        : "+r"(rax)
+        : "r"(rdi), "r"(rsi), "r"(r12), "r"(r13)
+        : "rcx", "r11", "memory", "cc");
+    return rax;
+}
+#define CORRAL_HAVE_CLONE3_RUN 1
+#endif
+
+// Returns the child's PID and stores its pidfd in *pidfd; or -errno (and *step says where, if the child failed).
+int corral_spawn(struct corral_spawn_request *r, int *pidfd, int *step)
+{
+    *pidfd = -1;
+    *step = 0;
+#ifndef CORRAL_HAVE_CLONE3_RUN
+    (void)r;
+    return -ENOSYS;
+#else
+    // The child's stack lives in this frame: we are suspended (CLONE_VFORK) for as long as the child uses it.
+    _Alignas(16) char stack[16 * 1024];
+    int fd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (r->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+    args.pidfd = (uint64_t)(uintptr_t)&fd;
+    args.exit_signal = SIGCHLD;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    args.cgroup = r->cgroup_fd >= 0 ? (uint64_t)r->cgroup_fd : 0;
+    r->child_errno = 0;
+    r->child_step = 0;
+
+    // Block every signal (glibc's internal ones too, hence the raw syscall) so the child starts with none deliverable.
+    uint64_t all = ~0ULL, old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+    long pid = clone3_run(&args, sizeof args, child_main, r);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+
+    if (pid < 0)
+        return (int)pid;
+    if (r->child_errno != 0)
+    {
+        // It never exec'd: reap it here, it is ours alone.
+        siginfo_t info;
+        while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR)
+        {
+        }
+        if (fd >= 0)
+            close(fd);
+        *step = r->child_step;
+        return -r->child_errno;
+    }
+
+    *pidfd = fd;
+    return (int)pid;
+#endif
+}
