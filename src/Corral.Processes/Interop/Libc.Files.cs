@@ -57,6 +57,12 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int access(string path, int mode);
 
+    [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int mkdir(string path, int mode);
+
+    [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int rmdir(string path);
+
     /// <summary>Directory streams: listing /proc and /proc/PID/fd must never stat an entry (a stat can block on a D-state process).</summary>
     [LibraryImport(Name, SetLastError = true)]
     internal static partial nint opendir(byte* path);
