@@ -125,7 +125,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         finally
         {
             if (escapee > 0)
-                Proc.Kill(escapee);
+                Proc.KillIfAlive(escapee);
             Directory.Delete(workdir, true);
         }
     }

@@ -150,7 +150,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         finally
         {
             if (pid > 0)
-                Proc.Kill(pid);
+                Proc.KillIfAlive(pid);
         }
     }
 }

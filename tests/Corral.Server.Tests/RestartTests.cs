@@ -56,7 +56,7 @@ public sealed class RestartTests
         {
             first?.Kill();
             second?.Kill();
-            pids.ForEach(Proc.Kill);
+            pids.ForEach(Proc.KillIfAlive);
             Directory.Delete(workdir, true);
             Directory.Delete(data, true);
         }

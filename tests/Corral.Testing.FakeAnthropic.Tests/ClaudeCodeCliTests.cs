@@ -148,7 +148,7 @@ public sealed class ClaudeCodeCliTests
             Assert.Equal("fake", Str(server, "name"));
             Assert.Equal("connected", Str(server, "status"));
             Assert.Contains("mcp__fake__echo", init["tools"]!.AsArray().Select(t => t!.GetValue<string>()));
-            mcpPid = await Pids.ReadPidFileAsync(pidFile, Deadline);
+            mcpPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
 
             var result = await run.WaitForResultAsync(Deadline);
             Assert.Equal("success", Str(result, "subtype"));
@@ -162,8 +162,8 @@ public sealed class ClaudeCodeCliTests
             Assert.Equal(0, exit.ExitCode);
             Assert.Empty(exit.Leftovers); // the CLI took the npx chain down with it
             // The fake MCP server exits on stdin EOF, which the CLI sends when it shuts down.
-            Assert.True(await Pids.EventuallyAsync(() => !Pids.IsAlive(mcpPid), TimeSpan.FromSeconds(15)),
-                $"MCP server {mcpPid} still alive: {Pids.CommandLine(mcpPid)}");
+            Assert.True(await Proc.EventuallyAsync(() => !Proc.IsAlive(mcpPid), TimeSpan.FromSeconds(15)),
+                $"MCP server {mcpPid} still alive: {Proc.CommandLine(mcpPid)}");
             TestContext.Current.TestOutputHelper?.WriteLine(
                 $"timing: init {run.FirstSeen("system", "init")?.TotalSeconds:0.00} s, result {run.FirstSeen("result")?.TotalSeconds:0.00} s, " +
                 $"exit {exit.ExitedAfter.TotalSeconds:0.00} s");
@@ -171,7 +171,7 @@ public sealed class ClaudeCodeCliTests
         }
         finally
         {
-            Pids.KillIfAlive(mcpPid);
+            Proc.KillIfAlive(mcpPid);
             Directory.Delete(scratch, recursive: true);
         }
     }
@@ -194,20 +194,20 @@ public sealed class ClaudeCodeCliTests
             });
             await run.SendUserAsync("Hi.");
             Assert.Equal("success", Str(await run.WaitForResultAsync(Deadline), "subtype"));
-            mcpPid = await Pids.ReadPidFileAsync(pidFile, Deadline);
+            mcpPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
 
             var closedAt = run.Elapsed;
             var exit = await run.FinishAsync(ExitDeadline);
 
             Assert.Equal(0, exit.ExitCode);
             Assert.Contains(exit.Leftovers, l => l.StartsWith($"{mcpPid} ", StringComparison.Ordinal)); // then SIGKILLed by the group kill
-            Assert.True(await Pids.EventuallyAsync(() => !Pids.IsAlive(mcpPid), TimeSpan.FromSeconds(15)));
+            Assert.True(await Proc.EventuallyAsync(() => !Proc.IsAlive(mcpPid), TimeSpan.FromSeconds(15)));
             TestContext.Current.TestOutputHelper?.WriteLine(
                 $"timing: CLI exited {(exit.ExitedAfter - closedAt).TotalSeconds:0.00} s after stdin EOF; leftovers: {string.Join("; ", exit.Leftovers)}");
         }
         finally
         {
-            Pids.KillIfAlive(mcpPid);
+            Proc.KillIfAlive(mcpPid);
             Directory.Delete(scratch, recursive: true);
         }
     }
@@ -276,7 +276,7 @@ public sealed class ClaudeCodeCliTests
             await using var run = Start(api, new ClaudeRunOptions { PermissionMode = "bypassPermissions" });
 
             await run.SendUserAsync("Sleep.");
-            sleepPid = await Pids.ReadPidFileAsync(pidFile, Deadline);
+            sleepPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
             await run.SendInterruptAsync("req_1");
             var result = await run.WaitForResultAsync(Deadline);
 
@@ -284,13 +284,13 @@ public sealed class ClaudeCodeCliTests
             Assert.Equal("aborted_tools", Str(result, "terminal_reason"));
             Assert.Single(api.MessagesRequests); // the tool's result was never sent
             // The CLI kills the command it was running.
-            Assert.True(await Pids.EventuallyAsync(() => !Pids.IsAlive(sleepPid), TimeSpan.FromSeconds(15)),
-                $"bash command {sleepPid} still alive: {Pids.CommandLine(sleepPid)}");
+            Assert.True(await Proc.EventuallyAsync(() => !Proc.IsAlive(sleepPid), TimeSpan.FromSeconds(15)),
+                $"bash command {sleepPid} still alive: {Proc.CommandLine(sleepPid)}");
             Assert.Equal(1, (await run.FinishAsync(ExitDeadline)).ExitCode);
         }
         finally
         {
-            Pids.KillIfAlive(sleepPid);
+            Proc.KillIfAlive(sleepPid);
             Directory.Delete(scratch, recursive: true);
         }
     }

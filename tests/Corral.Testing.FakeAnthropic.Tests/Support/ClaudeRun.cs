@@ -343,7 +343,7 @@ internal sealed class ClaudeRun : IAsyncDisposable
                 return _exit;
         }
 
-        var leftovers = ProcessGroup.Members(Pid).Select(p => $"{p} {Pids.CommandLine(p)}").ToArray();
+        var leftovers = ProcessGroup.Members(Pid).Select(p => $"{p} {Proc.CommandLine(p)}").ToArray();
         if (leftovers.Length > 0)
             ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
         var exit = new RunExit(_process.ExitCode, _exitedAt.IsCompletedSuccessfully ? _exitedAt.Result : _clock.Elapsed, leftovers);

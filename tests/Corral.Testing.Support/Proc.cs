@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Corral.Testing.Support;
+
+/// <summary>Facts about processes, read from /proc, signals to the ones a test started, and condition waits with deadlines.</summary>
+public static partial class Proc
+{
+    public const int SIGINT = 2;
+    public const int SIGKILL = 9;
+    public const int SIGTERM = 15;
+
+    /// <summary>Present in /proc and not a zombie. A zombie has exited: it only waits for its parent to reap it.</summary>
+    public static bool IsAlive(int pid) => State(pid) is not ('\0' or 'Z' or 'X');
+
+    /// <summary>The state letter from /proc/PID/stat (R, S, Z…), or NUL when the process is gone.</summary>
+    public static char State(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2];
+        }
+        catch (IOException)
+        {
+            return '\0';
+        }
+    }
+
+    /// <summary>The parent PID from /proc/PID/stat, or 0 when the process is gone.</summary>
+    public static int ParentPid(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The command line with NULs as spaces; empty when the process is gone.</summary>
+    public static string CommandLine(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    /// <summary>Live processes whose environment carries <c>CORRAL_TREE_ID=treeId</c>.</summary>
+    public static List<int> WithTreeId(string treeId)
+    {
+        var found = new List<int>();
+        string needle = "CORRAL_TREE_ID=" + treeId;
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid) || !IsAlive(pid))
+                continue;
+            try
+            {
+                if (File.ReadAllText(Path.Combine(dir, "environ")).Split('\0').Contains(needle))
+                    found.Add(pid);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone meanwhile, or not ours to read.
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Sends <paramref name="signal"/> to <paramref name="pid"/>; false if it is already gone.</summary>
+    public static bool Signal(int pid, int signal) => kill(pid, signal) == 0;
+
+    /// <summary>SIGKILLs <paramref name="pid"/> if it is alive: cleanup for a test that failed half-way (only that PID).</summary>
+    public static void KillIfAlive(int pid)
+    {
+        if (pid > 0 && IsAlive(pid))
+            Signal(pid, SIGKILL);
+    }
+
+    /// <summary>Reads a PID a process wrote to a file, waiting until the file holds a number.</summary>
+    public static async Task<int> ReadPidFileAsync(string path, TimeSpan timeout)
+    {
+        int pid = 0;
+        await WaitForAsync(() => File.Exists(path) && int.TryParse(File.ReadAllText(path).Trim(), out pid) && pid > 0,
+            timeout, $"a pid in {path}");
+        return pid;
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds or <paramref name="deadline"/> passes; the last check decides.</summary>
+    public static async Task<bool> EventuallyAsync(Func<bool> condition, TimeSpan deadline)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > deadline)
+                return condition();
+            await Task.Delay(20);
+        }
+
+        return true;
+    }
+
+    public static async Task WaitForAsync(Func<bool> condition, TimeSpan deadline, string what)
+    {
+        if (!await EventuallyAsync(condition, deadline))
+            throw new TimeoutException($"Timed out after {deadline.TotalSeconds:0.#} s waiting for {what}.");
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int sig);
+}
