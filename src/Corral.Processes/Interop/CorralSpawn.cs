@@ -48,10 +48,9 @@ internal static unsafe class CorralSpawn
 
     private static delegate* unmanaged<Request*, int*, int*, int> Load()
     {
-        string? directory = Path.GetDirectoryName(typeof(CorralSpawn).Assembly.Location);
-        if (string.IsNullOrEmpty(directory) || !RuntimeInformation.IsOSPlatform(OSPlatform.Linux)
-            || RuntimeInformation.ProcessArchitecture != Architecture.X64
-            || !NativeLibrary.TryLoad(System.IO.Path.Combine(directory, FileName), out nint library)
+        // The runtime's own probing: next to the app, or runtimes/linux-x64/native from a package's deps.json.
+        if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || RuntimeInformation.ProcessArchitecture != Architecture.X64
+            || !NativeLibrary.TryLoad(FileName, typeof(CorralSpawn).Assembly, null, out nint library)
             || !NativeLibrary.TryGetExport(library, "corral_spawn", out nint export))
             return null;
         return (delegate* unmanaged<Request*, int*, int*, int>)export;
