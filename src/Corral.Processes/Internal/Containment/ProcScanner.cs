@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Corral.Processes.Interop;
 using Corral.Processes.Internal.Io;
+using Corral.Processes.Internal.Teardown;
 
 namespace Corral.Processes.Internal.Containment;
 
@@ -18,6 +19,9 @@ internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyLis
     /// <summary><see cref="PipeLinks"/> as the bytes readlink returns.</summary>
     public byte[][] PipeLinkBytes { get; } = PipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray();
 }
+
+/// <summary>A tree member found by a scan, with the pidfd opened before it was checked (or -1 when none was asked for).</summary>
+internal readonly record struct Member(int Pid, FoundBy FoundBy, int Pidfd = -1);
 
 /// <summary>
 /// Reads /proc to find a tree's members. Every read tolerates the process vanishing mid-scan. Nothing here stats a
@@ -63,42 +67,111 @@ internal static class ProcScanner
     /// </remarks>
     public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders = true, bool stopAtFirst = false)
     {
-        var members = new List<(int, FoundBy)>();
-        var span = criteria.Window?.Now() ?? PidSpan.Everything;
-        byte[] buffer = new byte[4096];
-        var unmatched = new List<int>();
-        foreach (int pid in Candidates(span))
-        {
-            if (protectedPids.Value.Contains(pid))
-                continue;
-            var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
-            if (foundBy is { } found)
-            {
-                members.Add((pid, found));
-                if (stopAtFirst)
-                    return members;
-            }
-            else if (mayHold)
-            {
-                unmatched.Add(pid);
-            }
-        }
+        var members = FindMembers(criteria, protectedPids, checkHolders, stopAtFirst, log: null);
+        var result = new List<(int, FoundBy)>(members.Count);
+        foreach (var m in members)
+            result.Add((m.Pid, m.FoundBy));
+        return result;
+    }
 
-        if (checkHolders && criteria.PipeLinks.Count > 0)
+    /// <summary>
+    /// Like the other overload; with a <paramref name="log"/>, for signalling: a pidfd is opened for each candidate
+    /// <em>before</em> it is checked, each member is recorded in the log as soon as it matches (alive, so its
+    /// command line is still there), and each member comes with its pidfd, which the caller must close.
+    /// </summary>
+    /// <remarks>
+    /// Opening first is what makes the scan's own check the verification a signal needs: if the PID was recycled
+    /// before the check, the pidfd names the old, dead process and a signal through it goes nowhere; if not, the
+    /// check examined the very process the pidfd names. No second check per member is needed.
+    /// </remarks>
+    public static List<Member> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders, bool stopAtFirst, KillLog? log)
+    {
+        var members = new List<Member>();
+        byte[] buffer = new byte[4096];
+        bool withPidfds = log is not null;
+        try
         {
-            var fds = new List<int>();
-            foreach (int pid in unmatched)
+            // For "is it empty?" the child first: while it lives, it is the member the answer needs.
+            if (stopAtFirst && criteria.SessionId is { } child && !protectedPids.Value.Contains(child)
+                && TryMember(child, criteria, withPidfds, log, ref buffer, members, out _))
+                return members;
+
+            var span = criteria.Window?.Now() ?? PidSpan.Everything;
+            var unmatched = new List<int>();
+            foreach (int pid in Candidates(span))
             {
-                if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+                if (protectedPids.Value.Contains(pid))
+                    continue;
+                if (TryMember(pid, criteria, withPidfds, log, ref buffer, members, out bool mayHold))
                 {
-                    members.Add((pid, FoundBy.PipeHolder));
                     if (stopAtFirst)
                         return members;
                 }
+                else if (mayHold)
+                {
+                    unmatched.Add(pid);
+                }
             }
+
+            if (checkHolders && criteria.PipeLinks.Count > 0)
+            {
+                var fds = new List<int>();
+                foreach (int pid in unmatched)
+                {
+                    int pidfd = withPidfds ? Libc.pidfd_open(pid) : -1;
+                    if (withPidfds && pidfd < 0)
+                        continue;
+                    if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+                    {
+                        log?.Record(pid, FoundBy.PipeHolder);
+                        members.Add(new Member(pid, FoundBy.PipeHolder, pidfd));
+                        if (stopAtFirst)
+                            return members;
+                    }
+                    else if (pidfd >= 0)
+                    {
+                        Libc.close(pidfd);
+                    }
+                }
+            }
+
+            return members;
+        }
+        catch
+        {
+            Close(members);
+            throw;
+        }
+    }
+
+    /// <summary>Closes the members' pidfds.</summary>
+    public static void Close(List<Member> members)
+    {
+        foreach (var m in members)
+        {
+            if (m.Pidfd >= 0)
+                Libc.close(m.Pidfd);
+        }
+    }
+
+    /// <summary>The cheap criteria for one candidate; on a match, adds it (with its pidfd, opened first) to <paramref name="members"/>.</summary>
+    private static bool TryMember(int pid, TreeCriteria criteria, bool withPidfd, KillLog? log, ref byte[] buffer, List<Member> members, out bool mayHold)
+    {
+        mayHold = false;
+        int pidfd = -1;
+        if (withPidfd && (pidfd = Libc.pidfd_open(pid)) < 0)
+            return false;
+        (var foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
+        if (foundBy is not { } found)
+        {
+            if (pidfd >= 0)
+                Libc.close(pidfd);
+            return false;
         }
 
-        return members;
+        log?.Record(pid, found);
+        members.Add(new Member(pid, found, pidfd));
+        return true;
     }
 
     /// <summary>The PIDs of <paramref name="span"/> that may be processes, newest first.</summary>
@@ -291,15 +364,23 @@ internal static class ProcScanner
     /// <summary>The command line with NULs as spaces, capped at 200 characters.</summary>
     public static string CommandLine(int pid)
     {
-        byte[] buffer = new byte[512];
-        int n = Fd.ReadFile($"/proc/{pid}/cmdline", ref buffer, 4096);
-        if (n <= 0)
-        {
-            n = Fd.ReadFile($"/proc/{pid}/comm", ref buffer);
-            return n <= 0 ? "" : "[" + Encoding.UTF8.GetString(buffer, 0, n).Trim() + "]";
-        }
+        Span<byte> buffer = stackalloc byte[1024];
+        int n = ProcFs.ReadOnce(pid, "cmdline"u8, buffer);
+        if (n > 0)
+            return DecodeCommandLine(buffer[..n], isComm: false);
+        n = ProcFs.ReadOnce(pid, "comm"u8, buffer);
+        return DecodeCommandLine(buffer[..Math.Max(n, 0)], isComm: true);
+    }
 
-        string text = Encoding.UTF8.GetString(buffer, 0, n).Replace('\0', ' ').Trim();
+    /// <summary>
+    /// Raw /proc/PID/cmdline bytes as report text: NULs as spaces, capped at 200 characters; a process without one
+    /// (kernel thread, or already exiting) is shown by its comm in brackets.
+    /// </summary>
+    public static string DecodeCommandLine(ReadOnlySpan<byte> raw, bool isComm)
+    {
+        if (isComm)
+            return raw.IsEmpty ? "" : "[" + Encoding.UTF8.GetString(raw).Trim() + "]";
+        string text = Encoding.UTF8.GetString(raw).Replace('\0', ' ').Trim();
         return text.Length <= 200 ? text : text[..199] + "…";
     }
 

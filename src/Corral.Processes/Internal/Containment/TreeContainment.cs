@@ -55,41 +55,37 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 
     public override void SignalAll(int signal, KillLog log)
     {
-        // In batches, so the first processes are already on their way out (the kernel's exit work runs on the
-        // other CPU) while the next command lines are read. Per batch: record each process (its command line must
-        // be read before it dies) and open a pidfd for it, then list the leaf again: a process still listed after
-        // its pidfd was opened is the member we checked (a recycled PID would have to be in the leaf, i.e. in the
-        // tree, and a pidfd never follows a PID to a new process). Then the signal and SIGCONT through the pidfd.
-        const int batchSize = 64;
+        // Everything that needs the processes alive comes first, the signals last in one burst: once the first
+        // processes start exiting they compete with this thread for the CPUs, so work left between signals ends up
+        // serialised with their exit work. Per process: record it (its command line is gone once it exits) and open
+        // a pidfd. Then the leaf is listed once more: a process still listed after its pidfd was opened is the member
+        // we listed (a recycled PID would have to be in the leaf, i.e. in the tree, and a pidfd never follows a PID
+        // to a new process). Then the signal and SIGCONT through each pidfd.
         var pids = leaf.ReadProcs();
-        var batch = new List<(int Pid, int Pidfd)>(Math.Min(batchSize, pids.Count));
-        for (int start = 0; start < pids.Count; start += batchSize)
+        var opened = new List<(int Pid, int Pidfd)>(pids.Count);
+        try
         {
-            try
+            foreach (int pid in pids)
             {
-                for (int i = start; i < Math.Min(start + batchSize, pids.Count); i++)
-                {
-                    log.Record(pids[i], FoundBy.Cgroup);
-                    int pidfd = Libc.pidfd_open(pids[i]);
-                    if (pidfd >= 0)
-                        batch.Add((pids[i], pidfd));
-                }
+                log.Record(pid, FoundBy.Cgroup);
+                int pidfd = Libc.pidfd_open(pid);
+                if (pidfd >= 0)
+                    opened.Add((pid, pidfd));
+            }
 
-                var still = leaf.ReadProcs().ToHashSet();
-                foreach (var (pid, pidfd) in batch)
-                {
-                    if (!still.Contains(pid))
-                        continue;
-                    Libc.pidfd_send_signal(pidfd, signal);
-                    Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
-                }
-            }
-            finally
+            var still = leaf.ReadProcs().ToHashSet();
+            foreach (var (pid, pidfd) in opened)
             {
-                foreach (var (_, pidfd) in batch)
-                    Libc.close(pidfd);
-                batch.Clear();
+                if (!still.Contains(pid))
+                    continue;
+                Libc.pidfd_send_signal(pidfd, signal);
+                Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
             }
+        }
+        finally
+        {
+            foreach (var (_, pidfd) in opened)
+                Libc.close(pidfd);
         }
     }
 
@@ -109,8 +105,6 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         if (!leaf.IsPopulated())
             leaf.TryRemove();
     }
-
-    private bool InLeaf(int pid) => ProcScanner.CgroupOf(pid) == leaf.RelativePath;
 }
 
 /// <summary>
@@ -126,7 +120,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 {
     private readonly Lazy<HashSet<int>> _protected = new(ProcScanner.ProtectedPids);
     private long _lastScanTicks;
-    private List<(int Pid, FoundBy FoundBy)>? _signalled;
+    private List<int>? _signalled;
 
     public override ContainmentKind Kind => ContainmentKind.Session;
 
@@ -144,40 +138,38 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
     public override void SignalAll(int signal, KillLog log)
     {
-        var members = Scan();
-        foreach (var (pid, foundBy) in members)
-            log.Record(pid, foundBy);
-
-        // The group id is the child's PID, reserved by its zombie, so this reaches only our group.
-        if (criteria.SessionId is > 1 and var group)
-            Libc.kill(-group, signal);
-
-        // One pidfd per member, membership re-checked once it is open; the signal and SIGCONT both go through it.
-        byte[] buffer = new byte[4096];
-        foreach (var (pid, _) in members)
+        // The scan records each member as it matches and returns it with a pidfd opened before the check, so the
+        // check it passed is the verification the signal needs (see ProcScanner.FindMembers): no second pass over
+        // /proc between finding the members and signalling them, and the signals go out in one burst.
+        long start = Stopwatch.GetTimestamp();
+        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: false, log);
+        _lastScanTicks = Stopwatch.GetTimestamp() - start;
+        var signalled = new List<int>(members.Count);
+        try
         {
-            int pidfd = Libc.pidfd_open(pid);
-            if (pidfd < 0)
-                continue;
-            try
+            // The group id is the child's PID, reserved by its zombie, so this reaches only our group (including
+            // members forked since the scan).
+            if (criteria.SessionId is > 1 and var group)
+                Libc.kill(-group, signal);
+
+            foreach (var m in members)
             {
-                if (!IsMember(pid, ref buffer))
-                    continue;
-                Libc.pidfd_send_signal(pidfd, signal);
+                Libc.pidfd_send_signal(m.Pidfd, signal);
                 if (signal != Libc.SIGKILL)
-                    Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+                    Libc.pidfd_send_signal(m.Pidfd, Libc.SIGCONT);
+                signalled.Add(m.Pid);
             }
-            finally
-            {
-                Libc.close(pidfd);
-            }
+
+            if (signal != Libc.SIGKILL && criteria.SessionId is > 1 and var g)
+                Libc.kill(-g, Libc.SIGCONT);
+        }
+        finally
+        {
+            ProcScanner.Close(members);
         }
 
-        if (signal != Libc.SIGKILL && criteria.SessionId is > 1 and var g)
-            Libc.kill(-g, Libc.SIGCONT);
-
-        // The next wait starts from these pidfds instead of another scan.
-        Volatile.Write(ref _signalled, members);
+        // The next wait starts from these processes instead of another scan.
+        Volatile.Write(ref _signalled, signalled);
     }
 
     public override void KillAll(KillLog log) => SignalAll(Libc.SIGKILL, log);
@@ -190,9 +182,10 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
             return IsEmpty();
 
         // Membership spans unrelated processes found by scanning. Between scans, wait for the members last seen
-        // (those just signalled, at first) to exit through their pidfds, bounded by a back-off: membership can also
-        // end without an exit (a holder closes the pipe), and new members can appear. The back-off grows with the
-        // cost of a scan, so waiting on a stubborn process never becomes a busy /proc loop on a crowded machine.
+        // (those just signalled, at first) to exit through their pidfds, for as long as they keep exiting and then at
+        // most a back-off: membership can also end without an exit (a holder closes the pipe), and new members can
+        // appear. The back-off grows with the cost of a scan, so waiting on a stubborn process never becomes a busy
+        // /proc loop on a crowded machine; a big tree that is exiting is never rescanned halfway through.
         long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         var backoff = TimeSpan.FromMilliseconds(5);
         var waitFor = Interlocked.Exchange(ref _signalled, null);
@@ -200,8 +193,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         {
             if (waitFor is { Count: > 0 })
             {
-                var left = Left(deadline);
-                await WaitExitedAsync(waitFor, backoff < left ? backoff : left).ConfigureAwait(false);
+                await WaitExitedAsync(waitFor, backoff, deadline).ConfigureAwait(false);
                 var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
                 backoff = backoff * 2 < cap ? backoff * 2 : cap;
             }
@@ -211,24 +203,37 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
                 return true;
             if (Left(deadline) <= TimeSpan.Zero)
                 return false;
-            waitFor = members;
+            waitFor = members.ConvertAll(m => m.Pid);
         }
     }
 
     private static TimeSpan Left(long deadline) =>
         TimeSpan.FromSeconds(Math.Max(0, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency));
 
-    /// <summary>Completes when every process in <paramref name="members"/> has exited, or after <paramref name="timeout"/>.</summary>
-    private static async Task WaitExitedAsync(List<(int Pid, FoundBy FoundBy)> members, TimeSpan timeout)
+    /// <summary>
+    /// Completes when every process in <paramref name="pids"/> has exited, when none has exited for
+    /// <paramref name="quiet"/>, or at <paramref name="deadline"/>.
+    /// </summary>
+    private static async Task WaitExitedAsync(List<int> pids, TimeSpan quiet, long deadline)
     {
-        using var watch = Io.ExitWatch.For(members.Select(m => m.Pid));
-        try
+        using var watch = Io.ExitWatch.For(pids);
+        int remaining = watch.Remaining;
+        while (true)
         {
-            await watch.AllExited.WaitAsync(timeout).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            // Someone is still alive: the caller scans again.
+            var left = Left(deadline);
+            var step = quiet < left ? quiet : left;
+            if (step <= TimeSpan.Zero)
+                return;
+            using var cts = new CancellationTokenSource();
+            var all = watch.AllExited;
+            var first = await Task.WhenAny(all, Task.Delay(step, cts.Token)).ConfigureAwait(false);
+            cts.Cancel();
+            if (first == all)
+                return;
+            int now = watch.Remaining;
+            if (now == remaining)
+                return;
+            remaining = now;
         }
     }
 

@@ -24,6 +24,9 @@ internal sealed class ExitWatch : IDisposable
     /// <summary>How many processes are watched (PIDs already gone are not).</summary>
     public int Count => _pidfds.Count;
 
+    /// <summary>How many watched processes have not exited yet (as far as the poll thread has seen).</summary>
+    public int Remaining => Math.Max(0, Volatile.Read(ref _remaining));
+
     /// <summary>Completes when every process has exited (at once for PIDs already gone).</summary>
     public Task AllExited => _allExited.Task;
 
