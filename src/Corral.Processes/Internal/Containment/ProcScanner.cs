@@ -20,6 +20,36 @@ internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyLis
     public byte[][] PipeLinkBytes { get; } = PipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray();
 }
 
+/// <summary>
+/// PIDs of a tree's window whose processes are known to have exited (their pidfds said so). Within a window that
+/// still holds, such a PID cannot be handed out again (allocation would have to go all the way round), so later
+/// scans skip it: after a big tree's teardown its zombies, possibly not yet reaped by init, cost nothing.
+/// </summary>
+internal sealed class ExitedPids
+{
+    private readonly Lock _gate = new();
+    private readonly HashSet<int> _pids = [];
+
+    public bool Contains(int pid)
+    {
+        lock (_gate)
+            return _pids.Contains(pid);
+    }
+
+    public void AddRange(IEnumerable<int> pids)
+    {
+        lock (_gate)
+            _pids.UnionWith(pids);
+    }
+
+    /// <summary>Forgets everything: the window no longer holds, so a PID may name a new process.</summary>
+    public void Clear()
+    {
+        lock (_gate)
+            _pids.Clear();
+    }
+}
+
 /// <summary>A tree member found by a scan, with the pidfd opened before it was checked (or -1 when none was asked for).</summary>
 internal readonly record struct Member(int Pid, FoundBy FoundBy, int Pidfd = -1);
 
@@ -84,7 +114,13 @@ internal static class ProcScanner
     /// before the check, the pidfd names the old, dead process and a signal through it goes nowhere; if not, the
     /// check examined the very process the pidfd names. No second check per member is needed.
     /// </remarks>
-    public static List<Member> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders, bool stopAtFirst, KillLog? log)
+    /// <param name="criteria">What identifies the tree.</param>
+    /// <param name="protectedPids">Never members.</param>
+    /// <param name="checkHolders">Whether any process may still hold a write end of the tree's pipes.</param>
+    /// <param name="stopAtFirst">Return as soon as one member is found.</param>
+    /// <param name="log">Where to record members (opening pidfds for them); <c>null</c> to only look.</param>
+    /// <param name="exited">PIDs of the window known to have exited, skipped; cleared if the window no longer holds.</param>
+    public static List<Member> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders, bool stopAtFirst, KillLog? log, ExitedPids? exited = null)
     {
         var members = new List<Member>();
         byte[] buffer = new byte[4096];
@@ -97,10 +133,12 @@ internal static class ProcScanner
                 return members;
 
             var span = criteria.Window?.Now() ?? PidSpan.Everything;
+            if (span.All)
+                exited?.Clear();
             var unmatched = new List<int>();
             foreach (int pid in Candidates(span))
             {
-                if (protectedPids.Value.Contains(pid))
+                if (protectedPids.Value.Contains(pid) || exited?.Contains(pid) == true)
                     continue;
                 if (TryMember(pid, criteria, withPidfds, log, ref buffer, members, out bool mayHold))
                 {

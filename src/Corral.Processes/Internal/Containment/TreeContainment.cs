@@ -119,6 +119,7 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed = null) : TreeContainment
 {
     private readonly Lazy<HashSet<int>> _protected = new(ProcScanner.ProtectedPids);
+    private readonly ExitedPids _exited = new();
     private long _lastScanTicks;
     private List<int>? _signalled;
 
@@ -128,10 +129,10 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
     private bool CheckHolders => pipesClosed?.Invoke() != true;
 
-    private List<(int Pid, FoundBy FoundBy)> Scan(bool stopAtFirst = false)
+    private List<Member> Scan(bool stopAtFirst = false)
     {
         long start = Stopwatch.GetTimestamp();
-        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst);
+        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst, log: null, _exited);
         _lastScanTicks = Stopwatch.GetTimestamp() - start;
         return members;
     }
@@ -142,7 +143,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         // check it passed is the verification the signal needs (see ProcScanner.FindMembers): no second pass over
         // /proc between finding the members and signalling them, and the signals go out in one burst.
         long start = Stopwatch.GetTimestamp();
-        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: false, log);
+        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: false, log, _exited);
         _lastScanTicks = Stopwatch.GetTimestamp() - start;
         var signalled = new List<int>(members.Count);
         try
@@ -193,7 +194,8 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         {
             if (waitFor is { Count: > 0 })
             {
-                await WaitExitedAsync(waitFor, backoff, deadline).ConfigureAwait(false);
+                if (await WaitExitedAsync(waitFor, backoff, deadline).ConfigureAwait(false))
+                    _exited.AddRange(waitFor);
                 var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
                 backoff = backoff * 2 < cap ? backoff * 2 : cap;
             }
@@ -211,10 +213,10 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         TimeSpan.FromSeconds(Math.Max(0, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency));
 
     /// <summary>
-    /// Completes when every process in <paramref name="pids"/> has exited, when none has exited for
-    /// <paramref name="quiet"/>, or at <paramref name="deadline"/>.
+    /// Waits until every process in <paramref name="pids"/> has exited (<c>true</c>), or until none has exited for
+    /// <paramref name="quiet"/>, or <paramref name="deadline"/> (<c>false</c>).
     /// </summary>
-    private static async Task WaitExitedAsync(List<int> pids, TimeSpan quiet, long deadline)
+    private static async Task<bool> WaitExitedAsync(List<int> pids, TimeSpan quiet, long deadline)
     {
         using var watch = Io.ExitWatch.For(pids);
         int remaining = watch.Remaining;
@@ -223,16 +225,16 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
             var left = Left(deadline);
             var step = quiet < left ? quiet : left;
             if (step <= TimeSpan.Zero)
-                return;
+                return watch.AllExited.IsCompleted;
             using var cts = new CancellationTokenSource();
             var all = watch.AllExited;
             var first = await Task.WhenAny(all, Task.Delay(step, cts.Token)).ConfigureAwait(false);
             cts.Cancel();
             if (first == all)
-                return;
+                return true;
             int now = watch.Remaining;
             if (now == remaining)
-                return;
+                return false;
             remaining = now;
         }
     }
