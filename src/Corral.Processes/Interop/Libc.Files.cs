@@ -13,6 +13,7 @@ internal static unsafe partial class Libc
     internal const int O_CLOEXEC = 0x80000;
     internal const int O_PATH = 0x200000;
 
+    internal const int F_DUPFD_CLOEXEC = 1030;
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;
     internal const int F_SETPIPE_SZ = 1031;

@@ -381,7 +381,7 @@ internal static class ProcScanner
         return false;
     }
 
-    private static bool IsWritable(int pid, int fd, ref byte[] buffer)
+    internal static bool IsWritable(int pid, int fd, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
         if (n <= 0)

@@ -11,11 +11,15 @@ internal abstract class TreeContainment
 
     public virtual string? CgroupPath => null;
 
-    /// <summary>Sends <paramref name="signal"/> to every live process of the tree (and SIGCONT, so stopped ones can act on it).</summary>
-    public abstract void SignalAll(int signal, KillLog log);
+    /// <summary>
+    /// Sends <paramref name="signal"/> to every live process of the tree (and SIGCONT, so stopped ones can act on it),
+    /// recording each in <paramref name="log"/> first. Asynchronous because session mode may share its scan with
+    /// other trees' (see <see cref="SharedScan"/>).
+    /// </summary>
+    public abstract Task SignalAllAsync(int signal, KillLog log);
 
     /// <summary>SIGKILLs every live process of the tree.</summary>
-    public abstract void KillAll(KillLog log);
+    public abstract Task KillAllAsync(KillLog log);
 
     public abstract bool IsEmpty();
 
@@ -53,7 +57,13 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 
     public CgroupLeaf Leaf => leaf;
 
-    public override void SignalAll(int signal, KillLog log)
+    public override Task SignalAllAsync(int signal, KillLog log)
+    {
+        SignalAll(signal, log);
+        return Task.CompletedTask;
+    }
+
+    private void SignalAll(int signal, KillLog log)
     {
         // Everything that needs the processes alive comes first, the signals last in one burst: once the first
         // processes start exiting they compete with this thread for the CPUs, so work left between signals ends up
@@ -89,11 +99,12 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         }
     }
 
-    public override void KillAll(KillLog log)
+    public override Task KillAllAsync(KillLog log)
     {
         foreach (int pid in leaf.ReadProcs())
             log.Record(pid, FoundBy.Cgroup);
         leaf.Kill();
+        return Task.CompletedTask;
     }
 
     public override bool IsEmpty() => !leaf.IsPopulated();
@@ -122,6 +133,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
     private readonly ExitedPids _exited = new();
     private long _lastScanTicks;
     private List<int>? _signalled;
+    private volatile bool _empty;
 
     public override ContainmentKind Kind => ContainmentKind.Session;
 
@@ -129,22 +141,23 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
     private bool CheckHolders => pipesClosed?.Invoke() != true;
 
-    private List<Member> Scan(bool stopAtFirst = false)
+    private async Task<List<Member>> ScanAsync(KillLog? log = null)
     {
         long start = Stopwatch.GetTimestamp();
-        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst, log: null, _exited);
+        var members = await SharedScan.FindMembersAsync(criteria, _protected, CheckHolders, log, _exited).ConfigureAwait(false);
         _lastScanTicks = Stopwatch.GetTimestamp() - start;
         return members;
     }
 
-    public override void SignalAll(int signal, KillLog log)
+    public override async Task SignalAllAsync(int signal, KillLog log)
     {
+        if (_empty)
+            return;
+
         // The scan records each member as it matches and returns it with a pidfd opened before the check, so the
         // check it passed is the verification the signal needs (see ProcScanner.FindMembers): no second pass over
         // /proc between finding the members and signalling them, and the signals go out in one burst.
-        long start = Stopwatch.GetTimestamp();
-        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: false, log, _exited);
-        _lastScanTicks = Stopwatch.GetTimestamp() - start;
+        var members = await ScanAsync(log).ConfigureAwait(false);
         var signalled = new List<int>(members.Count);
         try
         {
@@ -173,13 +186,27 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         Volatile.Write(ref _signalled, signalled);
     }
 
-    public override void KillAll(KillLog log) => SignalAll(Libc.SIGKILL, log);
+    public override Task KillAllAsync(KillLog log) => SignalAllAsync(Libc.SIGKILL, log);
 
-    public override bool IsEmpty() => Scan(stopAtFirst: true).Count == 0;
+    /// <remarks>
+    /// Once a scan has found no member, the answer stays "empty" without scanning again: every criterion is
+    /// inherited from a member (fork keeps the session, the group, the environment and the descriptors; setpgid
+    /// can only join a group of one's own session; the pipes' write ends exist only in holders), so with no member
+    /// left none can appear, short of an outsider deliberately copying the tree's identity.
+    /// </remarks>
+    public override bool IsEmpty()
+    {
+        if (_empty)
+            return true;
+        long start = Stopwatch.GetTimestamp();
+        bool empty = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: true, log: null, _exited).Count == 0;
+        _lastScanTicks = Stopwatch.GetTimestamp() - start;
+        return _empty = empty;
+    }
 
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
-        if (timeout <= TimeSpan.Zero)
+        if (timeout <= TimeSpan.Zero || _empty)
             return IsEmpty();
 
         // Membership spans unrelated processes found by scanning. Between scans, wait for the members last seen
@@ -200,9 +227,9 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
                 backoff = backoff * 2 < cap ? backoff * 2 : cap;
             }
 
-            var members = Scan();
+            var members = await ScanAsync().ConfigureAwait(false);
             if (members.Count == 0)
-                return true;
+                return _empty = true;
             if (Left(deadline) <= TimeSpan.Zero)
                 return false;
             waitFor = members.ConvertAll(m => m.Pid);

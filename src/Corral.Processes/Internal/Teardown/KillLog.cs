@@ -15,7 +15,7 @@ internal sealed class KillLog
 
     private readonly Lock _gate = new();
     private readonly Dictionary<int, Entry> _killed = [];
-    private byte[] _arena = new byte[4096];
+    private byte[] _arena = []; // allocated by the first record: most trees end without teardown
     private int _used;
 
     /// <summary>Where a process's command line lies in the arena; <c>IsComm</c> when it had none (kernel thread or exiting).</summary>
@@ -75,6 +75,6 @@ internal sealed class KillLog
     private void Reserve(int bytes)
     {
         if (_arena.Length - _used < bytes)
-            Array.Resize(ref _arena, Math.Max(_arena.Length * 2, _used + bytes));
+            Array.Resize(ref _arena, Math.Max(Math.Max(_arena.Length * 2, 4096), _used + bytes));
     }
 }
