@@ -59,6 +59,26 @@ internal sealed class KillLog
         }
     }
 
+    /// <summary>
+    /// Records <paramref name="pid"/> only if it has a command line (so it still has its memory: it is not a
+    /// zombie); <c>false</c> if it has none or was recorded already, and then nothing changes.
+    /// </summary>
+    public bool TryRecordWithCommandLine(int pid, FoundBy foundBy)
+    {
+        lock (_gate)
+        {
+            if (_killed.ContainsKey(pid))
+                return false;
+            Reserve(MaxCommandLineBytes);
+            int n = ProcFs.ReadOnce(pid, "cmdline"u8, _arena.AsSpan(_used, MaxCommandLineBytes));
+            if (n <= 0)
+                return false;
+            _killed.Add(pid, new Entry(_used, n, IsComm: false, foundBy));
+            _used += n;
+            return true;
+        }
+    }
+
     public IReadOnlyList<KilledProcess> Snapshot()
     {
         lock (_gate)
