@@ -132,7 +132,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
     private readonly Lazy<HashSet<int>> _protected = new(ProcScanner.ProtectedPids);
     private readonly ExitedPids _exited = new();
     private long _lastScanTicks;
-    private List<int>? _signalled;
+    private List<Member>? _signalled;
     private volatile bool _empty;
 
     public override ContainmentKind Kind => ContainmentKind.Session;
@@ -158,7 +158,7 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         // check it passed is the verification the signal needs (see ProcScanner.FindMembers): no second pass over
         // /proc between finding the members and signalling them, and the signals go out in one burst.
         var members = await ScanAsync(log).ConfigureAwait(false);
-        var signalled = new List<int>(members.Count);
+        bool handed = false;
         try
         {
             // The group id is the child's PID, reserved by its zombie, so this reaches only our group (including
@@ -168,7 +168,6 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
             bool groupSignalled = criteria.SessionId is > 1 and var group && Libc.kill(-group, signal) == 0;
             foreach (var m in members)
             {
-                signalled.Add(m.Pid);
                 if (m.InGroup && groupSignalled && signal != Libc.SIGKILL)
                     continue;
                 Libc.pidfd_send_signal(m.Pidfd, signal);
@@ -178,14 +177,17 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
             if (signal != Libc.SIGKILL && criteria.SessionId is > 1 and var g)
                 Libc.kill(-g, Libc.SIGCONT);
+
+            // The next wait starts from these processes and their pidfds instead of another scan (it owns them now).
+            if (Interlocked.Exchange(ref _signalled, members) is { } unused)
+                ProcScanner.Close(unused);
+            handed = true;
         }
         finally
         {
-            ProcScanner.Close(members);
+            if (!handed)
+                ProcScanner.Close(members);
         }
-
-        // The next wait starts from these processes instead of another scan.
-        Volatile.Write(ref _signalled, signalled);
     }
 
     public override Task KillAllAsync(KillLog log) => SignalAllAsync(Libc.SIGKILL, log);
@@ -208,8 +210,13 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
+        var signalled = Interlocked.Exchange(ref _signalled, null);
         if (timeout <= TimeSpan.Zero || _empty)
+        {
+            if (signalled is not null)
+                ProcScanner.Close(signalled);
             return IsEmpty();
+        }
 
         // Membership spans unrelated processes found by scanning. Between scans, wait for the members last seen
         // (those just signalled, at first) to exit through their pidfds, for as long as they keep exiting and then at
@@ -218,23 +225,34 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         // /proc loop on a crowded machine; a big tree that is exiting is never rescanned halfway through.
         long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         var backoff = TimeSpan.FromMilliseconds(5);
-        var waitFor = Interlocked.Exchange(ref _signalled, null);
-        while (true)
+        var waitFor = signalled?.ConvertAll(m => m.Pid);
+        var watch = signalled is null ? null : Io.ExitWatch.Adopt(signalled.Where(m => m.Pidfd >= 0).Select(m => m.Pidfd).ToList());
+        try
         {
-            if (waitFor is { Count: > 0 })
+            while (true)
             {
-                if (await WaitExitedAsync(waitFor, backoff, deadline).ConfigureAwait(false))
-                    _exited.AddRange(waitFor);
-                var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
-                backoff = backoff * 2 < cap ? backoff * 2 : cap;
-            }
+                if (waitFor is { Count: > 0 })
+                {
+                    watch ??= Io.ExitWatch.For(waitFor);
+                    if (await WaitExitedAsync(watch, backoff, deadline).ConfigureAwait(false))
+                        _exited.AddRange(waitFor);
+                    var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
+                    backoff = backoff * 2 < cap ? backoff * 2 : cap;
+                }
 
-            var members = await ScanAsync().ConfigureAwait(false);
-            if (members.Count == 0)
-                return _empty = true;
-            if (Left(deadline) <= TimeSpan.Zero)
-                return false;
-            waitFor = members.ConvertAll(m => m.Pid);
+                watch?.Dispose();
+                watch = null;
+                var members = await ScanAsync().ConfigureAwait(false);
+                if (members.Count == 0)
+                    return _empty = true;
+                if (Left(deadline) <= TimeSpan.Zero)
+                    return false;
+                waitFor = members.ConvertAll(m => m.Pid);
+            }
+        }
+        finally
+        {
+            watch?.Dispose();
         }
     }
 
@@ -242,12 +260,11 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         TimeSpan.FromSeconds(Math.Max(0, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency));
 
     /// <summary>
-    /// Waits until every process in <paramref name="pids"/> has exited (<c>true</c>), or until none has exited for
+    /// Waits until every process <paramref name="watch"/> watches has exited (<c>true</c>), or until none has exited for
     /// <paramref name="quiet"/>, or <paramref name="deadline"/> (<c>false</c>).
     /// </summary>
-    private static async Task<bool> WaitExitedAsync(List<int> pids, TimeSpan quiet, long deadline)
+    private static async Task<bool> WaitExitedAsync(Io.ExitWatch watch, TimeSpan quiet, long deadline)
     {
-        using var watch = Io.ExitWatch.For(pids);
         int remaining = watch.Remaining;
         while (true)
         {
@@ -266,6 +283,13 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
                 return false;
             remaining = now;
         }
+    }
+
+    /// <summary>Closes the pidfds of a signal that no wait took over.</summary>
+    public override void Release()
+    {
+        if (Interlocked.Exchange(ref _signalled, null) is { } unused)
+            ProcScanner.Close(unused);
     }
 
     /// <summary>Signal 0 through the verified path; used by tests to prove the re-check.</summary>

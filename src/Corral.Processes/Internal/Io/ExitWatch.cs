@@ -32,12 +32,37 @@ internal sealed class ExitWatch : IDisposable
 
     public static ExitWatch For(IEnumerable<int> pids)
     {
-        var watch = new ExitWatch();
+        var pidfds = new List<int>();
         foreach (int pid in pids)
         {
             int pidfd = Libc.pidfd_open(pid);
             if (pidfd >= 0)
-                watch._pidfds.Add(pidfd);
+                pidfds.Add(pidfd);
+        }
+
+        return Adopt(pidfds);
+    }
+
+    /// <summary>
+    /// Watches pidfds the caller already holds (those a teardown signalled through); the watch owns them from now
+    /// on. Those whose process has already exited are closed at once, found by one poll(2) over all of them:
+    /// after a burst of signals most have, and each registration would cost the poll thread two epoll_ctl calls.
+    /// </summary>
+    public static unsafe ExitWatch Adopt(List<int> pidfds)
+    {
+        var watch = new ExitWatch();
+        var ready = new Libc.PollFd[pidfds.Count];
+        for (int i = 0; i < ready.Length; i++)
+            ready[i] = new Libc.PollFd { Fd = pidfds[i], Events = Libc.POLLIN };
+        int n;
+        fixed (Libc.PollFd* p = ready)
+            n = ready.Length == 0 ? 0 : Libc.poll(p, (nuint)ready.Length, 0);
+        for (int i = 0; i < ready.Length; i++)
+        {
+            if (n > 0 && ready[i].Revents != 0)
+                Libc.close(ready[i].Fd);
+            else
+                watch._pidfds.Add(ready[i].Fd);
         }
 
         // Counted on the poll thread: a thousand exits cost one task completion, not a thousand.
