@@ -67,8 +67,8 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
     {
         // Everything that needs the processes alive comes first, the signals last in one burst: once the first
         // processes start exiting they compete with this thread for the CPUs, so work left between signals ends up
-        // serialised with their exit work. Per process: record it (its command line is gone once it exits) and open
-        // a pidfd. Then the leaf is listed once more: a process still listed after its pidfd was opened is the member
+        // serialised with their exit work. Per process: open a pidfd and record it (its command line is gone once it
+        // exits). Then the leaf is listed once more: a process still listed after its pidfd was opened is the member
         // we listed (a recycled PID would have to be in the leaf, i.e. in the tree, and a pidfd never follows a PID
         // to a new process). Then the signal and SIGCONT through each pidfd.
         var pids = leaf.ReadProcs();
@@ -77,10 +77,11 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         {
             foreach (int pid in pids)
             {
-                log.Record(pid, FoundBy.Cgroup);
                 int pidfd = Libc.pidfd_open(pid);
-                if (pidfd >= 0)
-                    opened.Add((pid, pidfd));
+                if (pidfd < 0)
+                    continue;
+                opened.Add((pid, pidfd));
+                log.Record(pid, FoundBy.Cgroup);
             }
 
             var still = leaf.ReadProcs().ToHashSet();

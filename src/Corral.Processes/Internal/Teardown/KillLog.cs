@@ -8,6 +8,11 @@ namespace Corral.Processes.Internal.Teardown;
 /// that has exited has none). Recording happens just before signalling a whole tree, so it keeps only the raw bytes
 /// (one read into a shared arena, no strings); they are decoded once, in <see cref="Snapshot"/>.
 /// </summary>
+/// <remarks>
+/// A process that was already exiting when recorded (no memory, so no command line) is shown by its comm in
+/// brackets, which survives until it is reaped; its command line is then lost. That takes a process dying on its own
+/// in the moment between the listing that found it and the read, since every read comes before any signal.
+/// </remarks>
 internal sealed class KillLog
 {
     /// <summary>Enough bytes for the 200 characters a report keeps (cmdline is read no further).</summary>
@@ -36,7 +41,10 @@ internal sealed class KillLog
             return _killed.ContainsKey(pid);
     }
 
-    /// <summary>Records <paramref name="pid"/> (once: later calls keep the first record), reading its command line now.</summary>
+    /// <summary>
+    /// Records <paramref name="pid"/> (once: later calls keep the first record), reading its command line now. A
+    /// process that no longer exists at all is not recorded: there is nothing left to signal, nor to report.
+    /// </summary>
     public void Record(int pid, FoundBy foundBy)
     {
         lock (_gate)
@@ -45,8 +53,10 @@ internal sealed class KillLog
                 return;
             Reserve(MaxCommandLineBytes);
             int n = ProcFs.ReadOnce(pid, "cmdline"u8, _arena.AsSpan(_used, MaxCommandLineBytes));
+            if (n < 0)
+                return;
             bool isComm = false;
-            if (n <= 0)
+            if (n == 0)
             {
                 // No command line: a kernel thread, or a process already exiting. comm survives until it is reaped.
                 n = ProcFs.ReadOnce(pid, "comm"u8, _arena.AsSpan(_used, MaxCommandLineBytes));
