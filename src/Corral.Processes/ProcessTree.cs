@@ -216,14 +216,14 @@ public sealed class ProcessTree : IAsyncDisposable
         {
             var leaf = new CgroupLeaf(cgroupPath, "/" + Path.GetRelativePath(host.MountPoint, cgroupPath));
             var tree = new CgroupTree(leaf);
-            tree.KillAll(log);
+            await tree.KillAllAsync(log).ConfigureAwait(false);
             await tree.WaitEmptyAsync(wait).ConfigureAwait(false);
             tree.Release();
         }
 
         // The session id may have been recycled since the crash: only the exact environment tag is trusted.
         var tag = new SessionTree(new TreeCriteria(null, SpawnRequest.TreeIdVariable + "=" + treeId, []));
-        tag.KillAll(log);
+        await tag.KillAllAsync(log).ConfigureAwait(false);
         await tag.WaitEmptyAsync(wait).ConfigureAwait(false);
         return log.Snapshot();
     }

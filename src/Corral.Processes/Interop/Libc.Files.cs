@@ -15,6 +15,7 @@ internal static unsafe partial class Libc
     internal static readonly int O_DIRECTORY =
         System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture is System.Runtime.InteropServices.Architecture.Arm64 ? 0x4000 : 0x10000;
 
+    internal const int F_DUPFD_CLOEXEC = 1030;
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;
     internal const int F_SETPIPE_SZ = 1031;

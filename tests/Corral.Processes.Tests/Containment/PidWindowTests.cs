@@ -75,4 +75,34 @@ public sealed class PidWindowTests
         Assert.True(PidSpan.Everything.Contains(12345));
         Assert.Empty(PidSpan.Everything.NewestFirst());
     }
+    [Fact]
+    public async Task Exited_pids_are_skipped_only_while_the_window_holds()
+    {
+        // The memo of exited PIDs is only sound inside a window (no PID in it can be handed out again). Without one,
+        // the scan must forget it and look at everything, or a member with a remembered PID would be missed.
+        string tag = "CORRAL_TREE_ID=" + Guid.NewGuid().ToString("N");
+        var counters = PidWindow.CountersBeforeSpawn();
+        var psi = new ProcessStartInfo("/bin/sleep", "30");
+        psi.Environment["CORRAL_TREE_ID"] = tag["CORRAL_TREE_ID=".Length..];
+        using var member = Process.Start(psi)!;
+        try
+        {
+            await Proc.WaitForAsync(() => File.ReadAllText($"/proc/{member.Id}/cmdline").StartsWith("/bin/sleep", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "sleep to exec");
+            var protectedPids = new Lazy<HashSet<int>>(ProcScanner.ProtectedPids);
+            var exited = new ExitedPids();
+            exited.AddRange([member.Id]);
+
+            var windowed = new TreeCriteria(null, tag, [], PidWindow.After(member.Id, counters));
+            Assert.Empty(ProcScanner.FindMembers(windowed, protectedPids, checkHolders: false, stopAtFirst: false, log: null, exited));
+
+            var unbounded = new TreeCriteria(null, tag, []);
+            var found = ProcScanner.FindMembers(unbounded, protectedPids, checkHolders: false, stopAtFirst: false, log: null, exited);
+            Assert.Equal(member.Id, Assert.Single(found).Pid);
+            Assert.False(exited.Contains(member.Id));
+        }
+        finally
+        {
+            member.Kill();
+        }
+    }
 }

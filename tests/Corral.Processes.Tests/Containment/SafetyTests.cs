@@ -91,7 +91,7 @@ public class SafetyTests
         var tree = new SessionTree(criteria);
         var log = new KillLog();
 
-        tree.SignalAll(9, log);
+        await tree.SignalAllAsync(9, log);
         Assert.Empty(log.Snapshot());
         Assert.False(await Proc.EventuallyAsync(() => !Proc.IsAlive(unrelated.Id), TimeSpan.FromMilliseconds(300)));
         Assert.False(tree.SignalIfMember(unrelated.Id));

@@ -191,4 +191,22 @@ public class LadderTests
             Assert.False(Directory.Exists(cgroup));
         await Assert.ThrowsAsync<ArgumentException>(() => ProcessTree.KillLeftoversAsync("not-a-tree-id", null));
     }
+    [Fact]
+    public async Task A_process_recorded_after_it_exited_is_reported_by_its_name()
+    {
+        // A zombie has no command line any more (it is read from the process's memory), but its name survives
+        // until it is reaped: the report shows "[name]" rather than nothing.
+        await using var tree = ProcessTree.Start(Modes.Bash("sleep 0 & echo $!; exec sleep 300", ContainmentMode.Session), Ct);
+        await using var lines = tree.ReadLinesAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.True(await lines.MoveNextAsync());
+        int zombie = int.Parse(lines.Current.Text, System.Globalization.CultureInfo.InvariantCulture);
+        await Proc.WaitForAsync(() => Proc.State(zombie) == 'Z', TimeSpan.FromSeconds(10), "the sleep to exit");
+
+        var log = new Internal.Teardown.KillLog();
+        log.Record(zombie, FoundBy.ProcessGroup);
+        log.Record(zombie, FoundBy.EnvironmentTag);
+
+        var entry = Assert.Single(log.Snapshot());
+        Assert.Equal(new KilledProcess(zombie, "[sleep]", FoundBy.ProcessGroup), entry);
+    }
 }

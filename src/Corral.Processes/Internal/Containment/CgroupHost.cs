@@ -97,6 +97,9 @@ internal sealed class CgroupHost
 /// <summary>One tree's leaf cgroup.</summary>
 internal sealed class CgroupLeaf
 {
+    /// <summary>Up to this many processes, <see cref="WaitEmptyAsync"/> also watches each one's exit.</summary>
+    private const int WatchLimit = 64;
+
     public CgroupLeaf(string path, string relativePath)
     {
         Path = path;
@@ -110,19 +113,33 @@ internal sealed class CgroupLeaf
 
     public string ProcsPath => System.IO.Path.Combine(Path, "cgroup.procs");
 
+    /// <summary>The PIDs listed in cgroup.procs (parsed in place: a big tree's listing allocates no strings).</summary>
     public List<int> ReadProcs()
     {
         var pids = new List<int>();
         byte[] buffer = new byte[4096];
         int n = Fd.ReadFile(ProcsPath, ref buffer, 16 << 20);
-        if (n <= 0)
-            return pids;
-        foreach (string line in Encoding.ASCII.GetString(buffer, 0, n).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        int value = 0;
+        bool digits = false;
+        for (int i = 0; i < n; i++)
         {
-            if (int.TryParse(line, out int pid))
-                pids.Add(pid);
+            uint d = (uint)(buffer[i] - '0');
+            if (d <= 9)
+            {
+                value = value * 10 + (int)d;
+                digits = true;
+            }
+            else
+            {
+                if (digits)
+                    pids.Add(value);
+                value = 0;
+                digits = false;
+            }
         }
 
+        if (digits)
+            pids.Add(value);
         return pids;
     }
 
@@ -157,7 +174,11 @@ internal sealed class CgroupLeaf
                 var changed = poll.WaitAsync(Libc.EPOLLPRI);
                 if (!PopulatedAt(fd, buffer))
                     return true;
-                using var exits = Io.ExitWatch.For(ReadProcs());
+                // Watching every process costs a pidfd and an epoll registration each, while they are exiting: only
+                // worth it for a few. For many, the change notification is prompt (the rate limit only delays one
+                // that follows another within 10 ms, and "populated" changes once per teardown).
+                var procs = ReadProcs();
+                using var exits = Io.ExitWatch.For(procs.Count <= WatchLimit ? procs : []);
                 var exited = exits.Count > 0 ? exits.AllExited : changed;
                 if (await Task.WhenAny(changed, exited, expired).ConfigureAwait(false) == expired)
                     return !PopulatedAt(fd, buffer);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Corral.Processes.Interop;
 using Corral.Processes.Internal.Io;
+using Corral.Processes.Internal.Teardown;
 
 namespace Corral.Processes.Internal.Containment;
 
@@ -18,6 +19,43 @@ internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyLis
     /// <summary><see cref="PipeLinks"/> as the bytes readlink returns.</summary>
     public byte[][] PipeLinkBytes { get; } = PipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray();
 }
+
+/// <summary>
+/// PIDs of a tree's window whose processes are known to have exited (their pidfds said so). Within a window that
+/// still holds, such a PID cannot be handed out again (allocation would have to go all the way round), so later
+/// scans skip it: after a big tree's teardown its zombies, possibly not yet reaped by init, cost nothing.
+/// </summary>
+internal sealed class ExitedPids
+{
+    private readonly Lock _gate = new();
+    private readonly HashSet<int> _pids = [];
+
+    public bool Contains(int pid)
+    {
+        lock (_gate)
+            return _pids.Contains(pid);
+    }
+
+    public void AddRange(IEnumerable<int> pids)
+    {
+        lock (_gate)
+            _pids.UnionWith(pids);
+    }
+
+    /// <summary>Forgets everything: the window no longer holds, so a PID may name a new process.</summary>
+    public void Clear()
+    {
+        lock (_gate)
+            _pids.Clear();
+    }
+}
+
+/// <summary>A tree member found by a scan, with the pidfd opened before it was checked (or -1 when none was asked for).</summary>
+/// <param name="Pid">The process.</param>
+/// <param name="FoundBy">The first criterion it matched.</param>
+/// <param name="Pidfd">Opened before the check, so it names the process that matched; -1 when none was asked for.</param>
+/// <param name="InGroup">Whether it was in the child's process group when checked (kill(-group) reaches it).</param>
+internal readonly record struct Member(int Pid, FoundBy FoundBy, int Pidfd = -1, bool InGroup = false);
 
 /// <summary>
 /// Reads /proc to find a tree's members. Every read tolerates the process vanishing mid-scan. Nothing here stats a
@@ -47,7 +85,7 @@ internal static class ProcScanner
 
     /// <summary>Every live process matching the criteria, with the first criterion it matched.</summary>
     /// <param name="criteria">What identifies the tree.</param>
-    /// <param name="protectedPids">Never members, whatever they hold (computed only once a process matches).</param>
+    /// <param name="protectedPids">Never members, whatever they hold (computed only if there is anything to scan).</param>
     /// <param name="checkHolders">
     /// <c>false</c> once no process holds a write end of the tree's pipes (EOF, or POLLHUP on the read end): the
     /// per-descriptor part of the scan would find nothing.
@@ -63,43 +101,121 @@ internal static class ProcScanner
     /// </remarks>
     public static List<(int Pid, FoundBy FoundBy)> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders = true, bool stopAtFirst = false)
     {
-        var members = new List<(int, FoundBy)>();
-        var span = criteria.Window?.Now() ?? PidSpan.Everything;
-        byte[] buffer = new byte[4096];
-        var unmatched = new List<int>();
-        foreach (int pid in Candidates(span))
-        {
-            // The protected set costs a /proc read per ancestor: consult it only for a process that matched.
-            var (foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer);
-            if (foundBy is { } found)
-            {
-                if (protectedPids.Value.Contains(pid))
-                    continue;
-                members.Add((pid, found));
-                if (stopAtFirst)
-                    return members;
-            }
-            else if (mayHold)
-            {
-                unmatched.Add(pid);
-            }
-        }
+        var members = FindMembers(criteria, protectedPids, checkHolders, stopAtFirst, log: null);
+        var result = new List<(int, FoundBy)>(members.Count);
+        foreach (var m in members)
+            result.Add((m.Pid, m.FoundBy));
+        return result;
+    }
 
-        if (checkHolders && criteria.PipeLinks.Count > 0)
+    /// <summary>
+    /// Like the other overload; with a <paramref name="log"/>, for signalling: a pidfd is opened for each candidate
+    /// <em>before</em> it is checked, each member is recorded in the log as soon as it matches (alive, so its
+    /// command line is still there), and each member comes with its pidfd, which the caller must close.
+    /// </summary>
+    /// <remarks>
+    /// Opening first is what makes the scan's own check the verification a signal needs: if the PID was recycled
+    /// before the check, the pidfd names the old, dead process and a signal through it goes nowhere; if not, the
+    /// check examined the very process the pidfd names. No second check per member is needed.
+    /// </remarks>
+    /// <param name="criteria">What identifies the tree.</param>
+    /// <param name="protectedPids">Never members.</param>
+    /// <param name="checkHolders">Whether any process may still hold a write end of the tree's pipes.</param>
+    /// <param name="stopAtFirst">Return as soon as one member is found.</param>
+    /// <param name="log">Where to record members (opening pidfds for them); <c>null</c> to only look.</param>
+    /// <param name="exited">PIDs of the window known to have exited, skipped; cleared if the window no longer holds.</param>
+    public static List<Member> FindMembers(TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders, bool stopAtFirst, KillLog? log, ExitedPids? exited = null)
+    {
+        var members = new List<Member>();
+        byte[] buffer = new byte[4096];
+        bool withPidfds = log is not null;
+        try
         {
-            var fds = new List<int>();
-            foreach (int pid in unmatched)
+            // For "is it empty?" the child first: while it lives, it is the member the answer needs.
+            if (stopAtFirst && criteria.SessionId is { } child
+                && TryMember(child, criteria, withPidfds, log, ref buffer, members, out _))
+                return members;
+
+            var span = criteria.Window?.Now() ?? PidSpan.Everything;
+            if (span.All)
+                exited?.Clear();
+            var unmatched = new List<int>();
+            foreach (int pid in Candidates(span))
             {
-                if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds) && !protectedPids.Value.Contains(pid))
+                // Ourselves, our ancestors and PID 1 existed before the child, so never fall in a bounded window: only
+                // a scan of everything consults the protected set (a /proc read per ancestor to build).
+                if ((span.All && protectedPids.Value.Contains(pid)) || exited?.Contains(pid) == true)
+                    continue;
+                if (TryMember(pid, criteria, withPidfds, log, ref buffer, members, out bool mayHold))
                 {
-                    members.Add((pid, FoundBy.PipeHolder));
                     if (stopAtFirst)
                         return members;
                 }
+                else if (mayHold)
+                {
+                    unmatched.Add(pid);
+                }
             }
+
+            if (checkHolders && criteria.PipeLinks.Count > 0)
+            {
+                var fds = new List<int>();
+                foreach (int pid in unmatched)
+                {
+                    int pidfd = withPidfds ? Libc.pidfd_open(pid) : -1;
+                    if (withPidfds && pidfd < 0)
+                        continue;
+                    if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+                    {
+                        log?.Record(pid, FoundBy.PipeHolder);
+                        members.Add(new Member(pid, FoundBy.PipeHolder, pidfd));
+                        if (stopAtFirst)
+                            return members;
+                    }
+                    else if (pidfd >= 0)
+                    {
+                        Libc.close(pidfd);
+                    }
+                }
+            }
+
+            return members;
+        }
+        catch
+        {
+            Close(members);
+            throw;
+        }
+    }
+
+    /// <summary>Closes the members' pidfds.</summary>
+    public static void Close(List<Member> members)
+    {
+        foreach (var m in members)
+        {
+            if (m.Pidfd >= 0)
+                Libc.close(m.Pidfd);
+        }
+    }
+
+    /// <summary>The cheap criteria for one candidate; on a match, adds it (with its pidfd, opened first) to <paramref name="members"/>.</summary>
+    private static bool TryMember(int pid, TreeCriteria criteria, bool withPidfd, KillLog? log, ref byte[] buffer, List<Member> members, out bool mayHold)
+    {
+        mayHold = false;
+        int pidfd = -1;
+        if (withPidfd && (pidfd = Libc.pidfd_open(pid)) < 0)
+            return false;
+        (var foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer, log, out bool inGroup);
+        if (foundBy is not { } found)
+        {
+            if (pidfd >= 0)
+                Libc.close(pidfd);
+            return false;
         }
 
-        return members;
+        log?.Record(pid, found);
+        members.Add(new Member(pid, found, pidfd, inGroup));
+        return true;
     }
 
     /// <summary>The PIDs of <paramref name="span"/> that may be processes, newest first.</summary>
@@ -129,18 +245,33 @@ internal static class ProcScanner
     /// The session/group and environment-tag criteria. Without a match, <c>MayHold</c> says whether the process may
     /// still be a member through the pipes (false when it is gone, or a zombie of the session).
     /// </summary>
-    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer)
+    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer) =>
+        MatchCheap(pid, criteria, ref buffer, log: null, out _);
+
+    /// <param name="pid">The candidate.</param>
+    /// <param name="criteria">What identifies the tree.</param>
+    /// <param name="buffer">Reused for /proc reads.</param>
+    /// <param name="log">When signalling: a session or group member is recorded here at once.</param>
+    /// <param name="inGroup">Whether it matched by the process group (which kill(-group) reaches), not only the session.</param>
+    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer, KillLog? log, out bool inGroup)
     {
+        inGroup = false;
         if (criteria.SessionId is { } session)
         {
-            // Two syscalls instead of reading and parsing /proc/PID/stat for every process on the machine.
+            // Two syscalls (one for a group member) instead of reading and parsing /proc/PID/stat for every process.
             int group = Libc.getpgid(pid);
-            int sid = Libc.getsid(pid);
+            int sid = group == session ? session : Libc.getsid(pid);
             if (group < 0 && sid < 0)
                 return (null, false);
             if (group == session || sid == session)
             {
-                // A zombie is not a member (the child itself is one until it is reaped).
+                inGroup = group == session;
+
+                // A zombie is not a member (the child itself is one until it is reaped). A process whose command
+                // line can be read still has its memory, so it is not one: when signalling, that read (needed for
+                // the log anyway) settles it, and only a process without one costs a read of its stat.
+                if (log is not null && log.TryRecordWithCommandLine(pid, FoundBy.ProcessGroup))
+                    return (FoundBy.ProcessGroup, false);
                 return ReadStat(pid, ref buffer) is { State: not ('Z' or 'X') } ? (FoundBy.ProcessGroup, false) : (null, false);
             }
         }
@@ -271,7 +402,7 @@ internal static class ProcScanner
         return false;
     }
 
-    private static bool IsWritable(int pid, int fd, ref byte[] buffer)
+    internal static bool IsWritable(int pid, int fd, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
         if (n <= 0)
@@ -292,15 +423,23 @@ internal static class ProcScanner
     /// <summary>The command line with NULs as spaces, capped at 200 characters.</summary>
     public static string CommandLine(int pid)
     {
-        byte[] buffer = new byte[512];
-        int n = Fd.ReadFile($"/proc/{pid}/cmdline", ref buffer, 4096);
-        if (n <= 0)
-        {
-            n = Fd.ReadFile($"/proc/{pid}/comm", ref buffer);
-            return n <= 0 ? "" : "[" + Encoding.UTF8.GetString(buffer, 0, n).Trim() + "]";
-        }
+        Span<byte> buffer = stackalloc byte[1024];
+        int n = ProcFs.ReadOnce(pid, "cmdline"u8, buffer);
+        if (n > 0)
+            return DecodeCommandLine(buffer[..n], isComm: false);
+        n = ProcFs.ReadOnce(pid, "comm"u8, buffer);
+        return DecodeCommandLine(buffer[..Math.Max(n, 0)], isComm: true);
+    }
 
-        string text = Encoding.UTF8.GetString(buffer, 0, n).Replace('\0', ' ').Trim();
+    /// <summary>
+    /// Raw /proc/PID/cmdline bytes as report text: NULs as spaces, capped at 200 characters; a process without one
+    /// (kernel thread, or already exiting) is shown by its comm in brackets.
+    /// </summary>
+    public static string DecodeCommandLine(ReadOnlySpan<byte> raw, bool isComm)
+    {
+        if (isComm)
+            return raw.IsEmpty ? "" : "[" + Encoding.UTF8.GetString(raw).Trim() + "]";
+        string text = Encoding.UTF8.GetString(raw).Replace('\0', ' ').Trim();
         return text.Length <= 200 ? text : text[..199] + "…";
     }
 

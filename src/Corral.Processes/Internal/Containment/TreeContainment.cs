@@ -11,11 +11,15 @@ internal abstract class TreeContainment
 
     public virtual string? CgroupPath => null;
 
-    /// <summary>Sends <paramref name="signal"/> to every live process of the tree (and SIGCONT, so stopped ones can act on it).</summary>
-    public abstract void SignalAll(int signal, KillLog log);
+    /// <summary>
+    /// Sends <paramref name="signal"/> to every live process of the tree (and SIGCONT, so stopped ones can act on it),
+    /// recording each in <paramref name="log"/> first. Asynchronous because session mode may share its scan with
+    /// other trees' (see <see cref="SharedScan"/>).
+    /// </summary>
+    public abstract Task SignalAllAsync(int signal, KillLog log);
 
     /// <summary>SIGKILLs every live process of the tree.</summary>
-    public abstract void KillAll(KillLog log);
+    public abstract Task KillAllAsync(KillLog log);
 
     public abstract bool IsEmpty();
 
@@ -53,51 +57,55 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 
     public CgroupLeaf Leaf => leaf;
 
-    public override void SignalAll(int signal, KillLog log)
+    public override Task SignalAllAsync(int signal, KillLog log)
     {
-        // In batches, so the first processes are already on their way out (the kernel's exit work runs on the
-        // other CPU) while the next command lines are read. Per batch: record each process (its command line must
-        // be read before it dies) and open a pidfd for it, then list the leaf again: a process still listed after
-        // its pidfd was opened is the member we checked (a recycled PID would have to be in the leaf, i.e. in the
-        // tree, and a pidfd never follows a PID to a new process). Then the signal and SIGCONT through the pidfd.
-        const int batchSize = 64;
-        var pids = leaf.ReadProcs();
-        var batch = new List<(int Pid, int Pidfd)>(Math.Min(batchSize, pids.Count));
-        for (int start = 0; start < pids.Count; start += batchSize)
-        {
-            try
-            {
-                for (int i = start; i < Math.Min(start + batchSize, pids.Count); i++)
-                {
-                    log.Record(pids[i], FoundBy.Cgroup);
-                    int pidfd = Libc.pidfd_open(pids[i]);
-                    if (pidfd >= 0)
-                        batch.Add((pids[i], pidfd));
-                }
+        SignalAll(signal, log);
+        return Task.CompletedTask;
+    }
 
-                var still = leaf.ReadProcs().ToHashSet();
-                foreach (var (pid, pidfd) in batch)
-                {
-                    if (!still.Contains(pid))
-                        continue;
-                    Libc.pidfd_send_signal(pidfd, signal);
-                    Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
-                }
-            }
-            finally
+    private void SignalAll(int signal, KillLog log)
+    {
+        // Everything that needs the processes alive comes first, the signals last in one burst: once the first
+        // processes start exiting they compete with this thread for the CPUs, so work left between signals ends up
+        // serialised with their exit work. Per process: open a pidfd and record it (its command line is gone once it
+        // exits). Then the leaf is listed once more: a process still listed after its pidfd was opened is the member
+        // we listed (a recycled PID would have to be in the leaf, i.e. in the tree, and a pidfd never follows a PID
+        // to a new process). Then the signal and SIGCONT through each pidfd.
+        var pids = leaf.ReadProcs();
+        var opened = new List<(int Pid, int Pidfd)>(pids.Count);
+        try
+        {
+            foreach (int pid in pids)
             {
-                foreach (var (_, pidfd) in batch)
-                    Libc.close(pidfd);
-                batch.Clear();
+                int pidfd = Libc.pidfd_open(pid);
+                if (pidfd < 0)
+                    continue;
+                opened.Add((pid, pidfd));
+                log.Record(pid, FoundBy.Cgroup);
             }
+
+            var still = leaf.ReadProcs().ToHashSet();
+            foreach (var (pid, pidfd) in opened)
+            {
+                if (!still.Contains(pid))
+                    continue;
+                Libc.pidfd_send_signal(pidfd, signal);
+                Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+            }
+        }
+        finally
+        {
+            foreach (var (_, pidfd) in opened)
+                Libc.close(pidfd);
         }
     }
 
-    public override void KillAll(KillLog log)
+    public override Task KillAllAsync(KillLog log)
     {
         foreach (int pid in leaf.ReadProcs())
             log.Record(pid, FoundBy.Cgroup);
         leaf.Kill();
+        return Task.CompletedTask;
     }
 
     public override bool IsEmpty() => !leaf.IsPopulated();
@@ -109,8 +117,6 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         if (!leaf.IsPopulated())
             leaf.TryRemove();
     }
-
-    private bool InLeaf(int pid) => ProcScanner.CgroupOf(pid) == leaf.RelativePath;
 }
 
 /// <summary>
@@ -125,8 +131,10 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
 internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed = null) : TreeContainment
 {
     private readonly Lazy<HashSet<int>> _protected = new(ProcScanner.ProtectedPids);
+    private readonly ExitedPids _exited = new();
     private long _lastScanTicks;
-    private List<(int Pid, FoundBy FoundBy)>? _signalled;
+    private List<Member>? _signalled;
+    private volatile bool _empty;
 
     public override ContainmentKind Kind => ContainmentKind.Session;
 
@@ -134,102 +142,155 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
 
     private bool CheckHolders => pipesClosed?.Invoke() != true;
 
-    private List<(int Pid, FoundBy FoundBy)> Scan(bool stopAtFirst = false)
+    private async Task<List<Member>> ScanAsync(KillLog? log = null)
     {
         long start = Stopwatch.GetTimestamp();
-        var members = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst);
+        var members = await SharedScan.FindMembersAsync(criteria, _protected, CheckHolders, log, _exited).ConfigureAwait(false);
         _lastScanTicks = Stopwatch.GetTimestamp() - start;
         return members;
     }
 
-    public override void SignalAll(int signal, KillLog log)
+    public override async Task SignalAllAsync(int signal, KillLog log)
     {
-        var members = Scan();
-        foreach (var (pid, foundBy) in members)
-            log.Record(pid, foundBy);
+        if (_empty)
+            return;
 
-        // The group id is the child's PID, reserved by its zombie, so this reaches only our group.
-        if (criteria.SessionId is > 1 and var group)
-            Libc.kill(-group, signal);
-
-        // One pidfd per member, membership re-checked once it is open; the signal and SIGCONT both go through it.
-        byte[] buffer = new byte[4096];
-        foreach (var (pid, _) in members)
+        // The scan records each member as it matches and returns it with a pidfd opened before the check, so the
+        // check it passed is the verification the signal needs (see ProcScanner.FindMembers): no second pass over
+        // /proc between finding the members and signalling them, and the signals go out in one burst.
+        var members = await ScanAsync(log).ConfigureAwait(false);
+        bool handed = false;
+        try
         {
-            int pidfd = Libc.pidfd_open(pid);
-            if (pidfd < 0)
-                continue;
-            try
+            // The group id is the child's PID, reserved by its zombie, so this reaches only our group (including
+            // members forked since the scan). Members outside the group get their own signal through their pidfd;
+            // those inside already have it. (One that left the group since the scan is still in the session: the
+            // wait finds it, and the SIGKILL step, which signals every member through its own pidfd, reaches it.)
+            bool groupSignalled = criteria.SessionId is > 1 and var group && Libc.kill(-group, signal) == 0;
+            foreach (var m in members)
             {
-                if (!IsMember(pid, ref buffer))
+                if (m.InGroup && groupSignalled && signal != Libc.SIGKILL)
                     continue;
-                Libc.pidfd_send_signal(pidfd, signal);
+                Libc.pidfd_send_signal(m.Pidfd, signal);
                 if (signal != Libc.SIGKILL)
-                    Libc.pidfd_send_signal(pidfd, Libc.SIGCONT);
+                    Libc.pidfd_send_signal(m.Pidfd, Libc.SIGCONT);
             }
-            finally
-            {
-                Libc.close(pidfd);
-            }
+
+            if (signal != Libc.SIGKILL && criteria.SessionId is > 1 and var g)
+                Libc.kill(-g, Libc.SIGCONT);
+
+            // The next wait starts from these processes and their pidfds instead of another scan (it owns them now).
+            if (Interlocked.Exchange(ref _signalled, members) is { } unused)
+                ProcScanner.Close(unused);
+            handed = true;
         }
-
-        if (signal != Libc.SIGKILL && criteria.SessionId is > 1 and var g)
-            Libc.kill(-g, Libc.SIGCONT);
-
-        // The next wait starts from these pidfds instead of another scan.
-        Volatile.Write(ref _signalled, members);
+        finally
+        {
+            if (!handed)
+                ProcScanner.Close(members);
+        }
     }
 
-    public override void KillAll(KillLog log) => SignalAll(Libc.SIGKILL, log);
+    public override Task KillAllAsync(KillLog log) => SignalAllAsync(Libc.SIGKILL, log);
 
-    public override bool IsEmpty() => Scan(stopAtFirst: true).Count == 0;
+    /// <remarks>
+    /// Once a scan has found no member, the answer stays "empty" without scanning again: every criterion is
+    /// inherited from a member (fork keeps the session, the group, the environment and the descriptors; setpgid
+    /// can only join a group of one's own session; the pipes' write ends exist only in holders), so with no member
+    /// left none can appear, short of an outsider deliberately copying the tree's identity.
+    /// </remarks>
+    public override bool IsEmpty()
+    {
+        if (_empty)
+            return true;
+        long start = Stopwatch.GetTimestamp();
+        bool empty = ProcScanner.FindMembers(criteria, _protected, CheckHolders, stopAtFirst: true, log: null, _exited).Count == 0;
+        _lastScanTicks = Stopwatch.GetTimestamp() - start;
+        return _empty = empty;
+    }
 
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
-        if (timeout <= TimeSpan.Zero)
+        var signalled = Interlocked.Exchange(ref _signalled, null);
+        if (timeout <= TimeSpan.Zero || _empty)
+        {
+            if (signalled is not null)
+                ProcScanner.Close(signalled);
             return IsEmpty();
+        }
 
         // Membership spans unrelated processes found by scanning. Between scans, wait for the members last seen
-        // (those just signalled, at first) to exit through their pidfds, bounded by a back-off: membership can also
-        // end without an exit (a holder closes the pipe), and new members can appear. The back-off grows with the
-        // cost of a scan, so waiting on a stubborn process never becomes a busy /proc loop on a crowded machine.
+        // (those just signalled, at first) to exit through their pidfds, for as long as they keep exiting and then at
+        // most a back-off: membership can also end without an exit (a holder closes the pipe), and new members can
+        // appear. The back-off grows with the cost of a scan, so waiting on a stubborn process never becomes a busy
+        // /proc loop on a crowded machine; a big tree that is exiting is never rescanned halfway through.
         long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         var backoff = TimeSpan.FromMilliseconds(5);
-        var waitFor = Interlocked.Exchange(ref _signalled, null);
-        while (true)
+        var waitFor = signalled?.ConvertAll(m => m.Pid);
+        var watch = signalled is null ? null : Io.ExitWatch.Adopt(signalled.Where(m => m.Pidfd >= 0).Select(m => m.Pidfd).ToList());
+        try
         {
-            if (waitFor is { Count: > 0 })
+            while (true)
             {
-                var left = Left(deadline);
-                await WaitExitedAsync(waitFor, backoff < left ? backoff : left).ConfigureAwait(false);
-                var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
-                backoff = backoff * 2 < cap ? backoff * 2 : cap;
-            }
+                if (waitFor is { Count: > 0 })
+                {
+                    watch ??= Io.ExitWatch.For(waitFor);
+                    if (await WaitExitedAsync(watch, backoff, deadline).ConfigureAwait(false))
+                        _exited.AddRange(waitFor);
+                    var cap = TimeSpan.FromMilliseconds(Math.Max(50, 4 * _lastScanTicks * 1000.0 / Stopwatch.Frequency));
+                    backoff = backoff * 2 < cap ? backoff * 2 : cap;
+                }
 
-            var members = Scan();
-            if (members.Count == 0)
-                return true;
-            if (Left(deadline) <= TimeSpan.Zero)
-                return false;
-            waitFor = members;
+                watch?.Dispose();
+                watch = null;
+                var members = await ScanAsync().ConfigureAwait(false);
+                if (members.Count == 0)
+                    return _empty = true;
+                if (Left(deadline) <= TimeSpan.Zero)
+                    return false;
+                waitFor = members.ConvertAll(m => m.Pid);
+            }
+        }
+        finally
+        {
+            watch?.Dispose();
         }
     }
 
     private static TimeSpan Left(long deadline) =>
         TimeSpan.FromSeconds(Math.Max(0, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency));
 
-    /// <summary>Completes when every process in <paramref name="members"/> has exited, or after <paramref name="timeout"/>.</summary>
-    private static async Task WaitExitedAsync(List<(int Pid, FoundBy FoundBy)> members, TimeSpan timeout)
+    /// <summary>
+    /// Waits until every process <paramref name="watch"/> watches has exited (<c>true</c>), or until none has exited for
+    /// <paramref name="quiet"/>, or <paramref name="deadline"/> (<c>false</c>).
+    /// </summary>
+    private static async Task<bool> WaitExitedAsync(Io.ExitWatch watch, TimeSpan quiet, long deadline)
     {
-        using var watch = Io.ExitWatch.For(members.Select(m => m.Pid));
-        try
+        int remaining = watch.Remaining;
+        while (true)
         {
-            await watch.AllExited.WaitAsync(timeout).ConfigureAwait(false);
+            var left = Left(deadline);
+            var step = quiet < left ? quiet : left;
+            if (step <= TimeSpan.Zero)
+                return watch.AllExited.IsCompleted;
+            using var cts = new CancellationTokenSource();
+            var all = watch.AllExited;
+            var first = await Task.WhenAny(all, Task.Delay(step, cts.Token)).ConfigureAwait(false);
+            cts.Cancel();
+            if (first == all)
+                return true;
+            int now = watch.Remaining;
+            if (now == remaining)
+                return false;
+            remaining = now;
         }
-        catch (TimeoutException)
-        {
-            // Someone is still alive: the caller scans again.
-        }
+    }
+
+    /// <summary>Closes the pidfds of a signal that no wait took over.</summary>
+    public override void Release()
+    {
+        if (Interlocked.Exchange(ref _signalled, null) is { } unused)
+            ProcScanner.Close(unused);
     }
 
     /// <summary>Signal 0 through the verified path; used by tests to prove the re-check.</summary>

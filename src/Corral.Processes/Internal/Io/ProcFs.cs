@@ -41,6 +41,35 @@ internal static unsafe class ProcFs
         return Fd.ReadFile(path, ref buffer, maxBytes);
     }
 
+    /// <summary>
+    /// One read(2) of /proc/PID/SUFFIX into <paramref name="destination"/>: the length (0 when empty or gone), or -1
+    /// when it cannot be opened. For files whose useful part fits, like the start of cmdline: no second read for EOF.
+    /// </summary>
+    public static int ReadOnce(int pid, ReadOnlySpan<byte> suffix, Span<byte> destination)
+    {
+        byte* path = stackalloc byte[PathCapacity];
+        Format(new Span<byte>(path, PathCapacity), pid, suffix);
+        int fd = Libc.open(path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        try
+        {
+            nint n;
+            fixed (byte* d = destination)
+            {
+                do
+                    n = Libc.read(fd, d, destination.Length);
+                while (n < 0 && Libc.LastError == Libc.EINTR);
+            }
+
+            return n < 0 ? 0 : (int)n;
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
     /// <summary>Reads /proc/PID/SUFFIX/N (e.g. fdinfo/3) into <paramref name="buffer"/>; -1 when it cannot be opened.</summary>
     public static int ReadFile(int pid, ReadOnlySpan<byte> suffix, int n, ref byte[] buffer)
     {

@@ -24,13 +24,13 @@ internal static class TeardownLadder
 
         if (!await GoneAsync(tree, child, includeChild, TimeSpan.Zero).ConfigureAwait(false))
         {
-            tree.SignalAll((int)firstSignal, log);
+            await tree.SignalAllAsync((int)firstSignal, log).ConfigureAwait(false);
             if (includeChild)
                 child.Signal((int)firstSignal);
 
             if (!await GoneAsync(tree, child, includeChild, options.Grace).ConfigureAwait(false))
             {
-                tree.KillAll(log);
+                await tree.KillAllAsync(log).ConfigureAwait(false);
                 if (includeChild)
                     child.Signal(Libc.SIGKILL);
 
@@ -39,7 +39,7 @@ internal static class TeardownLadder
                 while (!await GoneAsync(tree, child, includeChild, TimeSpan.FromMilliseconds(200)).ConfigureAwait(false)
                        && clock.Elapsed < deadline)
                 {
-                    tree.KillAll(log);
+                    await tree.KillAllAsync(log).ConfigureAwait(false);
                 }
             }
         }
