@@ -124,8 +124,6 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         }
         finally
         {
-            if (escapee > 0)
-                Proc.KillIfAlive(escapee);
             Directory.Delete(workdir, true);
         }
     }

@@ -137,20 +137,12 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         string pidFile = Path.Combine(_work, "bg-" + Guid.NewGuid().ToString("N")[..8] + ".pid");
         _api.Enqueue(FakeReply.Bash($"setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo $! > {pidFile}; echo started", "start a daemon"),
             FakeReply.Text("Started."));
-        int pid = 0;
-        try
-        {
-            var r = await _server.Http.CreateAsync(Task("Start something in the background."), wait: 120);
-            Assert.Equal(HttpStatusCode.OK, r.Status);
-            pid = int.Parse(File.ReadAllText(pidFile).Trim());
-            Assert.False(Proc.IsAlive(pid), $"the background sleep {pid} outlived its task");
-            var killed = r.Body!["process"]!["killed"]!.AsArray().Select(k => k!["pid"]!.GetValue<int>());
-            Assert.Contains(pid, killed);
-        }
-        finally
-        {
-            if (pid > 0)
-                Proc.KillIfAlive(pid);
-        }
+        // Its PID is read once the task is over, when it may already belong to another test's process: never kill by it.
+        var r = await _server.Http.CreateAsync(Task("Start something in the background."), wait: 120);
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        int pid = int.Parse(File.ReadAllText(pidFile).Trim());
+        Assert.False(Proc.IsAlive(pid), $"the background sleep {pid} outlived its task");
+        var killed = r.Body!["process"]!["killed"]!.AsArray().Select(k => k!["pid"]!.GetValue<int>());
+        Assert.Contains(pid, killed);
     }
 }

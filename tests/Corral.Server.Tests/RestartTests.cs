@@ -14,6 +14,7 @@ public sealed class RestartTests
         string data = Directory.CreateTempSubdirectory("corral-restart-").FullName;
         string workdir = Directory.CreateTempSubdirectory("corral-restart-work-").FullName;
         var pids = new List<int>();
+        var identities = new List<Proc.Identity?>();
         ServerProcess? first = null, second = null;
         try
         {
@@ -24,6 +25,7 @@ public sealed class RestartTests
             string pidFile = Path.Combine(workdir, "pids.txt");
             await Proc.WaitForAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Contains(' '), TimeSpan.FromSeconds(30), "the agent to start");
             pids.AddRange(File.ReadAllText(pidFile).Split(' ').Select(int.Parse));
+            identities.AddRange(pids.Select(Proc.Identify));
             await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
             await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "transcript.ndjson")).Contains("hanging"), TimeSpan.FromSeconds(30), "the agent's output on disk");
             // The transcript line is written first, then its event: wait for both before the crash.
@@ -56,7 +58,7 @@ public sealed class RestartTests
         {
             first?.Kill();
             second?.Kill();
-            pids.ForEach(Proc.KillIfAlive);
+            identities.ForEach(Proc.KillIfAlive);
             Directory.Delete(workdir, true);
             Directory.Delete(data, true);
         }

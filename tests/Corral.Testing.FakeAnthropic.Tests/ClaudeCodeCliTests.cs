@@ -133,6 +133,7 @@ public sealed class ClaudeCodeCliTests
         var scratch = Directory.CreateTempSubdirectory("corral-mcp-").FullName;
         var pidFile = Path.Combine(scratch, "mcp.pid");
         var mcpPid = 0;
+        Proc.Identity? mcp = null;
         try
         {
             await using var run = Start(api, new ClaudeRunOptions
@@ -149,6 +150,7 @@ public sealed class ClaudeCodeCliTests
             Assert.Equal("connected", Str(server, "status"));
             Assert.Contains("mcp__fake__echo", init["tools"]!.AsArray().Select(t => t!.GetValue<string>()));
             mcpPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
+            mcp = Proc.Identify(mcpPid);
 
             var result = await run.WaitForResultAsync(Deadline);
             Assert.Equal("success", Str(result, "subtype"));
@@ -171,7 +173,7 @@ public sealed class ClaudeCodeCliTests
         }
         finally
         {
-            Proc.KillIfAlive(mcpPid);
+            Proc.KillIfAlive(mcp);
             Directory.Delete(scratch, recursive: true);
         }
     }
@@ -185,6 +187,7 @@ public sealed class ClaudeCodeCliTests
         var scratch = Directory.CreateTempSubdirectory("corral-mcp-leak-").FullName;
         var pidFile = Path.Combine(scratch, "mcp.pid");
         var mcpPid = 0;
+        Proc.Identity? mcp = null;
         try
         {
             await using var run = Start(api, new ClaudeRunOptions
@@ -195,6 +198,7 @@ public sealed class ClaudeCodeCliTests
             await run.SendUserAsync("Hi.");
             Assert.Equal("success", Str(await run.WaitForResultAsync(Deadline), "subtype"));
             mcpPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
+            mcp = Proc.Identify(mcpPid);
 
             var closedAt = run.Elapsed;
             var exit = await run.FinishAsync(ExitDeadline);
@@ -207,7 +211,7 @@ public sealed class ClaudeCodeCliTests
         }
         finally
         {
-            Proc.KillIfAlive(mcpPid);
+            Proc.KillIfAlive(mcp);
             Directory.Delete(scratch, recursive: true);
         }
     }
@@ -270,6 +274,7 @@ public sealed class ClaudeCodeCliTests
         var scratch = Directory.CreateTempSubdirectory("corral-bash-").FullName;
         var pidFile = Path.Combine(scratch, "sleep.pid");
         var sleepPid = 0;
+        Proc.Identity? sleeper = null;
         try
         {
             api.Responder = FakeScript.ByTurn(FakeReply.Bash($"sh -c 'echo $$ > {pidFile}; exec sleep 120'"), FakeReply.Text("unreachable"));
@@ -277,6 +282,7 @@ public sealed class ClaudeCodeCliTests
 
             await run.SendUserAsync("Sleep.");
             sleepPid = await Proc.ReadPidFileAsync(pidFile, Deadline);
+            sleeper = Proc.Identify(sleepPid);
             await run.SendInterruptAsync("req_1");
             var result = await run.WaitForResultAsync(Deadline);
 
@@ -290,7 +296,7 @@ public sealed class ClaudeCodeCliTests
         }
         finally
         {
-            Proc.KillIfAlive(sleepPid);
+            Proc.KillIfAlive(sleeper);
             Directory.Delete(scratch, recursive: true);
         }
     }

@@ -11,9 +11,9 @@ public static partial class Proc
     public const int SIGTERM = 15;
 
     /// <summary>Present in /proc and not a zombie. A zombie has exited: it only waits for its parent to reap it.</summary>
-    public static bool IsAlive(int pid) => State(pid) is not ('\0' or 'Z' or 'X');
+    public static bool IsAlive(int pid) => State(pid) is not ('-' or 'Z' or 'X');
 
-    /// <summary>The state letter from /proc/PID/stat (R, S, Z…), or NUL when the process is gone.</summary>
+    /// <summary>The state letter from /proc/PID/stat (R, S, Z…), or '-' when the process is gone.</summary>
     public static char State(int pid)
     {
         try
@@ -23,7 +23,7 @@ public static partial class Proc
         }
         catch (IOException)
         {
-            return '\0';
+            return '-';
         }
     }
 
@@ -80,11 +80,72 @@ public static partial class Proc
     /// <summary>Sends <paramref name="signal"/> to <paramref name="pid"/>; false if it is already gone.</summary>
     public static bool Signal(int pid, int signal) => kill(pid, signal) == 0;
 
-    /// <summary>SIGKILLs <paramref name="pid"/> if it is alive: cleanup for a test that failed half-way (only that PID).</summary>
-    public static void KillIfAlive(int pid)
+    /// <summary>
+    /// A process as it was when the test saw it: its PID and its start time (clock ticks after boot). The pair names
+    /// one process forever, where a PID alone may belong to another test's process by the time a cleanup runs.
+    /// </summary>
+    public readonly record struct Identity(int Pid, long StartTime);
+
+    /// <summary>Who <paramref name="pid"/> is right now; <c>null</c> if it is gone. Call it while the process is known to be alive.</summary>
+    public static Identity? Identify(int pid) => StartTime(pid) is { } start ? new Identity(pid, start) : null;
+
+    /// <summary>SIGKILLs the process if it still lives (a cleanup for a test that failed half-way), never a recycled PID.</summary>
+    public static void KillIfAlive(Identity? process)
     {
-        if (pid > 0 && IsAlive(pid))
-            Signal(pid, SIGKILL);
+        if (process is { } p)
+            KillIf(p.Pid, () => StartTime(p.Pid) == p.StartTime);
+    }
+
+    /// <summary>
+    /// SIGKILLs <paramref name="pid"/> only if it lives and its environment holds <paramref name="environmentEntry"/>
+    /// (e.g. the scratch directory the test gave its scripts): a cleanup that only knows PIDs written to files.
+    /// </summary>
+    public static void KillIfAlive(int pid, string environmentEntry) =>
+        KillIf(pid, () => HasEnvironmentEntry(pid, environmentEntry));
+
+    /// <summary>The check runs with a pidfd open, so a PID recycled after it cannot receive the signal.</summary>
+    private static void KillIf(int pid, Func<bool> stillOurs)
+    {
+        if (pid <= 0)
+            return;
+        int pidfd = pidfd_open(pid, 0);
+        if (pidfd < 0)
+            return;
+        try
+        {
+            if (IsAlive(pid) && stillOurs())
+                pidfd_send_signal(pidfd, SIGKILL, 0, 0);
+        }
+        finally
+        {
+            close(pidfd);
+        }
+    }
+
+    private static long? StartTime(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            // Field 22; fields after the command name start at 3.
+            return long.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[19]);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private static bool HasEnvironmentEntry(int pid, string entry)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/environ").Split('\0').Contains(entry);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Reads a PID a process wrote to a file, waiting until the file holds a number.</summary>
@@ -118,4 +179,13 @@ public static partial class Proc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int sig);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int pidfd_open(int pid, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int pidfd_send_signal(int pidfd, int sig, nint info, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
 }

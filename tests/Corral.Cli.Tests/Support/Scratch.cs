@@ -4,10 +4,13 @@ namespace Corral.Cli.Tests.Support;
 
 /// <summary>
 /// A temporary directory for scripts, data and report files. Scripts record the pids of the processes they start
-/// in files named <c>*.pid</c>; disposing SIGKILLs any of them still alive, so a failed test leaves nothing behind.
+/// in files named <c>*.pid</c>; disposing SIGKILLs those the test read (<see cref="PidAsync"/>) that still live,
+/// identified by PID and start time, so a failed test leaves nothing behind and no other test's process is hit.
 /// </summary>
 internal sealed class Scratch : IDisposable
 {
+    private readonly List<Proc.Identity?> _seen = [];
+
     public Scratch() => Path = Directory.CreateTempSubdirectory("corral-cli-test-").FullName;
 
     public string Path { get; }
@@ -20,16 +23,15 @@ internal sealed class Scratch : IDisposable
         string path = File(name);
         int pid = 0;
         await Proc.WaitForAsync(() => TryRead(path, out pid), deadline ?? TimeSpan.FromSeconds(30), $"a pid in {name}");
+        lock (_seen)
+            _seen.Add(Proc.Identify(pid));
         return pid;
     }
 
     public void Dispose()
     {
-        foreach (string file in Directory.EnumerateFiles(Path, "*.pid"))
-        {
-            if (TryRead(file, out int pid))
-                Proc.KillIfAlive(pid);
-        }
+        lock (_seen)
+            _seen.ForEach(Proc.KillIfAlive);
 
         try
         {

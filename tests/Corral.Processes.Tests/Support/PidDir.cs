@@ -1,0 +1,47 @@
+namespace Corral.Processes.Tests.Support;
+
+/// <summary>A scratch directory where test scripts write the PIDs of the processes they start.</summary>
+internal sealed class PidDir : IDisposable
+{
+    public PidDir() => Path = Directory.CreateTempSubdirectory("corral-test-").FullName;
+
+    public string Path { get; }
+
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <summary>Every PID recorded in any file of the directory.</summary>
+    public IReadOnlyList<int> AllPids() =>
+        Directory.EnumerateFiles(Path)
+            .SelectMany(System.IO.File.ReadAllLines)
+            .Select(l => int.TryParse(l.Trim(), out int p) ? p : 0)
+            .Where(p => p > 0)
+            .ToArray();
+
+    /// <summary>
+    /// SIGKILL anything a failed test left behind, so one failure does not poison the machine. Only processes whose
+    /// environment holds <c>D=</c> this directory (the scripts get it): a recorded PID may belong to another test's
+    /// process by now.
+    /// </summary>
+    public void Dispose()
+    {
+        foreach (int pid in AllPids())
+            Proc.KillIfAlive(pid, "D=" + Path);
+
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
+    }
+}
+
+internal static class Modes
+{
+    public static bool CgroupAvailable => Internal.Containment.CgroupHost.Instance is not null;
+
+    /// <summary>Both containment modes, each run where the host allows it.</summary>
+    public static TheoryData<ContainmentMode> Both => new() { ContainmentMode.Cgroup, ContainmentMode.Session };
+
+    public static void SkipIfUnavailable(ContainmentMode mode) =>
+        Assert.SkipWhen(mode == ContainmentMode.Cgroup && !CgroupAvailable,
+            "No writable cgroup v2 hierarchy on this host: " + Internal.Containment.CgroupHost.UnavailableReason);
+
+    public static ProcessSpec Bash(string script, ContainmentMode mode) =>
+        new ProcessSpec("/bin/bash", "-c", script) { Containment = mode };
+}
