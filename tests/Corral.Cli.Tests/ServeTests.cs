@@ -17,7 +17,7 @@ public sealed class ServeTests
 
         // The server prints "Corral listening on URL" for each address once it is up.
         string? url = null;
-        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator())
+        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken))
         {
             while (url is null && await lines.MoveNextAsync())
             {

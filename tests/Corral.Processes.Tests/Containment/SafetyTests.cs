@@ -58,7 +58,7 @@ public class SafetyTests
 
         // Once the target runs (in cgroup mode the join shim briefly points fd 1 elsewhere), this test process,
         // the tree's parent, opens the tree's stdout for writing: it is now a holder of the write end too.
-        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator())
+        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken))
             Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
         using var writeEnd = new FileStream($"/proc/{tree.Pid}/fd/1", FileMode.Open, FileAccess.Write);
         Assert.Contains(PipeHolders.Find(tree.Pid), h => h.Pid == Environment.ProcessId && h.Stream == OutputStream.StandardOutput);

@@ -82,7 +82,7 @@ public class BadInputTests
     {
         int before = Directory.GetFiles("/proc/self/fd").Length;
         for (int i = 0; i < 50; i++)
-            Assert.Throws<ProcessSpawnException>(() => ProcessTree.Start(new ProcessSpec("/bin/cat") { StandardInput = InputSource.FromFile("/nonexistent/input") }));
+            Assert.Throws<ProcessSpawnException>(() => ProcessTree.Start(new ProcessSpec("/bin/cat") { StandardInput = InputSource.FromFile("/nonexistent/input") }, TestContext.Current.CancellationToken));
         Assert.InRange(Directory.GetFiles("/proc/self/fd").Length, 0, before + 5);
     }
 }
