@@ -30,7 +30,7 @@ internal static unsafe class RawProcess
     /// <summary>posix_spawn with the given descriptors as 0, 1, 2 (default signal dispositions, empty mask).</summary>
     public static int Spawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env, int stdin, int stdout, int stderr, bool setsid = false)
     {
-        using var strings = new Native.CStrings();
+        using var strings = new Corral.Processes.Internal.Spawning.NativeStrings();
         void* actions = NativeMemory.AllocZeroed(1024);
         void* attr = NativeMemory.AllocZeroed(1024);
         void* sigDefault = NativeMemory.AllocZeroed(128);

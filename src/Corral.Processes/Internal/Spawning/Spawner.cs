@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using Corral.Processes.Interop;
 using Corral.Processes.Internal.Containment;
 using Corral.Processes.Internal.Io;
@@ -216,38 +215,5 @@ internal static unsafe class Spawner
     {
         if (error != 0)
             throw new ProcessSpawnException(SpawnFailure.SystemError, path, $"{what} failed: {Libc.Describe(error)}", error);
-    }
-
-    /// <summary>NUL-terminated UTF-8 copies and NULL-terminated pointer arrays, freed together.</summary>
-    private sealed class NativeStrings : IDisposable
-    {
-        private readonly List<nint> _blocks = [];
-
-        public byte* Add(string s)
-        {
-            int length = Encoding.UTF8.GetByteCount(s);
-            byte* p = (byte*)NativeMemory.Alloc((nuint)length + 1);
-            _blocks.Add((nint)p);
-            Encoding.UTF8.GetBytes(s, new Span<byte>(p, length));
-            p[length] = 0;
-            return p;
-        }
-
-        public byte** AddArray(IReadOnlyList<string> items)
-        {
-            byte** array = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(byte*));
-            _blocks.Add((nint)array);
-            for (int i = 0; i < items.Count; i++)
-                array[i] = Add(items[i]);
-            array[items.Count] = null;
-            return array;
-        }
-
-        public void Dispose()
-        {
-            foreach (nint block in _blocks)
-                NativeMemory.Free((void*)block);
-            _blocks.Clear();
-        }
     }
 }
