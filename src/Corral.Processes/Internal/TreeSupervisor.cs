@@ -231,7 +231,9 @@ internal sealed class TreeSupervisor
             bool holderSurvived = !(_stdout.ReachedEof && _stderr.ReachedEof);
 
             var exit = _child.Reap();
-            if (!detach)
+            if (detach)
+                _tree.ReleaseWhenEmpty();
+            else
                 _tree.Release();
 
             return new ProcessOutcome

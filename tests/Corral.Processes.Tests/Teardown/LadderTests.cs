@@ -149,6 +149,8 @@ public class LadderTests
         };
         var result = await ProcessTree.RunAsync(spec, Ct);
         int escapee = dir.AllPids()[0];
+        var escapeeIdentity = Proc.Identify(escapee);
+        string? leaf = mode == ContainmentMode.Cgroup ? Path.Combine(Internal.Containment.CgroupHost.Instance!.ParentPath, result.Outcome.TreeId) : null;
         try
         {
             Assert.Equal("result\n", result.StandardOutput);
@@ -156,15 +158,18 @@ public class LadderTests
             Assert.True(result.Outcome.HolderSurvived);
             Assert.True(Proc.IsAlive(escapee));
             Assert.True(result.Outcome.DrainAfterExit < TimeSpan.FromSeconds(1));
+            if (leaf is not null)
+                Assert.True(Directory.Exists(leaf), "the leaf still holds the detached escapee");
         }
         finally
         {
-            // Detached trees are the caller's to clean up; in cgroup mode the leaf still holds it.
-            await ProcessTree.KillLeftoversAsync(result.Outcome.TreeId,
-                mode == ContainmentMode.Cgroup ? Path.Combine(Internal.Containment.CgroupHost.Instance!.ParentPath, result.Outcome.TreeId) : null);
+            // Detached trees are the caller's to end: here, the escapee ends on its own (as far as Corral knows).
+            Proc.KillIfAlive(escapeeIdentity);
         }
 
-        Assert.False(Proc.IsAlive(escapee));
+        await Proc.WaitForAsync(() => !Proc.IsAlive(escapee), TimeSpan.FromSeconds(5), "the escapee to be gone");
+        if (leaf is not null)
+            await Proc.WaitForAsync(() => !Directory.Exists(leaf), TimeSpan.FromSeconds(5), "the emptied leaf to be removed");
     }
 
     [Theory]

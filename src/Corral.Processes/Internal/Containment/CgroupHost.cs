@@ -62,11 +62,28 @@ internal sealed class CgroupHost
                 return Unavailable("the kernel has no cgroup.kill (Linux 5.14+)");
             if (Libc.access(Path.Combine(parent, "cgroup.procs"), Libc.W_OK) != 0)
                 return Unavailable($"{parent}/cgroup.procs is not writable");
+            RemoveStaleLeaves(parent);
             return new CgroupHost(mount, parent);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return Unavailable(e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Removes empty leaves left by processes that ended before their trees did (a detached tree outliving its
+    /// owner, a crash after the tree emptied). rmdir fails on any leaf that still holds a process or a child
+    /// cgroup, and a leaf is only used within moments of its creation, so a leaf older than this that is empty
+    /// is nobody's.
+    /// </summary>
+    internal static void RemoveStaleLeaves(string parent)
+    {
+        var staleBefore = DateTime.UtcNow - TimeSpan.FromMinutes(10);
+        foreach (var leaf in new DirectoryInfo(parent).EnumerateDirectories())
+        {
+            if (Guid.TryParseExact(leaf.Name, "N", out _) && leaf.LastWriteTimeUtc < staleBefore)
+                Libc.rmdir(leaf.FullName);
         }
     }
 
@@ -206,4 +223,41 @@ internal sealed class CgroupLeaf
     public int Kill() => Fd.WriteFile(System.IO.Path.Combine(Path, "cgroup.kill"), "1");
 
     public bool TryRemove() => Libc.rmdir(Path) == 0;
+
+    /// <summary>
+    /// Removes the leaf once its last process has exited (a detached tree's), watched on the poll thread through
+    /// cgroup.events: nothing is left behind by a tree that ends after its owner stopped caring. If this process
+    /// exits first, the empty leaf stays (it holds nothing).
+    /// </summary>
+    public void RemoveWhenEmpty()
+    {
+        int fd = Fd.OpenRead(System.IO.Path.Combine(Path, "cgroup.events"));
+        if (fd < 0)
+            return;
+        var poll = Io.PollLoop.Shared.Register(fd);
+        byte[] buffer = new byte[256];
+        var gate = new Lock();
+        bool done = false;
+        void Check(uint events)
+        {
+            // The first check runs here and the next ones on the poll thread: one at a time, and none after the end.
+            lock (gate)
+            {
+                if (done)
+                    return;
+
+                // Arm first, then read: a change between the two is reported by the armed wait.
+                poll.OnReady(Libc.EPOLLPRI, Check);
+                if (PopulatedAt(fd, buffer))
+                    return;
+                done = true;
+                poll.Dispose();
+                Fd.Close(ref fd);
+            }
+
+            TryRemove();
+        }
+
+        Check(0);
+    }
 }

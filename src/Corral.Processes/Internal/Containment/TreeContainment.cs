@@ -29,6 +29,9 @@ internal abstract class TreeContainment
     /// <summary>Releases what containment created (the leaf cgroup), once the tree is empty.</summary>
     public virtual void Release() { }
 
+    /// <summary>For a detached tree: releases what containment created whenever the tree's last process exits.</summary>
+    public virtual void ReleaseWhenEmpty() { }
+
     /// <summary>Signals <paramref name="pid"/> through a pidfd, but only if it still belongs to the tree once the pidfd is open.</summary>
     protected static bool SignalVerified(int pid, int signal, Func<int, bool> stillMember)
     {
@@ -117,6 +120,8 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         if (!leaf.IsPopulated())
             leaf.TryRemove();
     }
+
+    public override void ReleaseWhenEmpty() => leaf.RemoveWhenEmpty();
 }
 
 /// <summary>
