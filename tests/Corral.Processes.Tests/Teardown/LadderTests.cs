@@ -201,7 +201,8 @@ public class LadderTests
     {
         // A zombie has no command line any more (it is read from the process's memory), but its name survives
         // until it is reaped: the report shows "[name]" rather than nothing.
-        await using var tree = ProcessTree.Start(Modes.Bash("sleep 0 & echo $!; exec sleep 300", ContainmentMode.Session), Ct);
+        // It exits after the shell has exec'd into a sleep that never reaps it (a shell still running would reap it).
+        await using var tree = ProcessTree.Start(Modes.Bash("sleep 1 & echo $!; exec sleep 300", ContainmentMode.Session), Ct);
         await using var lines = tree.ReadLinesAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.True(await lines.MoveNextAsync());
         int zombie = int.Parse(lines.Current.Text, System.Globalization.CultureInfo.InvariantCulture);

@@ -54,8 +54,7 @@ internal sealed class ExitedPids
 /// <param name="Pid">The process.</param>
 /// <param name="FoundBy">The first criterion it matched.</param>
 /// <param name="Pidfd">Opened before the check, so it names the process that matched; -1 when none was asked for.</param>
-/// <param name="InGroup">Whether it was in the child's process group when checked (kill(-group) reaches it).</param>
-internal readonly record struct Member(int Pid, FoundBy FoundBy, int Pidfd = -1, bool InGroup = false);
+internal readonly record struct Member(int Pid, FoundBy FoundBy, int Pidfd = -1);
 
 /// <summary>
 /// Reads /proc to find a tree's members. Every read tolerates the process vanishing mid-scan. Nothing here stats a
@@ -205,7 +204,7 @@ internal static class ProcScanner
         int pidfd = -1;
         if (withPidfd && (pidfd = Libc.pidfd_open(pid)) < 0)
             return false;
-        (var foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer, log, out bool inGroup);
+        (var foundBy, mayHold) = MatchCheap(pid, criteria, ref buffer, log);
         if (foundBy is not { } found)
         {
             if (pidfd >= 0)
@@ -214,7 +213,7 @@ internal static class ProcScanner
         }
 
         log?.Record(pid, found);
-        members.Add(new Member(pid, found, pidfd, inGroup));
+        members.Add(new Member(pid, found, pidfd));
         return true;
     }
 
@@ -245,17 +244,12 @@ internal static class ProcScanner
     /// The session/group and environment-tag criteria. Without a match, <c>MayHold</c> says whether the process may
     /// still be a member through the pipes (false when it is gone, or a zombie of the session).
     /// </summary>
-    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer) =>
-        MatchCheap(pid, criteria, ref buffer, log: null, out _);
-
     /// <param name="pid">The candidate.</param>
     /// <param name="criteria">What identifies the tree.</param>
     /// <param name="buffer">Reused for /proc reads.</param>
     /// <param name="log">When signalling: a session or group member is recorded here at once.</param>
-    /// <param name="inGroup">Whether it matched by the process group (which kill(-group) reaches), not only the session.</param>
-    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer, KillLog? log, out bool inGroup)
+    private static (FoundBy? FoundBy, bool MayHold) MatchCheap(int pid, TreeCriteria criteria, ref byte[] buffer, KillLog? log = null)
     {
-        inGroup = false;
         if (criteria.SessionId is { } session)
         {
             // Two syscalls (one for a group member) instead of reading and parsing /proc/PID/stat for every process.
@@ -265,8 +259,6 @@ internal static class ProcScanner
                 return (null, false);
             if (group == session || sid == session)
             {
-                inGroup = group == session;
-
                 // A zombie is not a member (the child itself is one until it is reaped). A process whose command
                 // line can be read still has its memory, so it is not one: when signalling, that read (needed for
                 // the log anyway) settles it, and only a process without one costs a read of its stat.

@@ -180,7 +180,7 @@ internal static class SharedScan
                 if (anyLog && pidfd < 0)
                     continue;
                 found.Clear();
-                Examine(pid, batch, relevant, bySession, byTag, byPipe, tagPrefixes, found, ref buffer, fds, out int inGroupOf);
+                Examine(pid, batch, relevant, bySession, byTag, byPipe, tagPrefixes, found, ref buffer, fds);
                 bool handed = false;
                 foreach (int i in relevant)
                 {
@@ -197,7 +197,7 @@ internal static class SharedScan
                         log.Record(pid, by);
                     }
 
-                    results[i].Add(new Member(pid, by, fd, i == inGroupOf));
+                    results[i].Add(new Member(pid, by, fd));
                 }
 
                 if (pidfd >= 0 && !handed)
@@ -217,10 +217,9 @@ internal static class SharedScan
     /// <summary>Which of the <paramref name="relevant"/> trees <paramref name="pid"/> belongs to, and how.</summary>
     private static void Examine(int pid, IReadOnlyList<Request> batch, List<int> relevant, Dictionary<int, int> bySession,
         Dictionary<string, List<int>> byTag, Dictionary<long, List<int>> byPipe, List<byte[]> tagPrefixes,
-        Dictionary<int, FoundBy> found, ref byte[] buffer, List<int> fds, out int inGroupOf)
+        Dictionary<int, FoundBy> found, ref byte[] buffer, List<int> fds)
     {
         // Session or group: as in MatchCheap, and a zombie matches nothing at all (no environment, no descriptors).
-        inGroupOf = -1;
         int group = Libc.getpgid(pid);
         int sid = Libc.getsid(pid);
         if (group < 0 && sid < 0)
@@ -230,8 +229,6 @@ internal static class SharedScan
             if (ProcScanner.ReadStat(pid, ref buffer) is not { State: not ('Z' or 'X') })
                 return;
             found[owner] = FoundBy.ProcessGroup;
-            if (bySession.TryGetValue(group, out int groupOwner) && groupOwner == owner)
-                inGroupOf = owner;
         }
 
         if (found.Count == relevant.Count)

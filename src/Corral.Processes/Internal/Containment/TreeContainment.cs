@@ -168,14 +168,12 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
         try
         {
             // The group id is the child's PID, reserved by its zombie, so this reaches only our group (including
-            // members forked since the scan). Members outside the group get their own signal through their pidfd;
-            // those inside already have it. (One that left the group since the scan is still in the session: the
-            // wait finds it, and the SIGKILL step, which signals every member through its own pidfd, reaches it.)
-            bool groupSignalled = criteria.SessionId is > 1 and var group && Libc.kill(-group, signal) == 0;
+            // members forked since the scan). Every member also gets the signal through its own pidfd: one found in
+            // the group may have left it since (a `setsid` in progress), and would otherwise wait out the whole grace.
+            if (criteria.SessionId is > 1 and var group)
+                Libc.kill(-group, signal);
             foreach (var m in members)
             {
-                if (m.InGroup && groupSignalled && signal != Libc.SIGKILL)
-                    continue;
                 Libc.pidfd_send_signal(m.Pidfd, signal);
                 if (signal != Libc.SIGKILL)
                     Libc.pidfd_send_signal(m.Pidfd, Libc.SIGCONT);

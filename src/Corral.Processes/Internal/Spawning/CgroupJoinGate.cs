@@ -318,7 +318,8 @@ internal sealed unsafe class CgroupJoinGate
         int last = ProcFs.LastPid();
         if (_lastPidBefore <= 0 || last <= 0)
             return 0;
-        int maxPid = ProcFs.MaxPid();
+        // If pid_max became unreadable, the largest value the kernel allows still bounds the walk.
+        int maxPid = ProcFs.MaxPid() is > 0 and var max ? max : 4194304;
         int count = 0;
         for (int pid = _lastPidBefore; pid != last && count < 65536; count++)
         {

@@ -57,9 +57,7 @@ internal static unsafe class Spawner
             int error = -pid;
             var (failure, what) = step switch
             {
-                CorralSpawn.StepExec when error == Libc.ENOENT => (SpawnFailure.FileNotFound, "exec failed"),
-                CorralSpawn.StepExec when error is Libc.EACCES or Libc.ENOEXEC => (SpawnFailure.NotExecutable, "exec failed"),
-                CorralSpawn.StepExec => (SpawnFailure.SystemError, "exec failed"),
+                CorralSpawn.StepExec => (ExecFailure(error), "exec failed"),
                 CorralSpawn.StepChdir => (SpawnFailure.BadWorkingDirectory, "cannot enter the working directory"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),
@@ -180,13 +178,7 @@ internal static unsafe class Spawner
 
                 if (error != 0)
                 {
-                    var failure = error switch
-                    {
-                        Libc.ENOENT => SpawnFailure.FileNotFound,
-                        Libc.EACCES or Libc.ENOEXEC => SpawnFailure.NotExecutable,
-                        _ => SpawnFailure.SystemError,
-                    };
-                    throw new ProcessSpawnException(failure, request.ExecutablePath, "posix_spawn failed: " + Libc.Describe(error), error);
+                    throw new ProcessSpawnException(ExecFailure(error), request.ExecutablePath, "posix_spawn failed: " + Libc.Describe(error), error);
                 }
 
                 return pid;
@@ -206,6 +198,14 @@ internal static unsafe class Spawner
             strings.Dispose();
         }
     }
+
+    /// <summary>What an exec error means to the caller, on either spawn path.</summary>
+    private static SpawnFailure ExecFailure(int errno) => errno switch
+    {
+        Libc.ENOENT => SpawnFailure.FileNotFound,
+        Libc.EACCES or Libc.ENOEXEC => SpawnFailure.NotExecutable,
+        _ => SpawnFailure.SystemError,
+    };
 
     /// <summary>A descriptor number for the child's gate FIFOs (it uses this one and the next) that collides with nothing its file actions still need.</summary>
     private static int GateFd(CgroupJoinGate gate, int stdinFd, int stdoutFd, int stderrFd) =>
