@@ -1,3 +1,6 @@
+using System.Text.Json.Serialization;
+using Corral.Processes.Internal;
+
 namespace Corral.Processes;
 
 /// <summary>Why a tree finished.</summary>
@@ -44,13 +47,20 @@ public enum FoundBy
 
 /// <summary>A process that Corral signalled during teardown.</summary>
 /// <param name="Pid">Its process id.</param>
-/// <param name="CommandLine">Its command line, capped at 200 characters.</param>
+/// <param name="CommandLine">Its command line, capped at 200 characters (<c>command</c> in JSON).</param>
 /// <param name="FoundBy">How it was found to belong to the tree.</param>
-public sealed record KilledProcess(int Pid, string CommandLine, FoundBy FoundBy);
+public sealed record KilledProcess(int Pid, [property: JsonPropertyName("command")] string CommandLine, FoundBy FoundBy);
 
-/// <summary>Exactly what happened to a process tree.</summary>
+/// <summary>
+/// Exactly what happened to a process tree. This is also the one JSON shape of that fact, in <c>corral run --report</c>
+/// and in the server's task record: camelCase, durations in milliseconds (<c>durationMs</c>, <c>drainAfterExitMs</c>,
+/// <c>teardownMs</c>), byte counts as <c>stdoutBytes</c>/<c>stderrBytes</c> (serialize enums as camelCase strings).
+/// </summary>
 public sealed record ProcessOutcome
 {
+    /// <summary>What was started: the program as given, then its arguments.</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+
     /// <summary>The direct child's process id.</summary>
     public required int Pid { get; init; }
 
@@ -76,12 +86,18 @@ public sealed record ProcessOutcome
     public required DateTimeOffset CompletedAt { get; init; }
 
     /// <summary>From start to completion.</summary>
+    [JsonPropertyName("durationMs")]
+    [JsonConverter(typeof(MillisecondsConverter))]
     public TimeSpan Duration => CompletedAt - StartedAt;
 
     /// <summary>From the direct child's exit to completion.</summary>
+    [JsonPropertyName("drainAfterExitMs")]
+    [JsonConverter(typeof(MillisecondsConverter))]
     public TimeSpan DrainAfterExit => CompletedAt - ExitedAt;
 
     /// <summary>Time spent signalling and waiting for processes during teardown (zero when nothing needed it).</summary>
+    [JsonPropertyName("teardownMs")]
+    [JsonConverter(typeof(MillisecondsConverter))]
     public TimeSpan TeardownDuration { get; init; }
 
     /// <summary>How the tree was contained.</summary>
@@ -91,15 +107,19 @@ public sealed record ProcessOutcome
     public IReadOnlyList<KilledProcess> Killed { get; init; } = [];
 
     /// <summary>Bytes read from standard output.</summary>
+    [JsonPropertyName("stdoutBytes")]
     public long StandardOutputBytes { get; init; }
 
     /// <summary>Bytes read from standard error.</summary>
+    [JsonPropertyName("stderrBytes")]
     public long StandardErrorBytes { get; init; }
 
     /// <summary>Whether captured standard output dropped bytes because of <see cref="OutputLimits.MaxBufferedBytes"/>.</summary>
+    [JsonPropertyName("stdoutTruncated")]
     public bool StandardOutputTruncated { get; init; }
 
     /// <summary>Whether captured standard error dropped bytes because of <see cref="OutputLimits.MaxBufferedBytes"/>.</summary>
+    [JsonPropertyName("stderrTruncated")]
     public bool StandardErrorTruncated { get; init; }
 
     /// <summary>Whether some process still held an output pipe when Corral stopped reading (detached, or unkillable).</summary>

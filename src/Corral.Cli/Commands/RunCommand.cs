@@ -177,7 +177,7 @@ internal static class RunCommand
             outcome = await tree.Completion.ConfigureAwait(false);
         }
 
-        if (reportFile is not null && await reportFile.WriteAsync(RunReport.From(outcome, settings.Command)).ConfigureAwait(false) is { } writeError)
+        if (reportFile is not null && await reportFile.WriteAsync(outcome).ConfigureAwait(false) is { } writeError)
             return Fail(ExitCodes.CorralFailure, writeError);
 
         return outcome.ShellExitCode;

@@ -4,19 +4,15 @@ using Corral.Processes;
 
 namespace Corral.Cli.Reporting;
 
-/// <summary>Source-generated JSON for everything the CLI prints or writes: no reflection, trimming-safe.</summary>
+/// <summary>JSON the CLI prints or writes: source-generated for <c>holders --json</c>; the run report through <see cref="Report"/>.</summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never,
     Converters =
     [
-        typeof(CamelCaseEnumConverter<ExitReason>),
-        typeof(CamelCaseEnumConverter<ContainmentKind>),
-        typeof(CamelCaseEnumConverter<FoundBy>),
         typeof(StreamNameConverter),
     ])]
-[JsonSerializable(typeof(RunReport))]
 [JsonSerializable(typeof(IReadOnlyList<HolderEntry>))]
 internal sealed partial class CliJsonContext : JsonSerializerContext
 {
@@ -29,13 +25,20 @@ internal sealed partial class CliJsonContext : JsonSerializerContext
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     });
 
+    /// <summary>
+    /// The report: <see cref="ProcessOutcome"/> in its own JSON shape (the one the server's task record uses too).
+    /// Reflection-based, because that shape's millisecond converter is internal to Corral.Processes.
+    /// </summary>
+    public static JsonSerializerOptions Report { get; } = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
+    };
+
     // Not a static initializer: the generated Default is initialized after it.
     private static CliJsonContext? s_readable;
 }
-
-/// <summary>Enum values as camelCase strings ("timedOut", "processGroup"), so the JSON does not depend on numeric values.</summary>
-internal sealed class CamelCaseEnumConverter<TEnum>() : JsonStringEnumConverter<TEnum>(JsonNamingPolicy.CamelCase, allowIntegerValues: false)
-    where TEnum : struct, Enum;
 
 /// <summary>Streams by the names people use: "stdout" and "stderr".</summary>
 internal sealed class StreamNameConverter : JsonConverter<OutputStream>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Corral.Processes;
 
 namespace Corral.Cli.Reporting;
 
@@ -45,13 +46,13 @@ internal sealed class ReportFile : IAsyncDisposable
     }
 
     /// <summary>Replaces the file's content with <paramref name="report"/>; on failure returns a message for the user.</summary>
-    public async Task<string?> WriteAsync(RunReport report)
+    public async Task<string?> WriteAsync(ProcessOutcome report)
     {
         try
         {
             if (_stream.CanSeek)
                 _stream.SetLength(0);
-            await JsonSerializer.SerializeAsync(_stream, report, CliJsonContext.Readable.RunReport).ConfigureAwait(false);
+            await JsonSerializer.SerializeAsync(_stream, report, CliJsonContext.Report).ConfigureAwait(false);
             _stream.WriteByte((byte)'\n');
             await _stream.FlushAsync().ConfigureAwait(false);
             _written = true;

@@ -238,6 +238,7 @@ internal sealed class TreeSupervisor
 
             return new ProcessOutcome
             {
+                Command = [Spec.FileName, .. Spec.Arguments],
                 Pid = _child.Pid,
                 TreeId = TreeId,
                 Reason = stopReason ?? (exit.Signal is not null ? ExitReason.Signaled : ExitReason.Exited),

@@ -46,13 +46,19 @@ public sealed class PidWindowTests
         Assert.False(span.Contains(last - 1));
     }
 
-    [Fact]
-    public void A_window_that_may_have_wrapped_covers_everything()
+    [Theory]
+    [InlineData(1000, 120, 1010, 120, 32768, false)]   // ten forks: nowhere near going round
+    [InlineData(1000, 120, 17173, 120, 32768, false)]  // 2 × 16,173 + 120 = 32,466: one short of pid_max - 300
+    [InlineData(1000, 120, 17174, 120, 32768, true)]   // 2 × 16,174 + 120 = 32,468: may have gone round
+    [InlineData(1000, 120, 18000, 120, 4194304, false)] // the same forks under a large pid_max
+    [InlineData(5000, 32466, 5001, 32466, 32768, true)] // nearly every PID in use: one fork may reuse the range
+    [InlineData(1000, 120, 999, 120, 32768, true)]     // counters went backwards (another namespace, a bad read)
+    [InlineData(1000, 120, 1000, 120, 300, true)]      // pid_max at or below the reserved PIDs
+    public void A_window_that_may_have_wrapped_covers_everything(long forksBefore, int tasksBefore, long forksNow, int tasksNow, int maxPid, bool wrapped)
     {
-        // Counters from "long ago": more tasks created since than PIDs exist, so allocation may have gone round.
-        int someOtherPid = ProcFs.LastPid() - 1;
-        var span = PidWindow.After(someOtherPid, new KernelCounters(Forks: 0, Tasks: 0))!.Now();
-        Assert.True(span.All, span.ToString());
+        var before = new KernelCounters(forksBefore, tasksBefore);
+        var now = new KernelCounters(forksNow, tasksNow);
+        Assert.Equal(wrapped, PidWindow.MayHaveWrapped(before, now, maxPid));
     }
 
     [Theory]

@@ -48,12 +48,22 @@ internal sealed class PidWindow
         if (last == _child)
             return new PidSpan(_child, _child, 0);
         int maxPid = ProcFs.MaxPid();
-        if (KernelCounters.Read() is not { } now || maxPid <= ReservedPids)
-            return PidSpan.Everything;
-        long created = now.Forks - _before.Forks;
-        if (created < 0 || 2 * created + _before.Tasks >= maxPid - ReservedPids)
+        if (KernelCounters.Read() is not { } now || MayHaveWrapped(_before, now, maxPid))
             return PidSpan.Everything;
         return new PidSpan(_child, last, maxPid);
+    }
+
+    /// <summary>
+    /// Whether PID allocation may have gone all the way round between two samples of the counters: going round takes
+    /// at least pid_max - 300 - (PIDs in use) allocations, and PIDs in use are at most the tasks seen before plus
+    /// those created since. A pure function of the numbers.
+    /// </summary>
+    public static bool MayHaveWrapped(KernelCounters before, KernelCounters now, int maxPid)
+    {
+        if (maxPid <= ReservedPids)
+            return true;
+        long created = now.Forks - before.Forks;
+        return created < 0 || 2 * created + before.Tasks >= maxPid - ReservedPids;
     }
 }
 
