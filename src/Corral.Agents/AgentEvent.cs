@@ -66,13 +66,3 @@ public sealed record AgentStderr(string Text) : AgentEvent
     [JsonIgnore]
     public override string EventName => "agent.stderr";
 }
-
-/// <summary>A line of output of the command agent.</summary>
-/// <param name="Stream"><c>stdout</c> or <c>stderr</c>.</param>
-/// <param name="Text">The line.</param>
-public sealed record CommandOutput(string Stream, string Text) : AgentEvent
-{
-    /// <inheritdoc />
-    [JsonIgnore]
-    public override string EventName => "output";
-}

@@ -11,8 +11,17 @@ public interface IAgentAdapter
     /// <summary>The agent's name in the API, e.g. <c>claude-code</c>.</summary>
     string Name { get; }
 
+    /// <summary>The CLI the agent runs (a path, or a name looked up on <c>PATH</c>); <c>null</c> when it needs none (the command agent).</summary>
+    string? Executable { get; }
+
     /// <summary>Problems with the request for this agent (empty when it is usable). Field names are the API's.</summary>
     IReadOnlyList<string> Validate(AgentRequest request);
+
+    /// <summary>
+    /// The session id a new task of this agent will have, when the agent lets the caller choose it up front (Claude
+    /// Code's <c>--session-id</c>), so the task record shows it from creation; <c>null</c> otherwise.
+    /// </summary>
+    string? NewSessionId(AgentRequest request) => null;
 
     /// <summary>Writes the per-task files and returns the run: what to start and how to read it.</summary>
     IAgentRun Prepare(AgentRequest request);
@@ -43,11 +52,31 @@ public interface IAgentRun
     /// <summary>Whether the agent has reported its final result (after which it is expected to exit).</summary>
     bool HasResult { get; }
 
-    /// <summary>Reads one line of output and returns the events it carries.</summary>
-    ParsedLine Parse(OutputLine line);
+    /// <summary>
+    /// Whether every output line is an event of its own (<c>output</c>), as for the command agent, instead of agent
+    /// protocol: then <see cref="Parse"/> is never called, and lines cost nothing but their bytes on disk.
+    /// </summary>
+    bool LinesAreEvents { get; }
 
-    /// <summary>Decides the outcome once the process is finished (<paramref name="process"/> is <c>null</c> when it never started).</summary>
-    AgentOutcome Complete(ProcessOutcome? process);
+    /// <summary>
+    /// Reads one line of output (its bytes without the line terminator, as written: not necessarily UTF-8) and returns
+    /// the events it carries. <paramref name="isFragment"/> marks a piece of a line longer than the spec's
+    /// <see cref="OutputLimits.MaxLineLength"/>, which cannot be a whole protocol message.
+    /// </summary>
+    ParsedLine Parse(OutputStream stream, ReadOnlySpan<byte> line, bool isFragment);
+
+    /// <summary>
+    /// Decides the outcome once the process is finished (<paramref name="process"/> is <c>null</c> when it never
+    /// started). <paramref name="stdoutTail"/> holds the last bytes of standard output (at most <see cref="AgentRuns.TailLength"/>).
+    /// </summary>
+    AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail);
+}
+
+/// <summary>Constants shared by every agent run.</summary>
+public static class AgentRuns
+{
+    /// <summary>How much of the end of standard output a run is given at completion: 64 KiB.</summary>
+    public const int TailLength = 64 * 1024;
 }
 
 /// <summary>What one output line turned out to be.</summary>

@@ -15,7 +15,7 @@ public sealed class AgentAdapterTests : IDisposable
 
     private AgentRequest Request(string prompt = "hi") => new() { Prompt = prompt, WorkingDirectory = _dir, TaskDirectory = _dir };
 
-    private static OutputLine Out(string text) => new(OutputStream.StandardOutput, text);
+    private static ParsedLine Out(IAgentRun run, string text) => run.Parse(OutputStream.StandardOutput, System.Text.Encoding.UTF8.GetBytes(text), isFragment: false);
 
     [Fact]
     public void The_prompt_goes_to_stdin_as_a_stream_json_user_message_never_into_argv()
@@ -40,13 +40,13 @@ public sealed class AgentAdapterTests : IDisposable
     public void Lines_dispatch_on_type_unknown_types_are_ignored_and_the_result_is_authoritative()
     {
         var run = new ClaudeCodeAdapter(new ClaudeCodeSettings()).Prepare(Request());
-        Assert.Empty(run.Parse(Out("""{"type":"stream_event","event":{}}""")).Events);
-        Assert.True(run.Parse(Out("""{"type":"brand_new_type"}""")).IsJson);
-        Assert.False(run.Parse(Out("plain text")).IsJson);
+        Assert.Empty(Out(run, """{"type":"stream_event","event":{}}""").Events);
+        Assert.True(Out(run, """{"type":"brand_new_type"}""").IsJson);
+        Assert.False(Out(run, "plain text").IsJson);
         Assert.False(run.HasResult);
-        run.Parse(Out("""{"duration_ms":3,"num_turns":2,"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"s1","total_cost_usd":0.5}"""));
+        Out(run, """{"duration_ms":3,"num_turns":2,"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"s1","total_cost_usd":0.5}""");
         Assert.True(run.HasResult);
-        var outcome = run.Complete(null);
+        var outcome = run.Complete(null, default);
         Assert.Equal(AgentOutcomeKind.Succeeded, outcome.Kind);
         Assert.Equal("ok", outcome.Result!.Text);
         Assert.Equal(2, outcome.Result.NumTurns);
@@ -88,7 +88,9 @@ public sealed class AgentAdapterTests : IDisposable
         Assert.Equal(["x"], run.Spec.Arguments);
         Assert.False(run.KeepInputOpen);
         Assert.Null(run.InterruptInput);
-        var e = Assert.IsType<CommandOutput>(Assert.Single(run.Parse(Out("x")).Events));
-        Assert.Equal("stdout", e.Stream);
+        Assert.True(run.LinesAreEvents); // each line is an `output` event of its own: nothing to parse
+        var ok = run.Complete(new ProcessOutcome { Pid = 1, TreeId = "t", Reason = ExitReason.Exited, ExitCode = 0, StartedAt = default, ExitedAt = default, CompletedAt = default, Containment = ContainmentKind.Session }, [.. "last"u8, 0xFF, .. " bytes"u8]);
+        Assert.Equal(AgentOutcomeKind.Succeeded, ok.Kind);
+        Assert.Equal("last\uFFFD bytes", ok.Result!.Text);
     }
 }

@@ -49,21 +49,38 @@ public sealed class AuthAndReadinessTests
     public void Loopback_addresses_need_no_token(string urls) => Assert.Null(CorralServer.NonLoopback(urls));
 
     [Fact]
-    public async Task A_missing_cli_makes_readyz_and_task_creation_503()
+    public async Task A_missing_cli_makes_its_agent_503_and_readyz_lists_it_while_other_agents_work()
     {
-        await using var server = await TestServer.StartAsync(s =>
-        {
-            s["Corral:ClaudeCode:Executable"] = "/nonexistent/claude";
-            s["Corral:Command:Enabled"] = "false";
-        });
+        await using var server = await TestServer.StartAsync(s => s["Corral:ClaudeCode:Executable"] = "/nonexistent/claude");
         var ready = await server.Http.SendAsync(HttpMethod.Get, "/readyz");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.Status);
-        Assert.Contains("/nonexistent/claude", ready.Body!["detail"]!.GetValue<string>());
-        Assert.NotNull(ready.Message.Headers.RetryAfter);
+        Assert.Equal(HttpStatusCode.OK, ready.Status);
+        var claudeEntry = ready.Body!["agents"]!.AsArray().Single(a => a!["agent"]!.GetValue<string>() == "claude-code")!;
+        Assert.False(claudeEntry["available"]!.GetValue<bool>());
+        Assert.Contains("/nonexistent/claude", claudeEntry["reason"]!.GetValue<string>());
+        Assert.True(ready.Body["agents"]!.AsArray().Single(a => a!["agent"]!.GetValue<string>() == "command")!["available"]!.GetValue<bool>());
 
         var claude = await server.Http.ClaudeAsync("hello", wait: 5);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, claude.Status);
         Assert.Equal("agent_not_available", claude.Body!["code"]!.GetValue<string>());
+        Assert.NotNull(claude.Message.Headers.RetryAfter);
+        var command = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, command.Status);
+    }
+
+    [Fact]
+    public async Task Readyz_is_503_when_no_agent_can_take_a_task()
+    {
+        await using var server = await TestServer.StartAsync(s =>
+        {
+            foreach (string agent in new[] { "ClaudeCode", "Codex", "Gemini" })
+                s[$"Corral:{agent}:Executable"] = "/nonexistent/" + agent;
+            s["Corral:Command:Enabled"] = "false";
+        });
+        var ready = await server.Http.SendAsync(HttpMethod.Get, "/readyz");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.Status);
+        Assert.Equal("not_ready", ready.Body!["code"]!.GetValue<string>());
+        Assert.Contains("/nonexistent/ClaudeCode", ready.Body["detail"]!.GetValue<string>());
+        Assert.NotNull(ready.Message.Headers.RetryAfter);
         var command = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 5);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, command.Status);
         Assert.Contains("disabled", command.Body!["detail"]!.GetValue<string>());

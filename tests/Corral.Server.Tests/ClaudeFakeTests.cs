@@ -83,7 +83,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
     {
         var r = await _http.ClaudeAsync("garbage");
         Assert.Equal(HttpStatusCode.OK, r.Status);
-        Assert.Equal(2, r.Body!["process"]!["nonJsonLines"]!.GetValue<int>());
+        Assert.Equal(2, r.Body!["output"]!["nonJsonLines"]!.GetValue<int>());
         var events = await _http.ReadEventsAsync(r.Id!);
         Assert.Equal(["[SandboxDebug] not json", "{ broken json"],
             events.Where(e => e.Name == "agent.notice" && e.Data!["kind"]!.GetValue<string>() == "non_json").Select(e => e.Data!["message"]!.GetValue<string>()));

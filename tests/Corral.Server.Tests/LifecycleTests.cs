@@ -134,7 +134,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal(3, bad.Body!["process"]!["exitCode"]!.GetValue<int>());
 
         var missing = await _http.CreateAsync(new { agent = "command", command = new[] { "/no/such/program" } }, wait: 30);
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, missing.Status);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, missing.Status); // not retryable: the same request fails the same way
         Assert.Equal("spawn_failed", missing.ErrorCode);
     }
 

@@ -27,9 +27,8 @@ public sealed class RestartTests
             pids.AddRange(File.ReadAllText(pidFile).Split(' ').Select(int.Parse));
             identities.AddRange(pids.Select(Proc.Identify));
             await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
-            await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "transcript.ndjson")).Contains("hanging"), TimeSpan.FromSeconds(30), "the agent's output on disk");
-            // The transcript line is written first, then its event: wait for both before the crash.
-            await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(data, "tasks", id, "events.ndjson")).Contains("agent.text"), TimeSpan.FromSeconds(30), "the agent.text event on disk");
+            // Output is on disk first, then its events are committed: wait for the event before the crash.
+            await Proc.WaitForAsync(async () => (await first.Http.ReadEventsAsync(id, stopAfter: 4)).Any(e => e.Name == "agent.text"), TimeSpan.FromSeconds(30), "the agent.text event");
 
             first.Kill();
             Assert.All(pids, p => Assert.True(Proc.IsAlive(p), $"pid {p} should outlive the crashed server (that is what recovery is for)"));

@@ -177,6 +177,18 @@ public static partial class Proc
             throw new TimeoutException($"Timed out after {deadline.TotalSeconds:0.#} s waiting for {what}.");
     }
 
+    /// <summary>Polls an asynchronous <paramref name="condition"/> (an HTTP call, say) until it holds or <paramref name="deadline"/> passes.</summary>
+    public static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan deadline, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > deadline)
+                throw new TimeoutException($"Timed out after {deadline.TotalSeconds:0.#} s waiting for {what}.");
+            await Task.Delay(20);
+        }
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int sig);
 

@@ -32,6 +32,9 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
     public string Name => AgentName;
 
     /// <inheritdoc />
+    public string? Executable => Settings.Executable;
+
+    /// <inheritdoc />
     public IReadOnlyList<string> Validate(AgentRequest request)
     {
         var errors = new List<string>();
@@ -63,6 +66,9 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
 
         return errors;
     }
+
+    /// <inheritdoc />
+    public string? NewSessionId(AgentRequest request) => request.ResumeSessionId is null ? Guid.NewGuid().ToString() : null;
 
     /// <inheritdoc />
     public IAgentRun Prepare(AgentRequest request)

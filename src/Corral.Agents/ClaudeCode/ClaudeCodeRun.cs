@@ -7,45 +7,27 @@ using Corral.Processes;
 namespace Corral.Agents.ClaudeCode;
 
 /// <summary>One Claude Code process: parses stream-json by <c>type</c>, keeps the latest result, recovers a lost one.</summary>
-internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? sessionId, string workingDirectory, string? projectsDirectory) : IAgentRun
+internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? sessionId, string workingDirectory, string? projectsDirectory)
+    : JsonLinesRun(spec, userLine, sessionId)
 {
     private const int PreviewLength = 2000;
 
     private readonly string _requestedSessionId = sessionId ?? "";
     private string? _cwd;
     private JsonElement? _result;
-    private int _nonJson;
 
-    public ProcessSpec Spec { get; } = spec;
+    public override bool KeepInputOpen => true;
 
-    public string? SessionId { get; private set; } = sessionId;
+    public override ReadOnlyMemory<byte>? InterruptInput { get; } = ClaudeCodeAdapter.InterruptLine("corral_interrupt_1");
 
-    public ReadOnlyMemory<byte> InitialInput { get; } = userLine;
+    public override bool HasResult => _result is not null;
 
-    public bool KeepInputOpen => true;
-
-    public ReadOnlyMemory<byte>? InterruptInput { get; } = ClaudeCodeAdapter.InterruptLine("corral_interrupt_1");
-
-    public bool HasResult => _result is not null;
-
-    public ParsedLine Parse(OutputLine line)
+    protected override void OnObject(JsonElement root, string? type, List<AgentEvent> events)
     {
-        if (line.Stream == OutputStream.StandardError)
-            return new([new AgentStderr(line.Text)], false);
-
-        using var doc = line.IsFragment ? null : Json.TryParseObject(line.Text);
-        if (doc is null)
-        {
-            _nonJson++;
-            return line.Text.Length == 0 ? new([], false) : new([new AgentNotice("non_json", Json.Truncate(line.Text, PreviewLength))], false);
-        }
-
-        var root = doc.RootElement;
-        var events = new List<AgentEvent>();
         if (root.Str("session_id") is { Length: > 0 } sid)
             SessionId = sid;
 
-        switch (root.Str("type"))
+        switch (type)
         {
             case "system":
                 OnSystem(root, events);
@@ -67,8 +49,6 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
                 // stream_event, control_response, control_request and types not invented yet: kept in the transcript only.
                 break;
         }
-
-        return new(events, true);
     }
 
     private void OnSystem(JsonElement root, List<AgentEvent> events)
@@ -130,18 +110,6 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
         }
     }
 
-    private static string Text(JsonElement message)
-    {
-        var sb = new StringBuilder();
-        foreach (var block in message.Get("content").Items())
-        {
-            if (block.Str("type") == "text")
-                sb.Append(block.Str("text"));
-        }
-
-        return sb.ToString();
-    }
-
     private static string Flatten(JsonElement content) => content.ValueKind switch
     {
         JsonValueKind.String => content.GetString() ?? "",
@@ -150,7 +118,7 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
         _ => content.GetRawText(),
     };
 
-    public AgentOutcome Complete(ProcessOutcome? process)
+    public override AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail)
     {
         if (_result is { } r)
         {
@@ -179,7 +147,7 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
                 Usage = usage,
                 CostUsd = r.Double("total_cost_usd"),
                 DurationMs = r.Long("duration_ms"),
-                NonJsonLines = _nonJson,
+                NonJsonLines = NonJson,
                 Message = isError ? text : null,
             };
         }
@@ -194,18 +162,10 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
                 Result = new AgentResult { Text = recovered.Text, Subtype = "success", NumTurns = null, Recovered = true, TerminalReason = "completed" },
                 SessionId = sid,
                 Usage = recovered.Usage,
-                NonJsonLines = _nonJson,
+                NonJsonLines = NonJson,
             };
         }
 
-        string how = process is null ? "never started"
-            : process.Signal is { } sig ? $"was killed by signal {sig}" : $"exited with code {process.ExitCode}";
-        return new AgentOutcome
-        {
-            Kind = AgentOutcomeKind.Lost,
-            SessionId = sid,
-            NonJsonLines = _nonJson,
-            Message = $"Claude Code {how} without a result, and the session transcript has no final answer.",
-        };
+        return Lost(process, "Claude Code", ", and the session transcript has no final answer") with { SessionId = sid };
     }
 }

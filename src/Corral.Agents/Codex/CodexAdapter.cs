@@ -15,8 +15,8 @@ public sealed class CodexAdapter(string executable = "codex") : IAgentAdapter
     /// <summary>The agent's name in the API.</summary>
     public const string AgentName = "codex";
 
-    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>.</summary>
-    public string Executable { get; } = executable;
+    /// <inheritdoc />
+    public string? Executable => executable;
 
     /// <inheritdoc />
     public string Name => AgentName;
@@ -43,7 +43,7 @@ public sealed class CodexAdapter(string executable = "codex") : IAgentAdapter
         var env = new Dictionary<string, string?>();
         foreach (var (key, value) in request.Environment ?? new Dictionary<string, string>())
             env[key] = value;
-        var spec = new ProcessSpec(Executable, args)
+        var spec = new ProcessSpec(executable, args)
         {
             WorkingDirectory = request.WorkingDirectory,
             Environment = env,
@@ -115,7 +115,7 @@ public sealed class CodexAdapter(string executable = "codex") : IAgentAdapter
             }
         }
 
-        public override AgentOutcome Complete(ProcessOutcome? process)
+        public override AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail)
         {
             if (_failure is not null)
             {

@@ -3,7 +3,7 @@ using Corral.Processes;
 
 namespace Corral.Agents.Command;
 
-/// <summary>Runs any argv: output lines become events and the exit code decides success.</summary>
+/// <summary>Runs any argv: every output line is an <c>output</c> event, the exit code decides success, and the result text is the end of stdout.</summary>
 public sealed class CommandAdapter : IAgentAdapter
 {
     /// <summary>The agent's name in the API.</summary>
@@ -11,6 +11,9 @@ public sealed class CommandAdapter : IAgentAdapter
 
     /// <inheritdoc />
     public string Name => AgentName;
+
+    /// <inheritdoc />
+    public string? Executable => null;
 
     /// <inheritdoc />
     public IReadOnlyList<string> Validate(AgentRequest request)
@@ -43,9 +46,6 @@ public sealed class CommandAdapter : IAgentAdapter
 
     private sealed class CommandRun(ProcessSpec spec, ReadOnlyMemory<byte> input) : IAgentRun
     {
-        private const int TailLength = 64 * 1024;
-        private readonly StringBuilder _tail = new();
-
         public ProcessSpec Spec { get; } = spec;
 
         public string? SessionId => null;
@@ -58,24 +58,12 @@ public sealed class CommandAdapter : IAgentAdapter
 
         public bool HasResult => false;
 
-        public ParsedLine Parse(OutputLine line)
-        {
-            bool stdout = line.Stream == OutputStream.StandardOutput;
-            if (stdout)
-            {
-                _tail.Append(line.Text);
-                if (!line.IsFragment)
-                    _tail.Append('\n');
-                if (_tail.Length > TailLength * 2)
-                    _tail.Remove(0, _tail.Length - TailLength);
-            }
+        public bool LinesAreEvents => true;
 
-            return new([new CommandOutput(stdout ? "stdout" : "stderr", line.Text)], false);
-        }
+        public ParsedLine Parse(OutputStream stream, ReadOnlySpan<byte> line, bool isFragment) => new([], false);
 
-        public AgentOutcome Complete(ProcessOutcome? process)
+        public AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail)
         {
-            string text = _tail.Length > TailLength ? _tail.ToString(_tail.Length - TailLength, TailLength) : _tail.ToString();
             bool ok = process is { ExitCode: 0 };
             string? message = process is null ? "The command never started."
                 : ok ? null
@@ -83,7 +71,7 @@ public sealed class CommandAdapter : IAgentAdapter
             return new AgentOutcome
             {
                 Kind = ok ? AgentOutcomeKind.Succeeded : AgentOutcomeKind.Failed,
-                Result = process is null ? null : new AgentResult { Text = text, IsError = !ok },
+                Result = process is null ? null : new AgentResult { Text = Encoding.UTF8.GetString(stdoutTail), IsError = !ok },
                 Message = message,
             };
         }

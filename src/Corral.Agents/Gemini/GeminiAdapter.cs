@@ -18,8 +18,8 @@ public sealed class GeminiAdapter(string executable = "gemini") : IAgentAdapter
     /// <summary>Longest prompt accepted: it travels as one argument, and Linux caps one argument at 128 KiB.</summary>
     public const int MaxPromptBytes = 100 * 1024;
 
-    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>.</summary>
-    public string Executable { get; } = executable;
+    /// <inheritdoc />
+    public string? Executable => executable;
 
     /// <inheritdoc />
     public string Name => AgentName;
@@ -48,7 +48,7 @@ public sealed class GeminiAdapter(string executable = "gemini") : IAgentAdapter
         var env = new Dictionary<string, string?>();
         foreach (var (key, value) in request.Environment ?? new Dictionary<string, string>())
             env[key] = value;
-        var spec = new ProcessSpec(Executable, args)
+        var spec = new ProcessSpec(executable, args)
         {
             WorkingDirectory = request.WorkingDirectory,
             Environment = env,
@@ -93,7 +93,7 @@ public sealed class GeminiAdapter(string executable = "gemini") : IAgentAdapter
             }
         }
 
-        public override AgentOutcome Complete(ProcessOutcome? process)
+        public override AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail)
         {
             if (_result is not { } r)
                 return Lost(process, "Gemini CLI");

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -30,16 +31,17 @@ internal static class Json
     public static JsonNode? Node(this JsonElement e) =>
         e.ValueKind == JsonValueKind.Undefined ? null : JsonNode.Parse(e.GetRawText());
 
-    /// <summary>Parses a line that looks like a JSON object; <c>null</c> for anything else.</summary>
-    public static JsonDocument? TryParseObject(string line)
+    /// <summary>Parses a line that looks like a JSON object (UTF-8 bytes, surrounding blanks allowed); <c>null</c> for anything else.</summary>
+    public static JsonDocument? TryParseObject(ReadOnlySpan<byte> line)
     {
-        var span = line.AsSpan().Trim();
+        var span = line.Trim(" \t\r"u8);
         if (span.Length < 2 || span[0] != '{' || span[^1] != '}')
             return null;
         try
         {
-            var doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 256 });
-            if (doc.RootElement.ValueKind == JsonValueKind.Object)
+            var reader = new Utf8JsonReader(span, new JsonReaderOptions { MaxDepth = 256 });
+            var doc = JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && reader.BytesConsumed == span.Length)
                 return doc;
             doc.Dispose();
         }
@@ -48,6 +50,20 @@ internal static class Json
         }
 
         return null;
+    }
+
+    /// <summary>Parses a line of text that looks like a JSON object; <c>null</c> for anything else.</summary>
+    public static JsonDocument? TryParseObject(string line) => TryParseObject(Encoding.UTF8.GetBytes(line));
+
+    /// <summary>A line's bytes as text (invalid UTF-8 becomes U+FFFD), at most <paramref name="max"/> characters with an ellipsis.</summary>
+    public static string Decode(ReadOnlySpan<byte> line, int max = int.MaxValue)
+    {
+        if (line.Length > 0 && line[^1] == '\r')
+            line = line[..^1];
+        // A UTF-8 character is at most 4 bytes: decoding 4 × max bytes is always enough for max characters.
+        bool cut = max < int.MaxValue / 4 && line.Length > 4 * max;
+        string text = Encoding.UTF8.GetString(cut ? line[..(4 * max)] : line);
+        return cut || text.Length > max ? Truncate(text, max) : text;
     }
 
     public static string Truncate(string text, int max) => text.Length <= max ? text : string.Concat(text.AsSpan(0, max), "…");

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Corral.Processes;
 
@@ -9,6 +10,8 @@ namespace Corral.Agents.Internal;
 /// </summary>
 internal abstract class JsonLinesRun(ProcessSpec spec, ReadOnlyMemory<byte> initialInput, string? sessionId) : IAgentRun
 {
+    private const int PreviewLength = 2000;
+
     protected int NonJson { get; private set; }
 
     public ProcessSpec Spec { get; } = spec;
@@ -23,15 +26,17 @@ internal abstract class JsonLinesRun(ProcessSpec spec, ReadOnlyMemory<byte> init
 
     public abstract bool HasResult { get; }
 
-    public ParsedLine Parse(OutputLine line)
+    public bool LinesAreEvents => false;
+
+    public ParsedLine Parse(OutputStream stream, ReadOnlySpan<byte> line, bool isFragment)
     {
-        if (line.Stream == OutputStream.StandardError)
-            return new([new AgentStderr(line.Text)], false);
-        using var doc = line.IsFragment ? null : Json.TryParseObject(line.Text);
+        if (stream == OutputStream.StandardError)
+            return new([new AgentStderr(Json.Decode(line))], false);
+        using var doc = isFragment ? null : Json.TryParseObject(line);
         if (doc is null)
         {
             NonJson++;
-            return line.Text.Length == 0 ? new([], false) : new([new AgentNotice("non_json", Json.Truncate(line.Text, 2000))], false);
+            return line.TrimEnd((byte)'\r').IsEmpty ? new([], false) : new([new AgentNotice("non_json", Json.Decode(line, PreviewLength))], false);
         }
 
         var events = new List<AgentEvent>();
@@ -42,12 +47,30 @@ internal abstract class JsonLinesRun(ProcessSpec spec, ReadOnlyMemory<byte> init
     /// <summary>Handles one JSON line; unknown types must be ignored.</summary>
     protected abstract void OnObject(JsonElement root, string? type, List<AgentEvent> events);
 
-    public abstract AgentOutcome Complete(ProcessOutcome? process);
+    public abstract AgentOutcome Complete(ProcessOutcome? process, ReadOnlySpan<byte> stdoutTail);
 
-    protected AgentOutcome Lost(ProcessOutcome? process, string agent)
+    protected AgentOutcome Lost(ProcessOutcome? process, string agent, string? detail = null)
     {
         string how = process is null ? "never started"
             : process.Signal is { } sig ? $"was killed by signal {sig}" : $"exited with code {process.ExitCode}";
-        return new AgentOutcome { Kind = AgentOutcomeKind.Lost, SessionId = SessionId, NonJsonLines = NonJson, Message = $"{agent} {how} without a final result." };
+        return new AgentOutcome
+        {
+            Kind = AgentOutcomeKind.Lost,
+            SessionId = SessionId,
+            NonJsonLines = NonJson,
+            Message = $"{agent} {how} without a final result{detail}.",
+        };
+    }
+
+    protected static string Text(JsonElement message)
+    {
+        var sb = new StringBuilder();
+        foreach (var block in message.Get("content").Items())
+        {
+            if (block.Str("type") == "text")
+                sb.Append(block.Str("text"));
+        }
+
+        return sb.ToString();
     }
 }

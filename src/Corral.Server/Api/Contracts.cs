@@ -1,4 +1,7 @@
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Corral.Agents;
+using Corral.Processes;
 
 namespace Corral.Server.Api;
 
@@ -84,6 +87,9 @@ public sealed record TaskLimits
 
     /// <summary>Agent turns.</summary>
     public int? MaxTurns { get; init; }
+
+    /// <summary>Output bytes (both streams) stored for the task; past it the task runs on and the rest is not stored. Default and maximum: <c>Corral:MaxOutputBytes</c>.</summary>
+    public long? MaxOutputBytes { get; init; }
 }
 
 /// <summary>Tool permissions of a task.</summary>
@@ -127,7 +133,7 @@ public sealed record TaskRecord
     public DateTimeOffset? EndedAt { get; init; }
 
     /// <summary>The agent's result.</summary>
-    public TaskResult? Result { get; init; }
+    public AgentResult? Result { get; init; }
 
     /// <summary>Token usage as the agent reported it.</summary>
     public JsonObject? Usage { get; init; }
@@ -138,8 +144,11 @@ public sealed record TaskRecord
     /// <summary>From start to end of the run, in milliseconds.</summary>
     public long? DurationMs { get; init; }
 
-    /// <summary>What happened to the process tree.</summary>
-    public ProcessReport? Process { get; init; }
+    /// <summary>What happened to the process tree (the same shape as <c>corral run --report</c>).</summary>
+    public ProcessOutcome? Process { get; init; }
+
+    /// <summary>What was kept of the agent's output.</summary>
+    public TaskOutput? Output { get; init; }
 
     /// <summary>Why it did not succeed.</summary>
     public TaskError? Error { get; init; }
@@ -151,81 +160,21 @@ public sealed record TaskRecord
     public JsonObject? Metadata { get; init; }
 
     /// <summary>Whether the status is final.</summary>
+    [JsonIgnore]
     public bool IsTerminal => Status is not (TaskState.Queued or TaskState.Running);
 }
 
-/// <summary>The agent's final result.</summary>
-public sealed record TaskResult
-{
-    /// <summary>The final text.</summary>
-    public string? Text { get; init; }
-
-    /// <summary>Claude's result subtype.</summary>
-    public string? Subtype { get; init; }
-
-    /// <summary>Whether the agent flagged it as an error.</summary>
-    public bool IsError { get; init; }
-
-    /// <summary>Turns taken.</summary>
-    public int? NumTurns { get; init; }
-
-    /// <summary>Rebuilt from the session transcript because the output had no result.</summary>
-    public bool Recovered { get; init; }
-
-    /// <summary>Claude's terminal reason.</summary>
-    public string? TerminalReason { get; init; }
-
-    /// <summary>An API error status seen by the agent.</summary>
-    public int? ApiErrorStatus { get; init; }
-}
-
-/// <summary>What happened to a task's process tree.</summary>
-public sealed record ProcessReport
-{
-    /// <summary>The direct child's pid.</summary>
-    public int? Pid { get; init; }
-
-    /// <summary>Its exit code.</summary>
-    public int? ExitCode { get; init; }
-
-    /// <summary>The signal that ended it.</summary>
-    public int? Signal { get; init; }
-
-    /// <summary><c>cgroup</c> or <c>session</c>.</summary>
-    public string? Containment { get; init; }
-
-    /// <summary>Processes killed during teardown.</summary>
-    public List<KilledReport> Killed { get; init; } = [];
-
-    /// <summary>From the child's exit to the end of draining.</summary>
-    public long? DrainAfterExitMs { get; init; }
-
-    /// <summary>Bytes read from stdout.</summary>
-    public long StdoutBytes { get; init; }
-
-    /// <summary>Bytes read from stderr.</summary>
-    public long StderrBytes { get; init; }
-
-    /// <summary>Stdout lines that were not JSON.</summary>
-    public int NonJsonLines { get; init; }
-
-    /// <summary>Whether something still held the output pipes when reading stopped.</summary>
-    public bool HolderSurvived { get; init; }
-}
-
-/// <summary>A process killed during teardown (the same shape as <c>corral run --report</c>).</summary>
-/// <param name="Pid">Its pid.</param>
-/// <param name="Command">Its command line, capped at 200 characters.</param>
-/// <param name="FoundBy">How it was found to belong to the tree.</param>
-public sealed record KilledReport(int Pid, string Command, Corral.Processes.FoundBy FoundBy)
-{
-    internal static KilledReport From(Corral.Processes.KilledProcess process) => new(process.Pid, process.CommandLine, process.FoundBy);
-}
+/// <summary>What was kept of a task's output: it is stored once, byte for byte, up to the task's output cap.</summary>
+/// <param name="StoredBytes">Bytes stored (stdout and stderr together).</param>
+/// <param name="DroppedBytes">Bytes read but not stored: past <c>limits.maxOutputBytes</c>, or after the disk filled up.</param>
+/// <param name="MaxBytes">The cap that applied.</param>
+/// <param name="NonJsonLines">Stdout lines of a JSON-lines agent that were not JSON (kept in the transcript).</param>
+public sealed record TaskOutput(long StoredBytes, long DroppedBytes, long MaxBytes, int NonJsonLines);
 
 /// <summary>Why a task did not succeed, or why a request was refused.</summary>
 /// <param name="Code">
 /// <c>agent_error</c>, <c>timeout</c>, <c>stall</c>, <c>cancelled</c>, <c>result_lost</c>, <c>spawn_failed</c>,
-/// <c>interrupted</c>.
+/// <c>storage_full</c>, <c>interrupted</c>.
 /// </param>
 /// <param name="Message">For people.</param>
 public sealed record TaskError(string Code, string Message);

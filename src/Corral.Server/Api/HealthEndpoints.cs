@@ -1,7 +1,7 @@
-using Corral.Agents.ClaudeCode;
 using Corral.Server.Hosting;
-using Corral.Server.Internal.Http;
-using Corral.Server.Internal.Tasks;
+using Corral.Server.Internal.Agents;
+using Corral.Server.Internal.Scheduling;
+using Corral.Server.Internal.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -9,22 +9,29 @@ using Microsoft.Extensions.Options;
 
 namespace Corral.Server.Api;
 
-/// <summary><c>/healthz</c> (the process answers) and <c>/readyz</c> (it can run Claude Code tasks now).</summary>
+/// <summary><c>/healthz</c> (the process answers) and <c>/readyz</c> (it can take tasks now, and with which agents).</summary>
 public static class HealthEndpoints
 {
     /// <summary>Maps the health endpoints.</summary>
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder routes)
     {
-        routes.MapGet("/healthz", () => Results.Json(new { status = "ok" })).WithTags("Health").WithSummary("Liveness: always 200 while the process is up.");
-        routes.MapGet("/readyz", (HttpContext context, TaskManager manager, IOptions<CorralOptions> options) =>
-        {
-            var (ready, reason) = manager.Availability(ClaudeCodeAdapter.AgentName);
-            if (!ready && options.Value.ClaudeCode.Enabled is false && !manager.Draining)
-                (ready, reason) = manager.Availability("command");
-            return ready
-                ? Results.Json(new { status = "ready" })
-                : new ApiProblem(503, "not_ready", "Not ready", reason, options.Value.RetryAfterSeconds).ToResult(context);
-        }).WithTags("Health").WithSummary("Readiness: 503 with a reason when the agent CLI is missing or the server is draining.");
+        routes.MapGet("/healthz", () => TypedResults.Json(new { status = "ok" })).WithTags("Health").WithSummary("Liveness: always 200 while the process is up.");
+        routes.MapGet("/readyz", Ready).WithTags("Health")
+            .WithSummary("Readiness: 200 while at least one agent can take tasks (each agent's availability listed); 503 with a reason otherwise.");
         return routes;
+    }
+
+    private static IResult Ready(HttpContext context, AgentCatalog catalog, Scheduler scheduler, StorageGuard storage, IOptions<CorralOptions> options)
+    {
+        var agents = catalog.Names.Select(catalog.Availability).ToList();
+        var listed = agents.Select(a => new { agent = a.Agent, available = a.Available, reason = a.Reason }).ToArray();
+        string? reason = scheduler.Draining ? "The server is stopping."
+            : storage.IsFull ? "The disk of the data directory is full."
+            : agents.Any(a => a.Available) ? null
+            : "No agent can take tasks: " + string.Join(" ", agents.Select(a => a.Reason));
+        if (reason is null)
+            return TypedResults.Json(new { status = "ready", agents = listed });
+        context.Response.Headers.RetryAfter = options.Value.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return TypedResults.Json(new { status = "not_ready", code = "not_ready", detail = reason, agents = listed }, statusCode: 503);
     }
 }

@@ -1,52 +1,70 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using Corral.Server.Hosting;
 using Corral.Server.Internal;
-using Corral.Server.Internal.Http;
+using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Scheduling;
 using Corral.Server.Internal.Storage;
-using Corral.Server.Internal.Tasks;
+using Corral.Server.Internal.Storage.Journal;
+using Corral.Server.Internal.Streaming;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
 
 namespace Corral.Server.Api;
 
-/// <summary><c>/v1/tasks</c>: create, read, list, follow, cancel, and the raw transcript.</summary>
+/// <summary><c>/v1/tasks</c>: create, read, list, follow, cancel, delete, and the task's transcript and raw output.</summary>
 public static class TaskEndpoints
 {
     /// <summary>Maps the task endpoints.</summary>
     public static RouteGroupBuilder MapTaskEndpoints(this IEndpointRouteBuilder routes)
     {
         var group = routes.MapGroup("/v1/tasks").WithTags("Tasks");
-
         group.MapPost("/", CreateAsync)
             .Accepts<CreateTaskRequest>("application/json")
             .Produces<TaskRecord>(StatusCodes.Status202Accepted)
             .Produces<TaskRecord>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status507InsufficientStorage)
             .WithSummary("Create a task; ?wait=SECONDS waits for the end and maps the outcome to the status code.");
-        group.MapGet("/", List).Produces<TaskPage>().WithSummary("Tasks, newest first, filtered by status and session.");
-        group.MapGet("/{id}", Get).Produces<TaskRecord>().ProducesProblem(StatusCodes.Status404NotFound).WithSummary("The task record.");
-        group.MapPost("/{id}/cancel", Cancel).Produces<TaskRecord>(StatusCodes.Status202Accepted).Produces<TaskRecord>()
-            .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("Cancel (idempotent): Claude gets an interrupt first, then the process ladder.");
+        group.MapGet("/", ListAsync).WithSummary("Tasks, newest first, filtered by status and session.");
+        group.MapGet("/{id}", GetAsync).WithSummary("The task record.");
+        group.MapDelete("/{id}", DeleteAsync).WithSummary("Delete a finished task with its files (409 while it is queued or running).");
+        group.MapPost("/{id}/cancel", CancelAsync).WithSummary("Cancel (idempotent): Claude gets an interrupt first, then the process ladder.");
         group.MapGet("/{id}/events", EventsAsync).Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("Server-sent events; replay from Last-Event-ID or ?after=N; task.end is last.");
-        group.MapGet("/{id}/transcript", Transcript).Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson")
+        group.MapGet("/{id}/transcript", TranscriptAsync).Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson")
             .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("Everything the agent printed, as NDJSON.");
+        group.MapGet("/{id}/output", OutputAsync).Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
+            .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("The exact bytes the agent wrote to stdout or stderr (?stream=), up to the task's output cap.");
         return group;
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, TaskManager manager, IOptions<CorralOptions> options, double? wait)
+    /// <summary>What the task handlers use.</summary>
+    internal readonly record struct TaskServices(Scheduler Scheduler, Admission Admission, EventStream Events, Transcript Transcript,
+        ServerPaths Paths, IOptions<CorralOptions> Options, TimeProvider Time);
+
+    private static async Task<IResult> CreateAsync(HttpContext context, [AsParameters] TaskServices services, string? wait)
     {
-        if (wait is < 0 or double.NaN)
-            return Problems.Invalid(context, "wait: must be a number of seconds, zero or more.");
+        var options = services.Options.Value;
+        double? seconds = null;
+        if (wait is not null)
+        {
+            if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out double w) || !double.IsFinite(w) || w < 0)
+                return Problems.Invalid(context, "wait", "must be a number of seconds, zero or more.");
+            seconds = Math.Min(w, options.MaxWaitSeconds);
+        }
+
         if (context.Request.ContentType is { } type && !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return new ApiProblem(415, "invalid_request", "Unsupported media type", "Send the task as application/json.").ToResult(context);
+            return Problems.Problem(context, 415, "unsupported_media_type", "Unsupported media type", "Send the task as application/json.");
 
         CreateTaskRequest? body;
         try
@@ -55,42 +73,41 @@ public static class TaskEndpoints
         }
         catch (JsonException e)
         {
-            return Problems.Invalid(context, "The body is not a valid task: " + e.Message);
+            return Problems.Invalid(context, JsonField(e.Path), "the body is not a valid task: " + e.Message);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return Problems.Problem(context, 413, "payload_too_large", "Request body too large", $"The body is larger than {options.MaxRequestBodyBytes} bytes (Corral:MaxRequestBodyBytes).");
         }
 
         if (body is null)
-            return Problems.Invalid(context, "The body must be a JSON object.");
+            return Problems.Invalid(context, "", "The body must be a JSON object.");
 
-        var created = manager.Create(body);
-        if (created.Problem is { } problem)
-            return problem.ToResult(context);
+        var (plan, refusal) = services.Admission.Plan(body, Admission.NewId());
+        if (refusal is not null)
+            return Problems.From(refusal, context, options.RetryAfterSeconds);
+        var submission = await services.Scheduler.SubmitAsync(plan!, context.RequestAborted);
+        if (submission.Refusal is { } refused)
+            return Problems.From(refused, context, options.RetryAfterSeconds);
 
-        context.Response.Headers.Location = $"/v1/tasks/{created.Record!.Id}";
-        var record = created.Record;
-        if (wait is not { } seconds)
-            return Results.Json(record, ApiJson.Options, statusCode: created.Existing ? 200 : 202);
-
-        if (created.Runner is { } runner)
+        var record = submission.Record!;
+        context.Response.Headers.Location = $"/v1/tasks/{record.Id}";
+        if (seconds is not { } limit)
+            return TypedResults.Json(record, ApiJson.Options, statusCode: submission.Existing ? 200 : 202);
+        if (submission.Task is { } task)
         {
-            var limit = TimeSpan.FromSeconds(Math.Min(seconds, options.Value.MaxWaitSeconds));
-            try
-            {
-                record = await runner.Finished.WaitAsync(limit, context.RequestAborted);
-            }
-            catch (TimeoutException)
-            {
-                record = runner.Record;
-            }
+            var over = await Task.WhenAny(task.Ended, task.Released, Task.Delay(TimeSpan.FromSeconds(limit), services.Time, context.RequestAborted));
+            record = over == task.Ended ? await task.Ended : task.Record;
         }
 
-        return Results.Json(record, ApiJson.Options, statusCode: OutcomeStatus(record));
+        return TypedResults.Json(record, ApiJson.Options, statusCode: OutcomeStatus(record));
     }
 
     /// <summary>The HTTP status of <c>?wait=</c> for a record.</summary>
     internal static int OutcomeStatus(TaskRecord record) => record.Status switch
     {
         TaskState.Succeeded => 200,
-        TaskState.Failed when record.Error?.Code == "spawn_failed" => 503,
+        TaskState.Failed when record.Error?.Code == "storage_full" => 507,
         TaskState.Failed => 422,
         TaskState.TimedOut => 504,
         TaskState.Cancelled => 409,
@@ -99,132 +116,125 @@ public static class TaskEndpoints
         _ => 202,
     };
 
-    private static IResult Get(HttpContext context, TaskManager manager, string id) =>
-        manager.Get(id) is { } record ? Results.Json(record, ApiJson.Options) : Problems.NotFound(context, id);
+    private static async Task<Results<JsonHttpResult<TaskRecord>, ProblemHttpResult>> GetAsync(HttpContext context, [AsParameters] TaskServices services, string id) =>
+        await services.Scheduler.GetAsync(id, context.RequestAborted) is { } record
+            ? TypedResults.Json(record, ApiJson.Options)
+            : Problems.NotFound(context, id);
 
-    private static IResult List(HttpContext context, TaskManager manager, string? status, string? sessionId, int? limit, string? cursor)
+    private static async Task<Results<JsonHttpResult<TaskPage>, ProblemHttpResult>> ListAsync(HttpContext context, [AsParameters] TaskServices services,
+        string? status, string? sessionId, string? limit, string? cursor)
     {
         TaskState? state = null;
         if (status is not null)
         {
             if (!Enum.TryParse<TaskState>(status, ignoreCase: true, out var s) || !Enum.IsDefined(s) || int.TryParse(status, out _))
-                return Problems.Invalid(context, $"status: unknown status '{status}'.");
+                return Problems.Invalid(context, "status", $"unknown status '{status}'.");
             state = s;
         }
 
-        if (limit is < 1 or > 500)
-            return Problems.Invalid(context, "limit: 1 to 500.");
+        int take = 50;
+        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out take) || take is < 1 or > 500))
+            return Problems.Invalid(context, "limit", "1 to 500.");
         long? before = null;
         if (cursor is not null)
         {
             if (!long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out long c))
-                return Problems.Invalid(context, "cursor: not a cursor from a previous page.");
+                return Problems.Invalid(context, "cursor", "not a cursor from a previous page.");
             before = c;
         }
 
-        int take = limit ?? 50;
-        var (items, last) = manager.List(state, sessionId, take, before);
-        string? next = items.Count == take && last is { } l ? l.ToString(CultureInfo.InvariantCulture) : null;
-        return Results.Json(new TaskPage(items, next), ApiJson.Options);
+        var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before), context.RequestAborted);
+        string? next = page.LastSeq?.ToString(CultureInfo.InvariantCulture);
+        return TypedResults.Json(new TaskPage([.. page.Items], next), ApiJson.Options);
     }
 
-    private static IResult Cancel(HttpContext context, TaskManager manager, string id)
+    private static async Task<Results<JsonHttpResult<TaskRecord>, ProblemHttpResult>> CancelAsync(HttpContext context, [AsParameters] TaskServices services, string id)
     {
-        if (manager.Cancel(id) is not { } record)
+        if (await services.Scheduler.CancelAsync(id, context.RequestAborted) is not { } record)
             return Problems.NotFound(context, id);
         context.Response.Headers.Location = $"/v1/tasks/{id}";
-        return Results.Json(record, ApiJson.Options, statusCode: record.IsTerminal ? 200 : 202);
+        return TypedResults.Json(record, ApiJson.Options, statusCode: record.IsTerminal ? 200 : 202);
     }
 
-    private static IResult Transcript(HttpContext context, TaskManager manager, string id)
-    {
-        if (manager.Get(id) is null)
-            return Problems.NotFound(context, id);
-        string path = manager.Paths.TranscriptFile(id);
-        if (!File.Exists(path))
-            return Results.Text("", "application/x-ndjson");
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.Asynchronous);
-        return Results.Stream(stream, "application/x-ndjson");
-    }
+    private static async Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(HttpContext context, [AsParameters] TaskServices services, string id) =>
+        await services.Scheduler.DeleteAsync(id, context.RequestAborted) is { } refusal
+            ? Problems.From(refusal, context, services.Options.Value.RetryAfterSeconds)
+            : TypedResults.NoContent();
 
-    private static async Task EventsAsync(HttpContext context, TaskManager manager, IOptions<CorralOptions> options, string id, long? after)
+    private static async Task TranscriptAsync(HttpContext context, [AsParameters] TaskServices services, string id)
     {
-        if (manager.Get(id) is not { } initial)
+        if (await services.Scheduler.GetAsync(id, context.RequestAborted) is null)
         {
             await Problems.NotFound(context, id).ExecuteAsync(context);
             return;
         }
 
-        long from = after ?? 0;
-        if (context.Request.Headers["Last-Event-ID"].FirstOrDefault() is { Length: > 0 } lastId)
+        context.Response.ContentType = "application/x-ndjson";
+        await services.Transcript.WriteAsync(context.Response.BodyWriter, id, context.RequestAborted);
+    }
+
+    private static async Task<IResult> OutputAsync(HttpContext context, [AsParameters] TaskServices services, string id, string? stream)
+    {
+        var which = stream switch
         {
-            if (!long.TryParse(lastId, NumberStyles.None, CultureInfo.InvariantCulture, out from))
-            {
-                await Problems.Invalid(context, "Last-Event-ID: not an event id of this stream.").ExecuteAsync(context);
-                return;
-            }
+            null or "stdout" => Corral.Processes.OutputStream.StandardOutput,
+            "stderr" => Corral.Processes.OutputStream.StandardError,
+            _ => (Corral.Processes.OutputStream)0,
+        };
+        if (which == 0)
+            return Problems.Invalid(context, "stream", "stdout or stderr.");
+        if (await services.Scheduler.GetAsync(id, context.RequestAborted) is null)
+            return Problems.NotFound(context, id);
+        string path = Path.Combine(services.Paths.TaskDirectory(id), JournalFormat.StreamFileName(which));
+        if (!File.Exists(path))
+            return TypedResults.Bytes([], "application/octet-stream");
+        return TypedResults.PhysicalFile(path, "application/octet-stream", enableRangeProcessing: true);
+    }
+
+    private static async Task EventsAsync(HttpContext context, [AsParameters] TaskServices services, string id, string? after)
+    {
+        long from = 0;
+        if (after is not null && !long.TryParse(after, NumberStyles.None, CultureInfo.InvariantCulture, out from))
+        {
+            await Problems.Invalid(context, "after", "not an event id of this stream.").ExecuteAsync(context);
+            return;
+        }
+
+        if (context.Request.Headers["Last-Event-ID"].FirstOrDefault() is { Length: > 0 } lastId
+            && !long.TryParse(lastId, NumberStyles.None, CultureInfo.InvariantCulture, out from))
+        {
+            await Problems.Invalid(context, "Last-Event-ID", "not an event id of this stream.").ExecuteAsync(context);
+            return;
+        }
+
+        if (await services.Scheduler.GetAsync(id, context.RequestAborted) is null)
+        {
+            await Problems.NotFound(context, id).ExecuteAsync(context);
+            return;
         }
 
         var response = context.Response;
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
-        await response.Body.FlushAsync(context.RequestAborted);
-
-        var ct = context.RequestAborted;
-        var keepAlive = TimeSpan.FromSeconds(options.Value.KeepAliveSeconds);
-        using var reader = new EventLogReader(manager.Paths.EventsFile(id), from);
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var options = services.Options.Value;
         try
         {
-            while (!ct.IsCancellationRequested)
-            {
-                // Take the wake-up signal before reading, so an append between the read and the wait is not missed.
-                var runner = manager.Active(id);
-                var changed = runner?.Log.Changed;
-                foreach (var e in reader.ReadAvailable())
-                {
-                    await WriteEventAsync(response, e, ct);
-                    if (e.Name == "task.end")
-                        return;
-                }
-
-                await response.Body.FlushAsync(ct);
-                if (runner is null)
-                {
-                    // Nothing is running it any more, and the log holds everything: one last read, then end.
-                    foreach (var e in reader.ReadAvailable())
-                    {
-                        await WriteEventAsync(response, e, ct);
-                        if (e.Name == "task.end")
-                            return;
-                    }
-
-                    var record = manager.Get(id) ?? initial;
-                    await WriteEventAsync(response, new StoredEvent(0, "task.end",
-                        JsonSerializer.Serialize(new { status = record.Status, error = record.Error }, ApiJson.Options)), ct, withId: false);
-                    return;
-                }
-
-                if (await Task.WhenAny(changed!, Task.Delay(keepAlive, ct)) != changed)
-                {
-                    await response.WriteAsync(": keep-alive\n\n", ct);
-                    await response.Body.FlushAsync(ct);
-                }
-            }
+            await response.Body.FlushAsync(context.RequestAborted);
+            await services.Events.WriteAsync(response.BodyWriter, id, from, TimeSpan.FromSeconds(options.KeepAliveSeconds),
+                TimeSpan.FromSeconds(options.SlowClientSeconds), context.RequestAborted);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; it can come back with Last-Event-ID.
         }
+        catch (SlowClientException)
+        {
+            context.Abort();
+        }
     }
 
-    private static async Task WriteEventAsync(HttpResponse response, StoredEvent e, CancellationToken ct, bool withId = true)
-    {
-        var sb = new StringBuilder(e.Data.Length + 64);
-        if (withId)
-            sb.Append("id: ").Append(e.Id.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        sb.Append("event: ").Append(e.Name).Append('\n');
-        sb.Append("data: ").Append(e.Data).Append("\n\n");
-        await response.WriteAsync(sb.ToString(), ct);
-    }
+    /// <summary>The API's field name for a JSON path from the serializer (<c>$.limits.timeoutSeconds</c> → <c>limits.timeoutSeconds</c>).</summary>
+    private static string JsonField(string? path) => path is null or "$" ? "" : path.TrimStart('$', '.');
 }

@@ -39,48 +39,49 @@ public sealed class CorralOptions
     /// <summary>Idle time after which an event stream gets a keep-alive comment. Default: 15.</summary>
     public double KeepAliveSeconds { get; set; } = 15;
 
+    /// <summary>An event-stream client that has not taken what it was sent for this long is dropped (it can reconnect with Last-Event-ID). Default: 30.</summary>
+    public double SlowClientSeconds { get; set; } = 30;
+
+    /// <summary>The largest request body; larger ones get 413. Default: 1 MiB.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 1 << 20;
+
     /// <summary>Where relative <c>workdir</c>s live. Default: <c>&lt;data&gt;/workspaces</c>.</summary>
     public string? WorkspaceRoot { get; set; }
 
-    /// <summary>The Claude Code agent.</summary>
-    public ClaudeCodeAgentOptions ClaudeCode { get; set; } = new();
+    /// <summary>Default and largest <c>limits.maxOutputBytes</c>: output stored per task. Default: 1 GiB.</summary>
+    public long MaxOutputBytes { get; set; } = 1L << 30;
 
-    /// <summary>The command agent.</summary>
-    public CommandAgentOptions Command { get; set; } = new();
+    /// <summary>Finished tasks older than this many days are deleted with their files. Default: 14; 0 keeps everything.</summary>
+    public double RetentionDays { get; set; } = 14;
 
-    /// <summary>The <c>codex</c> agent (<c>codex exec --json</c>).</summary>
-    public CliAgentOptions Codex { get; set; } = new() { Executable = "codex" };
+    /// <summary>How often the retention sweep runs, in minutes. Default: 60.</summary>
+    public double RetentionSweepMinutes { get; set; } = 60;
 
-    /// <summary>The <c>gemini</c> agent (<c>gemini --output-format stream-json</c>).</summary>
-    public CliAgentOptions Gemini { get; set; } = new() { Executable = "gemini" };
+    /// <summary>How often a running task's journal and output files are made durable (fdatasync), in seconds; they always are at the end of a task. Default: 2.</summary>
+    public double SyncIntervalSeconds { get; set; } = 2;
+
+    /// <summary>How long creating a task may wait for a busy or locked database before it is refused with 503. Default: 10.</summary>
+    public double StoreWriteTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>Below this much free space in the data directory, new tasks are refused with 507 <c>storage_full</c>. Default: 64.</summary>
+    public long MinFreeDiskMb { get; set; } = 64;
+
+    /// <summary>Space kept in reserve (a file in the data directory) and given back when the disk fills up, so that final records can still be written. Default: 8.</summary>
+    public long DiskReserveMb { get; set; } = 8;
 }
 
-/// <summary>Settings of an agent CLI.</summary>
-public sealed class CliAgentOptions
+/// <summary>
+/// Settings of one agent, bound from its section (<c>Corral:ClaudeCode</c>, <c>Corral:Command</c>, <c>Corral:Codex</c>,
+/// <c>Corral:Gemini</c>, or the section an added agent is registered with).
+/// </summary>
+public sealed class AgentOptions
 {
     /// <summary>Whether tasks may use it. Default: true.</summary>
     public bool Enabled { get; set; } = true;
 
-    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>.</summary>
-    public string Executable { get; set; } = "";
-}
+    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>. Default: the agent's own (<c>claude</c>, <c>codex</c>, <c>gemini</c>).</summary>
+    public string? Executable { get; set; }
 
-/// <summary>Settings of the <c>claude-code</c> agent.</summary>
-public sealed class ClaudeCodeAgentOptions
-{
-    /// <summary>Whether tasks may use it. Default: true.</summary>
-    public bool Enabled { get; set; } = true;
-
-    /// <summary>The CLI: a path, or a name looked up on <c>PATH</c>. Default: <c>claude</c>.</summary>
-    public string Executable { get; set; } = "claude";
-
-    /// <summary>Arguments added to every launch.</summary>
+    /// <summary>Arguments added to every launch (Claude Code).</summary>
     public List<string> ExtraArguments { get; set; } = [];
-}
-
-/// <summary>Settings of the <c>command</c> agent (runs any argv).</summary>
-public sealed class CommandAgentOptions
-{
-    /// <summary>Whether tasks may use it. Default: true.</summary>
-    public bool Enabled { get; set; } = true;
 }

@@ -1,10 +1,21 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using Corral.Agents.ClaudeCode;
+using Corral.Agents.Codex;
+using Corral.Agents.Command;
+using Corral.Agents.Gemini;
 using Corral.Server.Api;
 using Corral.Server.Internal;
-using Corral.Server.Internal.Http;
-using Corral.Server.Internal.Tasks;
+using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Agents;
+using Corral.Server.Internal.Recovery;
+using Corral.Server.Internal.Retention;
+using Corral.Server.Internal.Running;
+using Corral.Server.Internal.Scheduling;
+using Corral.Server.Internal.Storage;
+using Corral.Server.Internal.Storage.Sqlite;
+using Corral.Server.Internal.Streaming;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -13,6 +24,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Configuration;
 
 namespace Corral.Server.Hosting;
 
@@ -87,16 +100,17 @@ public static class CorralServer
         // Request-by-request framework logs are noise for an operator; configuration can still turn them back on.
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var corral = builder.Configuration.GetSection(CorralOptions.Section).Get<CorralOptions>() ?? new CorralOptions();
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = corral.MaxRequestBodyBytes);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddOptions<CorralOptions>().Bind(builder.Configuration.GetSection(CorralOptions.Section))
             .Validate(o => o.MaxConcurrentTasks >= 1 && o.MaxQueuedTasks >= 0, "Corral:MaxConcurrentTasks must be at least 1 and Corral:MaxQueuedTasks at least 0.")
+            .Validate(o => o.MaxOutputBytes >= 1 && o.MaxRequestBodyBytes >= 1024, "Corral:MaxOutputBytes must be positive and Corral:MaxRequestBodyBytes at least 1024.")
             .ValidateOnStart();
         builder.Services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
-        builder.Services.AddSingleton(new ServerPaths(data));
-        builder.Services.AddSingleton<TaskManager>();
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskManager>());
+        AddTaskCore(builder.Services, data, corral.WorkspaceRoot);
 
         var app = builder.Build();
         app.UseExceptionHandler();
@@ -107,6 +121,35 @@ public static class CorralServer
         app.MapTaskEndpoints();
         app.MapOpenApi();
         return app;
+    }
+
+    /// <summary>
+    /// The task core, in the order a request meets it: agents, admission, scheduler, runner, store; and the hosted
+    /// services around it (storage guard, recovery before the first request, retention).
+    /// </summary>
+    private static void AddTaskCore(IServiceCollection services, string data, string? workspaceRoot)
+    {
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(new ServerPaths(data, Path.GetFullPath(workspaceRoot ?? Path.Combine(data, "workspaces"))));
+        services.AddCorralAgent("ClaudeCode", o => new ClaudeCodeAdapter(new ClaudeCodeSettings { Executable = o.Executable ?? "claude", ExtraArguments = [.. o.ExtraArguments] }));
+        services.AddCorralAgent("Command", _ => new CommandAdapter());
+        services.AddCorralAgent("Codex", o => new CodexAdapter(o.Executable ?? "codex"));
+        services.AddCorralAgent("Gemini", o => new GeminiAdapter(o.Executable ?? "gemini"));
+        services.AddSingleton<AgentCatalog>();
+        services.AddSingleton<Admission>();
+        services.AddSingleton<StorageGuard>();
+        services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
+            TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
+            sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
+        services.AddSingleton<TaskRunner>();
+        services.AddSingleton<Scheduler>();
+        services.AddSingleton<EventStream>();
+        services.AddSingleton<Transcript>();
+        services.AddSingleton<RetentionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
+        services.AddHostedService<Recovery>();
+        services.AddHostedService(sp => sp.GetRequiredService<Scheduler>());
+        services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
     }
 
     /// <summary>The first address in <paramref name="urls"/> that is not loopback, or <c>null</c>.</summary>
@@ -148,8 +191,8 @@ public static class CorralServer
             }
 
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            await new ApiProblem(401, "unauthorized", "Unauthorized",
-                header is null ? "Send 'Authorization: Bearer <token>'." : "The token is not valid.").ToResult(context).ExecuteAsync(context);
+            await Problems.Problem(context, 401, "unauthorized", "Unauthorized",
+                header is null ? "Send 'Authorization: Bearer <token>'." : "The token is not valid.").ExecuteAsync(context);
         };
     }
 }

@@ -1,0 +1,51 @@
+using System.Globalization;
+using Corral.Server.Internal.Admission;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+
+namespace Corral.Server.Api;
+
+/// <summary>
+/// Every refusal as RFC 9457 ProblemDetails with a machine-readable <c>code</c> (and <c>errors</c>, one per field):
+/// the only place where a refusal becomes an HTTP status.
+/// </summary>
+internal static class Problems
+{
+    public static ProblemHttpResult From(Refusal refusal, HttpContext context, int retryAfterSeconds)
+    {
+        var (status, code, title, retry) = refusal.Code switch
+        {
+            RefusalCode.InvalidRequest => (400, "invalid_request", "Invalid request", false),
+            RefusalCode.AgentNotAvailable => (503, "agent_not_available", "Agent not available", true),
+            RefusalCode.Draining => (503, "draining", "The server is stopping", true),
+            RefusalCode.Busy => (429, "busy", "Too many tasks", true),
+            RefusalCode.SessionBusy => (409, "session_busy", "Session busy", false),
+            RefusalCode.IdempotencyConflict => (409, "idempotency_conflict", "Idempotency key reused", false),
+            RefusalCode.StorageFull => (507, "storage_full", "Storage full", false),
+            RefusalCode.StorageUnavailable => (503, "storage_unavailable", "Storage unavailable", true),
+            RefusalCode.NotFound => (404, "not_found", "Task not found", false),
+            RefusalCode.TaskActive => (409, "task_active", "Task still active", false),
+            _ => (500, "internal_error", "Internal error", false),
+        };
+        return Problem(context, status, code, title, refusal.Message, refusal.Errors, retry ? retryAfterSeconds : null);
+    }
+
+    public static ProblemHttpResult NotFound(HttpContext context, string id) =>
+        Problem(context, 404, "not_found", "Task not found", $"No task '{id}'.");
+
+    public static ProblemHttpResult Invalid(HttpContext context, string field, string message) =>
+        Problem(context, 400, "invalid_request", "Invalid request", new FieldError(field, message).ToString(), [new FieldError(field, message)]);
+
+    public static ProblemHttpResult Problem(HttpContext context, int status, string code, string title, string? detail,
+        IReadOnlyList<FieldError>? errors = null, int? retryAfterSeconds = null)
+    {
+        if (retryAfterSeconds is { } seconds)
+            context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        var problem = new ProblemDetails { Status = status, Title = title, Detail = detail };
+        problem.Extensions["code"] = code;
+        if (errors is { Count: > 0 })
+            problem.Extensions["errors"] = errors.Select(e => new { field = e.Field, message = e.Message }).ToArray();
+        return TypedResults.Problem(problem);
+    }
+}

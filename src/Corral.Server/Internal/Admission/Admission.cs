@@ -1,0 +1,125 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Corral.Agents;
+using Corral.Server.Api;
+using Corral.Server.Hosting;
+using Corral.Server.Internal.Agents;
+using Corral.Server.Internal.Storage;
+using Microsoft.Extensions.Options;
+
+namespace Corral.Server.Internal.Admission;
+
+/// <summary>
+/// Turns a request into a <see cref="TaskPlan"/>, or refuses it, before anything exists: every field is checked
+/// here (numbers against documented ranges), the agent's own rules through its adapter, the working directory against
+/// the file system. Nothing is created, so a refused request leaves no row, no file and no descriptor.
+/// </summary>
+internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> options, ServerPaths paths)
+{
+    /// <summary>The largest <c>limits.timeoutSeconds</c> and <c>limits.stallTimeoutSeconds</c>: 7 days.</summary>
+    public const double MaxTimeoutSeconds = 7 * 24 * 3600;
+
+    /// <summary>The largest <c>limits.maxTurns</c>.</summary>
+    public const int MaxTurns = 10_000;
+
+    /// <summary>The longest <c>idempotencyKey</c>.</summary>
+    public const int MaxIdempotencyKeyLength = 200;
+
+    private readonly CorralOptions _options = options.Value;
+
+    /// <summary>A plan for <paramref name="body"/> under the id <paramref name="id"/>, or why not.</summary>
+    public (TaskPlan? Plan, Refusal? Refusal) Plan(CreateTaskRequest body, string id)
+    {
+        var errors = new List<FieldError>();
+        string agents = string.Join(", ", catalog.Names.Select(k => $"'{k}'"));
+        if (string.IsNullOrEmpty(body.Agent))
+            return (null, Refusal.Invalid("agent", $"required ({agents})."));
+        if (catalog.Find(body.Agent) is not { } entry)
+            return (null, Refusal.Invalid("agent", $"unknown agent '{body.Agent}' (use {agents})."));
+        var availability = catalog.Availability(body.Agent);
+        if (!availability.Available)
+            return (null, new Refusal(RefusalCode.AgentNotAvailable, availability.Reason!));
+
+        var limits = body.Limits;
+        CheckSeconds(limits?.TimeoutSeconds, "limits.timeoutSeconds", allowZero: false, errors);
+        CheckSeconds(limits?.StallTimeoutSeconds, "limits.stallTimeoutSeconds", allowZero: true, errors);
+        if (limits?.MaxTurns is < 1 or > MaxTurns)
+            errors.Add(new("limits.maxTurns", $"must be 1 to {MaxTurns}."));
+        if (limits?.MaxOutputBytes is { } cap && (cap < 1 || cap > _options.MaxOutputBytes))
+            errors.Add(new("limits.maxOutputBytes", $"must be 1 to {_options.MaxOutputBytes} (Corral:MaxOutputBytes)."));
+        foreach (var (key, value) in body.Env ?? [])
+        {
+            if (key.Length == 0 || key.Contains('=') || key.Contains('\0') || value is null || value.Contains('\0'))
+                errors.Add(new($"env.{key}", "names must be non-empty without '=' or NUL, values strings without NUL."));
+        }
+
+        if (body.IdempotencyKey is { Length: 0 or > MaxIdempotencyKeyLength })
+            errors.Add(new("idempotencyKey", $"1 to {MaxIdempotencyKeyLength} characters."));
+        string taskDirectory = paths.TaskDirectory(id);
+        var (workdir, create) = Workdirs.Resolve(body.Workdir, taskDirectory, paths.WorkspaceRoot, errors);
+        if (errors.Count > 0)
+            return (null, Refusal.Invalid(errors));
+
+        var request = new AgentRequest
+        {
+            Prompt = body.Prompt,
+            Command = body.Command,
+            WorkingDirectory = workdir!,
+            TaskDirectory = taskDirectory,
+            ResumeSessionId = body.ResumeSessionId,
+            Model = body.Model,
+            MaxTurns = limits?.MaxTurns,
+            PermissionMode = body.Permissions?.Mode,
+            AllowedTools = body.Permissions?.AllowedTools,
+            DisallowedTools = body.Permissions?.DisallowedTools,
+            AppendSystemPrompt = body.AppendSystemPrompt,
+            McpServers = body.McpServers,
+            Environment = body.Env,
+        };
+        string? newSessionId = entry.Adapter.NewSessionId(request);
+        request = request with { NewSessionId = newSessionId };
+        foreach (string problem in entry.Adapter.Validate(request))
+            errors.Add(Field(problem));
+        if (errors.Count > 0)
+            return (null, Refusal.Invalid(errors));
+
+        double timeout = limits?.TimeoutSeconds ?? _options.DefaultTimeoutSeconds;
+        double stall = limits?.StallTimeoutSeconds ?? _options.DefaultStallTimeoutSeconds;
+        string json = JsonSerializer.Serialize(body, ApiJson.Options);
+        return (new TaskPlan
+        {
+            Id = id,
+            Agent = entry.Adapter.Name,
+            Adapter = entry.Adapter,
+            Request = request,
+            CreateWorkdir = create,
+            Timeout = timeout > 0 ? TimeSpan.FromSeconds(Math.Min(timeout, MaxTimeoutSeconds)) : null,
+            StallTimeout = stall > 0 ? TimeSpan.FromSeconds(Math.Min(stall, MaxTimeoutSeconds)) : null,
+            MaxOutputBytes = limits?.MaxOutputBytes ?? _options.MaxOutputBytes,
+            SessionKey = body.ResumeSessionId,
+            SessionId = newSessionId ?? body.ResumeSessionId,
+            IdempotencyKey = body.IdempotencyKey,
+            Metadata = body.Metadata,
+            RequestJson = json,
+            RequestHash = Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(json))),
+        }, null);
+    }
+
+    /// <summary>A new task id: time-ordered, so ids sort by creation.</summary>
+    public static string NewId() => "tsk_" + Guid.CreateVersion7().ToString("N");
+
+    private static void CheckSeconds(double? value, string field, bool allowZero, List<FieldError> errors)
+    {
+        if (value is not { } v)
+            return;
+        if (!double.IsFinite(v) || v < 0 || (!allowZero && v == 0) || v > MaxTimeoutSeconds)
+            errors.Add(new(field, allowZero ? $"must be zero (off) or positive, at most {MaxTimeoutSeconds}." : $"must be positive, at most {MaxTimeoutSeconds}."));
+    }
+
+    /// <summary>An adapter's "field: message" as a field error.</summary>
+    private static FieldError Field(string problem)
+    {
+        int colon = problem.IndexOf(": ", StringComparison.Ordinal);
+        return colon > 0 && !problem[..colon].Contains(' ') ? new(problem[..colon], problem[(colon + 2)..]) : new("", problem);
+    }
+}

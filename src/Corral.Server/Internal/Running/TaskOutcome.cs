@@ -1,0 +1,92 @@
+using Corral.Agents;
+using Corral.Processes;
+using Corral.Server.Api;
+
+namespace Corral.Server.Internal.Running;
+
+/// <summary>Why the runtime stopped a task before the agent finished by itself.</summary>
+internal enum StopReason
+{
+    Cancel,
+    Timeout,
+    Stall,
+    Shutdown,
+    StorageFull,
+}
+
+/// <summary>Something that went wrong on Corral's side of a run: the task could not be started, or its output not stored.</summary>
+internal sealed record RunFailure(string Code, string Message);
+
+/// <summary>Everything a run found out, for <see cref="TaskOutcome.Final"/>.</summary>
+internal sealed record RunResult(AgentOutcome? Agent, ProcessOutcome? Process, StopReason? Stop, RunFailure? Failure, TaskOutput? Output);
+
+/// <summary>The error codes of a task record.</summary>
+internal static class ErrorCodes
+{
+    public const string AgentError = "agent_error";
+    public const string Timeout = "timeout";
+    public const string Stall = "stall";
+    public const string Cancelled = "cancelled";
+    public const string ResultLost = "result_lost";
+    public const string SpawnFailed = "spawn_failed";
+    public const string StorageFull = "storage_full";
+    public const string Interrupted = "interrupted";
+    public const string Internal = "internal_error";
+}
+
+/// <summary>How a run ends as a task: pure functions of what the run found, tested without processes.</summary>
+internal static class TaskOutcome
+{
+    /// <summary>The final status and error.</summary>
+    public static (TaskState Status, TaskError? Error) Decide(AgentOutcome? agent, StopReason? stop, RunFailure? failure, TimeSpan? timeout, TimeSpan? stall)
+    {
+        if (failure is not null)
+            return (TaskState.Failed, new TaskError(failure.Code, failure.Message));
+        if (stop == StopReason.StorageFull)
+            return (TaskState.Failed, new TaskError(ErrorCodes.StorageFull, "The disk of the data directory is full: the task's output could not be stored."));
+        if (agent?.Kind == AgentOutcomeKind.Succeeded)
+            return (TaskState.Succeeded, null);
+        switch (stop)
+        {
+            case StopReason.Cancel:
+                return (TaskState.Cancelled, new TaskError(ErrorCodes.Cancelled, "Cancelled by a caller."));
+            case StopReason.Timeout:
+                return (TaskState.TimedOut, new TaskError(ErrorCodes.Timeout, $"The task ran longer than its timeout of {timeout?.TotalSeconds}s."));
+            case StopReason.Stall:
+                return (TaskState.TimedOut, new TaskError(ErrorCodes.Stall, $"The agent printed nothing for {stall?.TotalSeconds}s."));
+            case StopReason.Shutdown:
+                return (TaskState.Interrupted, new TaskError(ErrorCodes.Interrupted, "The server shut down while the task was running."));
+        }
+
+        if (agent?.Kind == AgentOutcomeKind.Failed)
+        {
+            string detail = agent.Result?.Text is { Length: > 0 } t ? " " + (t.Length <= 500 ? t : t[..500] + "…") : "";
+            return (TaskState.Failed, new TaskError(ErrorCodes.AgentError, agent.Message ?? ("The agent reported an error." + detail)));
+        }
+
+        return (TaskState.Lost, new TaskError(ErrorCodes.ResultLost, agent?.Message ?? "The agent ended without a result."));
+    }
+
+    /// <summary>The final record of a task that ran (or was stopped before it could), ending at <paramref name="now"/>.</summary>
+    public static TaskRecord Final(TaskRecord current, RunResult run, TimeSpan? timeout, TimeSpan? stall, DateTimeOffset now)
+    {
+        var (status, error) = Decide(run.Agent, run.Stop, run.Failure, timeout, stall);
+        return current with
+        {
+            Status = status,
+            EndedAt = now,
+            SessionId = run.Agent?.SessionId ?? current.SessionId,
+            Result = run.Agent?.Result,
+            Usage = run.Agent?.Usage,
+            CostUsd = run.Agent?.CostUsd,
+            DurationMs = current.StartedAt is { } started ? (long)(now - started).TotalMilliseconds : null,
+            Process = run.Process,
+            Output = run.Output ?? current.Output,
+            Error = error,
+        };
+    }
+
+    /// <summary>The final record of a task that ended without running: cancelled while queued.</summary>
+    public static TaskRecord Unstarted(TaskRecord current, StopReason reason, DateTimeOffset now) =>
+        Final(current, new RunResult(null, null, reason, null, null), null, null, now);
+}

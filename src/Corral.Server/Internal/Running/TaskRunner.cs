@@ -1,0 +1,156 @@
+using Corral.Agents;
+using Corral.Processes;
+using Corral.Server.Api;
+using Corral.Server.Hosting;
+using Corral.Server.Internal.Scheduling;
+using Corral.Server.Internal.Storage;
+using Corral.Server.Internal.Storage.Journal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Corral.Server.Internal.Running;
+
+/// <summary>
+/// Runs one task's agent to the end and says what happened: prepares it, starts its process tree, feeds its input,
+/// takes its output into the journal, enforces its deadlines, and stops it through the ladder when asked (agent
+/// interrupt first, then close stdin, SIGTERM, SIGKILL). It decides nothing about the task's final status.
+/// </summary>
+internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
+{
+    /// <summary>Unread output the process core may hold per stream before the child waits for us (the ingest is fast).</summary>
+    private const long BufferedBytes = 1 << 20;
+
+    private readonly CorralOptions _options = options.Value;
+
+    public async Task<RunResult> RunAsync(ActiveTask task)
+    {
+        var plan = task.Plan!;
+        IAgentRun run;
+        try
+        {
+            if (plan.CreateWorkdir)
+                Directory.CreateDirectory(plan.Request.WorkingDirectory);
+            run = plan.Adapter.Prepare(plan.Request);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (Files.IsOutOfSpace(e))
+                storage.ReportFull();
+            return Failed(Files.IsOutOfSpace(e) ? ErrorCodes.StorageFull : ErrorCodes.SpawnFailed, "Could not prepare the task: " + e.Message);
+        }
+
+        if (task.StopReason is { } early)
+            return new RunResult(null, null, early, null, null);
+
+        var started = time.GetUtcNow();
+        task.Record = task.Record with { Status = TaskState.Running, StartedAt = started };
+        var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes);
+        task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
+        // In the journal before anything runs: a restart must never run again a task that may have started.
+        task.Journal.AddMeta(JournalNotes.Started, new { at = started });
+        ingest.Commit();
+        Save(store.SaveAsync(task.Record), task.Id);
+
+        var spec = run.Spec with
+        {
+            Teardown = new TeardownOptions
+            {
+                CloseInputGrace = TimeSpan.FromSeconds(_options.CloseInputGraceSeconds),
+                Grace = TimeSpan.FromSeconds(_options.TerminateGraceSeconds),
+            },
+            Limits = run.Spec.Limits with { MaxBufferedBytes = BufferedBytes, Overflow = OverflowPolicy.Wait },
+        };
+
+        ProcessTree tree;
+        try
+        {
+            tree = ProcessTree.Start(spec);
+        }
+        catch (ProcessSpawnException e)
+        {
+            return Failed(ErrorCodes.SpawnFailed, e.Message) with { Output = Output(ingest, plan, null) };
+        }
+
+        await using (tree.ConfigureAwait(false))
+        {
+            var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid);
+            task.Journal.AddMeta(JournalNotes.Tree, identity);
+            ingest.Commit();
+            Save(store.SaveTreeAsync(task.Id, identity), task.Id);
+            var process = new AgentProcess(tree, run, _options, time, logger, task.Id);
+            _ = task.StopRequested.ContinueWith(_ => process.StopAsync(), TaskScheduler.Default).Unwrap();
+            var watchdog = WatchAsync(task, process, tree, plan);
+            try
+            {
+                await foreach (var chunk in tree.ReadChunksAsync().ConfigureAwait(false))
+                {
+                    process.SawOutput();
+                    ingest.Write(chunk.Stream, chunk.Bytes.Span);
+                    ingest.Commit();
+                    if (ingest.StorageFailure is not null && task.StopReason is null)
+                    {
+                        storage.ReportFull();
+                        task.RequestStop(StopReason.StorageFull);
+                    }
+
+                    if (run.HasResult)
+                        process.ResultSeen();
+                }
+
+                ingest.Complete();
+                ingest.Commit();
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "Task {Id}: reading its output failed; stopping its tree", task.Id);
+                tree.Cancel();
+                var crashed = await tree.Completion.ConfigureAwait(false);
+                return Failed(ErrorCodes.Internal, "Internal error while reading the output: " + e.Message) with { Process = crashed, Output = Output(ingest, plan, null) };
+            }
+
+            var outcome = await tree.Completion.ConfigureAwait(false);
+            await watchdog.ConfigureAwait(false);
+            var agent = run.Complete(outcome, ingest.StdoutTail);
+            outcome = outcome with
+            {
+                StandardOutputTruncated = outcome.StandardOutputTruncated || ingest.DroppedBytes(OutputStream.StandardOutput) > 0,
+                StandardErrorTruncated = outcome.StandardErrorTruncated || ingest.DroppedBytes(OutputStream.StandardError) > 0,
+            };
+            return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent));
+        }
+    }
+
+    /// <summary>The whole-task timeout and the stall timeout, on the injected clock.</summary>
+    private async Task WatchAsync(ActiveTask task, AgentProcess process, ProcessTree tree, Admission.TaskPlan plan)
+    {
+        if (plan.Timeout is null && plan.StallTimeout is null)
+            return;
+        long start = time.GetTimestamp();
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(200), time);
+        while (!tree.Completion.IsCompleted && !process.HasResult && task.StopReason is null)
+        {
+            await Task.WhenAny(timer.WaitForNextTickAsync().AsTask(), tree.Completion).ConfigureAwait(false);
+            if (Deadlines.Passed(time.GetElapsedTime(start), time.GetElapsedTime(process.LastOutput), plan.Timeout, plan.StallTimeout) is { } reason)
+                task.RequestStop(reason);
+        }
+    }
+
+    private void Save(Task write, string id) =>
+        _ = write.ContinueWith(t => logger.LogError(t.Exception, "Task {Id}: a record write was abandoned", id),
+            CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+
+    private static TaskOutput Output(OutputIngest ingest, Admission.TaskPlan plan, AgentOutcome? agent) =>
+        new(ingest.StoredBytes, ingest.DroppedBytes(OutputStream.StandardOutput) + ingest.DroppedBytes(OutputStream.StandardError),
+            plan.MaxOutputBytes, agent?.NonJsonLines ?? 0);
+
+    private static RunResult Failed(string code, string message) => new(null, null, null, new RunFailure(code, message), null);
+}
+
+/// <summary>Whether a deadline has passed: a pure function of elapsed times.</summary>
+internal static class Deadlines
+{
+    public static StopReason? Passed(TimeSpan running, TimeSpan silent, TimeSpan? timeout, TimeSpan? stall) =>
+        timeout is { } t && running >= t ? StopReason.Timeout
+        : stall is { } s && silent >= s ? StopReason.Stall
+        : null;
+}

@@ -1,0 +1,65 @@
+using Corral.Server.Api;
+using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Running;
+using Corral.Server.Internal.Storage.Journal;
+
+namespace Corral.Server.Internal.Scheduling;
+
+/// <summary>
+/// A task the server holds in memory: queued, running, or ended with its final record not yet in the database. Its
+/// record here is at least as new as the stored one, so reads consult it first.
+/// </summary>
+internal sealed class ActiveTask(string id, TaskPlan? plan, TaskRecord record, JournalWriter journal)
+{
+    private readonly TaskCompletionSource<bool> _inserted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<TaskRecord> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<StopReason> _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile TaskRecord _record = record;
+
+    public ActiveTask(TaskPlan plan, TaskRecord record, JournalWriter journal) : this(plan.Id, plan, record, journal) { }
+
+    public string Id => id;
+
+    /// <summary>What the task runs; <c>null</c> for a task recovered only to record its end.</summary>
+    public TaskPlan? Plan => plan;
+
+    public string? SessionKey => plan?.SessionKey;
+
+    public string? IdempotencyKey => plan?.IdempotencyKey;
+
+    public JournalWriter Journal => journal;
+
+    public TaskRecord Record
+    {
+        get => _record;
+        set => _record = value;
+    }
+
+    /// <summary>Completes with the final record once it is durable (in the journal or the database).</summary>
+    public Task<TaskRecord> Ended => _ended.Task;
+
+    /// <summary>Completes when the server lets go of a task that has not ended (it stops while the task is queued).</summary>
+    public Task Released => _released.Task;
+
+    /// <summary>Completes with the first reason anyone asked the task to stop.</summary>
+    public Task<StopReason> StopRequested => _stop.Task;
+
+    public StopReason? StopReason => _stop.Task.IsCompletedSuccessfully ? _stop.Task.Result : null;
+
+    /// <summary>Asks the task to stop; the first reason wins. Idempotent.</summary>
+    public void RequestStop(StopReason reason) => _stop.TrySetResult(reason);
+
+    /// <summary>Whether its row is in the database (false while the insert is pending, or when it was refused).</summary>
+    public bool IsInserted => _inserted.Task.IsCompletedSuccessfully && _inserted.Task.Result;
+
+    /// <summary>Its row is durable (<c>true</c>), or the task was refused (<c>false</c>).</summary>
+    public void Inserted(bool durable) => _inserted.TrySetResult(durable);
+
+    /// <summary>Waits for <see cref="Inserted"/>: whether the task exists.</summary>
+    public Task<bool> WaitInsertedAsync(CancellationToken cancellationToken) => _inserted.Task.WaitAsync(cancellationToken);
+
+    public void MarkEnded(TaskRecord final) => _ended.TrySetResult(final);
+
+    public void Release() => _released.TrySetResult();
+}

@@ -1,0 +1,80 @@
+using Corral.Server.Api;
+
+namespace Corral.Server.Internal.Storage;
+
+/// <summary>
+/// Where task records live: the seam between the task core and a database (SQLite on one node; PostgreSQL for a
+/// fleet). Writes complete when they are durable. Reads never wait behind writes.
+/// </summary>
+internal interface ITaskStore : IAsyncDisposable
+{
+    /// <summary>
+    /// Adds a new task's row. Completes when it is durable; throws <see cref="StoreException"/> when it could not be
+    /// written in time or the disk is full, and then nothing was written.
+    /// </summary>
+    Task InsertAsync(NewTask task, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Saves a task's record. Completes when it is durable. A busy, locked or full database is retried with backoff
+    /// until the write succeeds (a produced result is never given up) or the store is disposed.
+    /// </summary>
+    Task SaveAsync(TaskRecord record);
+
+    /// <summary>Remembers a task's process tree, so that a start after a crash can kill what is left of it. Retried as <see cref="SaveAsync"/>.</summary>
+    Task SaveTreeAsync(string id, TreeIdentity tree);
+
+    /// <summary>Deletes a task's row; <c>false</c> when there was none.</summary>
+    Task<bool> DeleteAsync(string id, CancellationToken cancellationToken);
+
+    /// <summary>The stored record, or <c>null</c>.</summary>
+    ValueTask<TaskRecord?> GetAsync(string id, CancellationToken cancellationToken);
+
+    /// <summary>The task created with an idempotency key, with the hash of the body it was created with.</summary>
+    ValueTask<IdempotentMatch?> FindByIdempotencyKeyAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>A page of tasks, newest first.</summary>
+    ValueTask<TaskListing> ListAsync(TaskQuery query, CancellationToken cancellationToken);
+
+    /// <summary>Tasks stored as queued or running: what a previous process left.</summary>
+    ValueTask<IReadOnlyList<UnfinishedTask>> ListUnfinishedAsync(CancellationToken cancellationToken);
+
+    /// <summary>Finished tasks that ended before <paramref name="cutoff"/>, oldest first.</summary>
+    ValueTask<IReadOnlyList<string>> ListEndedBeforeAsync(DateTimeOffset cutoff, int limit, CancellationToken cancellationToken);
+}
+
+/// <summary>A new task's row: its first record, the request as received (for a restart to queue it again) and that request's hash.</summary>
+internal sealed record NewTask(TaskRecord Record, string RequestJson, string RequestHash);
+
+/// <summary>How to find what is left of a task's process tree after a crash.</summary>
+internal sealed record TreeIdentity(string TreeId, string? CgroupPath, int Pid);
+
+/// <summary>The task an idempotency key names, with the hash of the body it was created with.</summary>
+internal sealed record IdempotentMatch(TaskRecord Record, string? RequestHash);
+
+/// <summary>A query of the history: by status and session, a page of <c>Limit</c>, before the <see cref="TaskListing.LastSeq"/> of the previous page.</summary>
+internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before);
+
+/// <summary>A page of the history, with where the next one starts.</summary>
+internal sealed record TaskListing(IReadOnlyList<TaskRecord> Items, long? LastSeq);
+
+/// <summary>A row left queued or running by a previous process.</summary>
+internal sealed record UnfinishedTask(TaskRecord Record, string RequestJson, TreeIdentity? Tree);
+
+/// <summary>Why a write could not be done.</summary>
+internal enum StoreFailure
+{
+    /// <summary>The database stayed busy or unreachable for longer than the write may wait.</summary>
+    Unavailable,
+
+    /// <summary>The disk is full.</summary>
+    Full,
+
+    /// <summary>A unique key exists already (an idempotency key).</summary>
+    Conflict,
+}
+
+/// <summary>A write that did not happen, and why.</summary>
+internal sealed class StoreException(StoreFailure failure, string message, Exception? inner = null) : Exception(message, inner)
+{
+    public StoreFailure Failure { get; } = failure;
+}

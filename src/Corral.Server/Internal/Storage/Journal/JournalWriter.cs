@@ -1,0 +1,261 @@
+using System.Buffers;
+using System.Text.Json;
+using Corral.Processes;
+using Corral.Server.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace Corral.Server.Internal.Storage.Journal;
+
+/// <summary>
+/// Appends to a task's journal and stream files. Records are staged in memory and written by <see cref="Commit"/>,
+/// one write per file (group commit: one per chunk of output read, not one per line); raw output goes to its
+/// stream file at once, always before the journal records that refer to it. Readers see what is committed, and are
+/// woken by <see cref="Changed"/>. Nothing is flushed to disk here: <see cref="Sync"/> does that, at the end of
+/// a task and every few seconds (a crash of the server loses nothing the kernel has; a crash of the machine, at
+/// most the last interval). Thread-safe.
+/// </summary>
+internal sealed class JournalWriter : IDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly SafeFileHandle _journal;
+    private readonly SafeFileHandle?[] _streams = new SafeFileHandle?[2];
+    private readonly long[] _streamLengths = new long[2];
+    private readonly ArrayBufferWriter<byte> _staged = new(4096);
+    private readonly string _directory;
+    private int _stagedEvents;
+    private long _committed;
+    private long _eventCount;
+    private bool _dirty;
+    private bool _closed;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount, long stdoutLength, long stderrLength)
+    {
+        _directory = directory;
+        _journal = journal;
+        _committed = committed;
+        _eventCount = eventCount;
+        _streamLengths[0] = stdoutLength;
+        _streamLengths[1] = stderrLength;
+    }
+
+    public string Directory => _directory;
+
+    /// <summary>Length of the journal that readers may read.</summary>
+    public long Committed => Volatile.Read(ref _committed);
+
+    /// <summary>Committed events (the SSE id of the last one).</summary>
+    public long EventCount => Volatile.Read(ref _eventCount);
+
+    /// <summary>Completes at the next commit, or when the writer is closed.</summary>
+    public Task Changed
+    {
+        get
+        {
+            lock (_gate)
+                return _changed.Task;
+        }
+    }
+
+    /// <summary>Whether the writer is closed: no more records will come.</summary>
+    public bool IsClosed => Volatile.Read(ref _closed);
+
+    /// <summary>Creates the directory (0700) and a new, empty journal in it.</summary>
+    public static JournalWriter Create(string directory)
+    {
+        Files.CreatePrivateDirectory(directory);
+        var journal = Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew);
+        RandomAccess.Write(journal, JournalFormat.Header, 0);
+        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0, 0, 0);
+    }
+
+    /// <summary>
+    /// Opens an existing journal to append to it (a task queued before a restart, or one whose end is written after a
+    /// crash): reads it to its last whole record and cuts off a torn tail. A missing or unreadable journal starts anew.
+    /// </summary>
+    public static JournalWriter Open(string directory)
+    {
+        string path = Path.Combine(directory, JournalFormat.FileName);
+        if (!File.Exists(path))
+            return Create(directory);
+        long end, events;
+        long[] lengths = new long[2];
+        using (var reader = new JournalReader(directory))
+        {
+            long limit = reader.FileLength;
+            while (reader.TryRead(limit, out var e))
+            {
+                if (e.IsLine)
+                    lengths[e.Stream == OutputStream.StandardError ? 1 : 0] += e.Length;
+            }
+
+            end = reader.Position;
+            events = reader.EventCount;
+        }
+
+        var journal = Files.OpenPrivate(path, FileMode.Open);
+        if (RandomAccess.GetLength(journal) < JournalFormat.Header.Length)
+        {
+            RandomAccess.SetLength(journal, 0);
+            RandomAccess.Write(journal, JournalFormat.Header, 0);
+            end = JournalFormat.Header.Length;
+        }
+        else if (RandomAccess.GetLength(journal) > end)
+        {
+            RandomAccess.SetLength(journal, end);
+        }
+
+        var writer = new JournalWriter(directory, journal, end, events, 0, 0);
+        // Stream files may hold bytes written just before a crash that no line record refers to: keep them (they are
+        // what the agent wrote) and append after them.
+        for (int i = 0; i < 2; i++)
+        {
+            var stream = (OutputStream)(i + 1);
+            string file = Path.Combine(directory, JournalFormat.StreamFileName(stream));
+            writer._streamLengths[i] = File.Exists(file) ? Math.Max(new FileInfo(file).Length, lengths[i]) : 0;
+        }
+
+        return writer;
+    }
+
+    /// <summary>Appends raw output to its stream file now (not staged: line records staged later refer to it).</summary>
+    public void WriteOutput(OutputStream stream, ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty)
+            return;
+        int i = stream == OutputStream.StandardError ? 1 : 0;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            var file = _streams[i] ??= Files.OpenPrivate(Path.Combine(_directory, JournalFormat.StreamFileName(stream)), FileMode.OpenOrCreate);
+            try
+            {
+                RandomAccess.Write(file, bytes, _streamLengths[i]);
+            }
+            catch (IOException)
+            {
+                // A short write (disk full) must not leave bytes that later offsets would not account for.
+                TryTruncate(file, _streamLengths[i]);
+                throw;
+            }
+
+            _streamLengths[i] += bytes.Length;
+            _dirty = true;
+        }
+    }
+
+    /// <summary>Stages a line record: <paramref name="length"/> bytes of its stream file, after those of earlier lines.</summary>
+    public void AddLine(LineFlags flags, long length)
+    {
+        lock (_gate)
+            JournalFormat.WriteLine(_staged, flags, length);
+    }
+
+    /// <summary>Stages an event with its JSON data.</summary>
+    public void AddEvent(string name, ReadOnlySpan<byte> json)
+    {
+        lock (_gate)
+        {
+            JournalFormat.WriteEvent(_staged, name, json);
+            _stagedEvents++;
+        }
+    }
+
+    /// <summary>Stages a note of the server's own (not an event: never sent to clients).</summary>
+    public void AddMeta(string name, object data)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
+        lock (_gate)
+            JournalFormat.WriteMeta(_staged, name, json);
+    }
+
+    /// <summary>Stages an event whose data is <paramref name="data"/> in the API's JSON.</summary>
+    public void AddEvent(string name, object data) => AddEvent(name, JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options));
+
+    /// <summary>Writes what is staged (one write) and wakes the readers. On failure, nothing of it is visible and it stays staged.</summary>
+    public void Commit()
+    {
+        TaskCompletionSource changed;
+        lock (_gate)
+        {
+            if (_staged.WrittenCount == 0 || _closed)
+                return;
+            try
+            {
+                RandomAccess.Write(_journal, _staged.WrittenSpan, _committed);
+            }
+            catch (IOException)
+            {
+                TryTruncate(_journal, _committed);
+                throw;
+            }
+
+            Volatile.Write(ref _committed, _committed + _staged.WrittenCount);
+            Volatile.Write(ref _eventCount, _eventCount + _stagedEvents);
+            _staged.Clear();
+            _stagedEvents = 0;
+            _dirty = true;
+            changed = _changed;
+            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+    }
+
+    /// <summary>Drops what is staged and not committed (line records whose bytes could not be stored).</summary>
+    public void DiscardStaged()
+    {
+        lock (_gate)
+        {
+            _staged.Clear();
+            _stagedEvents = 0;
+        }
+    }
+
+    /// <summary>Makes everything committed durable (fdatasync of each file written since the last sync).</summary>
+    public void Sync()
+    {
+        lock (_gate)
+        {
+            if (!_dirty || _closed)
+                return;
+            foreach (var s in _streams)
+            {
+                if (s is not null)
+                    Libc.DataSync(s);
+            }
+
+            Libc.DataSync(_journal);
+            _dirty = false;
+        }
+    }
+
+    /// <summary>Closes the files; readers then read to the end and stop.</summary>
+    public void Dispose()
+    {
+        TaskCompletionSource changed;
+        lock (_gate)
+        {
+            if (_closed)
+                return;
+            _closed = true;
+            _journal.Dispose();
+            foreach (var s in _streams)
+                s?.Dispose();
+            changed = _changed;
+        }
+
+        changed.TrySetResult();
+    }
+
+    private static void TryTruncate(SafeFileHandle file, long length)
+    {
+        try
+        {
+            RandomAccess.SetLength(file, length);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using Microsoft.Data.Sqlite;
+
+namespace Corral.Server.Internal.Storage.Sqlite;
+
+/// <summary>The schema, versioned with <c>PRAGMA user_version</c>; each step migrates from the one before.</summary>
+internal static class SqliteSchema
+{
+    public const int Version = 2;
+
+    private static readonly string[] Steps =
+    [
+        // 1: the first schema (no user_version was set then, so a database of that time reads as 0).
+        """
+        CREATE TABLE IF NOT EXISTS tasks (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            session_id TEXT,
+            idempotency_key TEXT UNIQUE,
+            request_hash TEXT,
+            created_at TEXT NOT NULL,
+            tree_id TEXT,
+            cgroup_path TEXT,
+            pid INTEGER,
+            request_json TEXT NOT NULL,
+            record_json TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+        CREATE INDEX IF NOT EXISTS tasks_session ON tasks(session_id);
+        """,
+        // 2: when a task ended, for retention.
+        """
+        ALTER TABLE tasks ADD COLUMN ended_at TEXT;
+        UPDATE tasks SET ended_at = json_extract(record_json, '$.endedAt') WHERE status NOT IN ('queued', 'running');
+        CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(ended_at) WHERE ended_at IS NOT NULL;
+        """,
+    ];
+
+    public static void Migrate(SqliteConnection db)
+    {
+        using (var wal = db.CreateCommand())
+        {
+            wal.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;";
+            wal.ExecuteNonQuery();
+        }
+
+        int current = Scalar(db, "PRAGMA user_version");
+        if (current == 0 && Scalar(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tasks'") == 1)
+            current = 1; // made by the first version, which did not number its schema
+        if (current > Version)
+            throw new InvalidOperationException($"The database has schema version {current}, newer than this server's {Version}: run a newer Corral.");
+        for (int step = current; step < Version; step++)
+        {
+            using var tx = db.BeginTransaction();
+            using var cmd = db.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = Steps[step] + $"\nPRAGMA user_version = {step + 1};";
+            cmd.ExecuteNonQuery();
+            tx.Commit();
+        }
+    }
+
+    private static int Scalar(SqliteConnection db, string sql)
+    {
+        using var cmd = db.CreateCommand();
+        cmd.CommandText = sql;
+        return Convert.ToInt32(cmd.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+}

@@ -1,0 +1,46 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Corral.Server.Interop;
+
+/// <summary>The few libc calls the server makes itself: durable writes and free space (glibc, Linux).</summary>
+internal static partial class Libc
+{
+    public const int ENOSPC = 28;
+    public const int EDQUOT = 122;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statvfs(string path, out StatVfs buf);
+
+    /// <summary>The kernel's <c>struct statvfs</c> on 64-bit Linux.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct StatVfs
+    {
+        public ulong Bsize;
+        public ulong Frsize;
+        public ulong Blocks;
+        public ulong Bfree;
+        public ulong Bavail;
+        public ulong Files;
+        public ulong Ffree;
+        public ulong Favail;
+        public ulong Fsid;
+        public ulong Flag;
+        public ulong Namemax;
+        private unsafe fixed int _spare[6];
+    }
+
+    /// <summary>Makes a file's data (and the size needed to read it) durable. Throws on failure.</summary>
+    public static void DataSync(SafeFileHandle file)
+    {
+        if (fdatasync(file) != 0)
+            throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Bytes an unprivileged writer can still allocate on the file system of <paramref name="path"/>; null if unknown.</summary>
+    public static long? AvailableBytes(string path) =>
+        statvfs(path, out var s) == 0 ? (long)Math.Min(s.Bavail * s.Frsize, long.MaxValue) : null;
+}
