@@ -1,6 +1,21 @@
 using Corral.Server.Hosting;
+using Microsoft.Data.Sqlite;
 
 // corral serve [--urls URL] [--data DIR] [--token TOKEN] [more --Key=Value configuration]
+// or: --hold-lock DATABASE SECONDS (holds an exclusive lock on a SQLite database, as another process would)
+if (args is ["--hold-lock", string database, string seconds])
+{
+    using var db = new SqliteConnection($"Data Source={database};Pooling=False");
+    db.Open();
+    using var begin = db.CreateCommand();
+    begin.CommandText = "BEGIN EXCLUSIVE";
+    begin.ExecuteNonQuery();
+    Console.WriteLine("locked");
+    Console.Out.Flush();
+    Thread.Sleep(TimeSpan.FromSeconds(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture)));
+    return 0;
+}
+
 string? urls = null, data = null, token = null;
 var rest = new List<string>();
 for (int i = 0; i < args.Length; i++)

@@ -28,6 +28,24 @@ public static partial class Proc
     }
 
     /// <summary>The parent PID from /proc/PID/stat, or 0 when the process is gone.</summary>
+    /// <summary>A process's resident memory (VmRSS), in bytes; 0 when it is gone.</summary>
+    public static long ResidentBytes(int pid)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line[6..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return 0;
+    }
+
     public static int ParentPid(int pid)
     {
         try

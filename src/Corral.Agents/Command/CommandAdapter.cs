@@ -9,6 +9,9 @@ public sealed class CommandAdapter : IAgentAdapter
     /// <summary>The agent's name in the API.</summary>
     public const string AgentName = "command";
 
+    /// <summary>Lines longer than this (1 MiB) are events in pieces, each flagged as a fragment; the bytes are stored whole.</summary>
+    public const int MaxLineLength = 1 << 20;
+
     /// <inheritdoc />
     public string Name => AgentName;
 
@@ -39,7 +42,7 @@ public sealed class CommandAdapter : IAgentAdapter
             WorkingDirectory = request.WorkingDirectory,
             Environment = env,
             StandardInput = InputSource.Pipe,
-            Limits = new OutputLimits { MaxLineLength = 32 << 20, Overflow = OverflowPolicy.Wait },
+            Limits = new OutputLimits { MaxLineLength = MaxLineLength, Overflow = OverflowPolicy.Wait },
         };
         return new CommandRun(spec, request.Prompt is null ? default : Encoding.UTF8.GetBytes(request.Prompt));
     }

@@ -51,7 +51,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         if (ended is not null)
         {
             logger.LogWarning("Task {Id}: its end was in its journal but not in the database; recorded {Status}", record.Id, ended.Status);
-            await scheduler.FinishRecoveredAsync(ended).ConfigureAwait(false);
+            _ = scheduler.FinishRecoveredAsync(ended, journaled: true); // held in memory until the database takes it
             return;
         }
 
@@ -67,12 +67,12 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
             }
 
             var now = time.GetUtcNow();
-            await scheduler.FinishRecoveredAsync(record with
+            _ = scheduler.FinishRecoveredAsync(record with
             {
                 Status = TaskState.Failed,
                 EndedAt = now,
                 Error = new TaskError(ErrorCodes.SpawnFailed, "Queued before a restart, and refused after it: " + refusal!.Message),
-            }).ConfigureAwait(false);
+            }, journaled: false);
             return;
         }
 
@@ -99,7 +99,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
             Process = (record.Process ?? Placeholder(record, treeIdentity, at)) with { Killed = killed },
         };
         logger.LogWarning("Task {Id} was running when the server stopped: marked interrupted, {Count} leftover process(es) killed", record.Id, killed.Count);
-        await scheduler.FinishRecoveredAsync(final).ConfigureAwait(false);
+        _ = scheduler.FinishRecoveredAsync(final, journaled: false);
     }
 
     /// <summary>What a task's journal says: its final record if it holds its end, whether the run started, its tree.</summary>

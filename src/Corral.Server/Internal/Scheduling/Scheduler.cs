@@ -293,15 +293,18 @@ internal sealed class Scheduler : IHostedService
         }
     }
 
-    /// <summary>Publishes the final record of a task a previous process left unfinished (recovery), and holds it until the database has it.</summary>
-    public Task FinishRecoveredAsync(TaskRecord final)
+    /// <summary>
+    /// Publishes the final record of a task a previous process left unfinished (recovery), and holds it in memory until
+    /// the database has it. <paramref name="journaled"/>: the journal holds that end already (only the row is missing).
+    /// </summary>
+    public Task FinishRecoveredAsync(TaskRecord final, bool journaled)
     {
         var journal = JournalWriter.Open(_paths.TaskDirectory(final.Id));
         var task = new ActiveTask(final.Id, null, final, journal);
         task.Inserted(true);
         lock (_gate)
             AddLocked(task);
-        return Track(PublishAsync(task, final, heldSlot: false));
+        return Track(PublishAsync(task, final, heldSlot: false, journaled));
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -404,7 +407,7 @@ internal sealed class Scheduler : IHostedService
     /// resume the session right away), then the final events in the journal and the record in the database; the task
     /// ends for its waiters when the first of those is durable, and leaves memory when the database has it.
     /// </summary>
-    private async Task PublishAsync(ActiveTask task, TaskRecord final, bool heldSlot)
+    private async Task PublishAsync(ActiveTask task, TaskRecord final, bool heldSlot, bool journaled = false)
     {
         task.Record = final;
         lock (_gate)
@@ -417,11 +420,11 @@ internal sealed class Scheduler : IHostedService
             }
         }
 
-        var journaled = AppendEndAsync(task.Journal, final);
+        var inJournal = journaled ? Task.CompletedTask : AppendEndAsync(task.Journal, final);
         var saved = _store.SaveAsync(final);
-        await Task.WhenAny(journaled, saved).ConfigureAwait(false);
-        if (!journaled.IsCompletedSuccessfully && !saved.IsCompletedSuccessfully)
-            await Task.WhenAll(journaled, saved).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.WhenAny(inJournal, saved).ConfigureAwait(false);
+        if (!inJournal.IsCompletedSuccessfully && !saved.IsCompletedSuccessfully)
+            await Task.WhenAll(inJournal, saved).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         task.MarkEnded(final);
         _logger.LogInformation("Task {Id} ended: {Status} {Code}", task.Id, final.Status, final.Error?.Code);
         try
@@ -433,7 +436,7 @@ internal sealed class Scheduler : IHostedService
             _logger.LogError(e, "Task {Id}: its final record is only in its journal; the next start writes it to the database", task.Id);
         }
 
-        await journaled.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await inJournal.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         task.Journal.Dispose();
         lock (_gate)
             RemoveLocked(task);

@@ -105,16 +105,22 @@ internal sealed class JournalWriter : IDisposable
             RandomAccess.SetLength(journal, end);
         }
 
-        var writer = new JournalWriter(directory, journal, end, events, 0, 0);
-        // Stream files may hold bytes written just before a crash that no line record refers to: keep them (they are
-        // what the agent wrote) and append after them.
+        var writer = new JournalWriter(directory, journal, end, events, lengths[0], lengths[1]);
+        // A stream file may hold bytes written just before a crash that no line record refers to yet: keep them (they
+        // are what the agent wrote) under a record of their own, so offsets stay the sums of the records.
         for (int i = 0; i < 2; i++)
         {
             var stream = (OutputStream)(i + 1);
             string file = Path.Combine(directory, JournalFormat.StreamFileName(stream));
-            writer._streamLengths[i] = File.Exists(file) ? Math.Max(new FileInfo(file).Length, lengths[i]) : 0;
+            long extra = File.Exists(file) ? new FileInfo(file).Length - lengths[i] : 0;
+            if (extra > 0)
+            {
+                writer.AddLine(LineFlags.Fragment | LineFlags.Unterminated | (i == 1 ? LineFlags.Stderr : 0), extra);
+                writer._streamLengths[i] += extra;
+            }
         }
 
+        writer.Commit();
         return writer;
     }
 
@@ -148,7 +154,11 @@ internal sealed class JournalWriter : IDisposable
     public void AddLine(LineFlags flags, long length)
     {
         lock (_gate)
+        {
             JournalFormat.WriteLine(_staged, flags, length);
+            if ((flags & LineFlags.Event) != 0)
+                _stagedEvents++;
+        }
     }
 
     /// <summary>Stages an event with its JSON data.</summary>

@@ -31,7 +31,7 @@ internal static class SqliteSchema
         // 2: when a task ended, for retention.
         """
         ALTER TABLE tasks ADD COLUMN ended_at TEXT;
-        UPDATE tasks SET ended_at = json_extract(record_json, '$.endedAt') WHERE status NOT IN ('queued', 'running');
+        UPDATE tasks SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record_json, '$.endedAt')) WHERE status NOT IN ('queued', 'running');
         CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(ended_at) WHERE ended_at IS NOT NULL;
         """,
     ];

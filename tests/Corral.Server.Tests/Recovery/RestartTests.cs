@@ -3,7 +3,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Recovery;
 
 /// <summary>What a crash or a shutdown leaves behind: interrupted records, intact logs, and no process.</summary>
 public sealed class RestartTests
@@ -98,72 +98,43 @@ public sealed class RestartTests
         Assert.Single(events, e => e.Name == "task.end");
         Assert.Equal("task.end", events[^1].Name);
     }
-}
 
-/// <summary>The server as its own process (Corral.Server.TestHost), so a test can kill -9 it.</summary>
-internal sealed class ServerProcess
-{
-    private readonly Process _process;
-
-    private ServerProcess(Process process, Uri address)
+    [Fact(Timeout = 180_000)]
+    public async Task Tasks_that_never_started_are_queued_again_after_a_crash_and_run()
     {
-        _process = process;
-        Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(2) };
-    }
-
-    public HttpClient Http { get; }
-
-    public static async Task<ServerProcess> StartAsync(string data)
-    {
-        string host = Path.Combine(RepoRoot(), "tests", "Corral.Server.TestHost", "bin",
-            new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "Corral.Server.TestHost.dll");
-        Assert.True(File.Exists(host), $"{host} is missing: build the solution");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { host, "--urls", "http://127.0.0.1:0", "--data", data })
-            info.ArgumentList.Add(a);
-        foreach (var (key, value) in TestServer.Defaults())
-            info.ArgumentList.Add($"--{key}={value}");
-        var process = Process.Start(info)!;
-        var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data?.StartsWith("Corral listening on ") == true)
-                address.TrySetResult(new Uri(e.Data["Corral listening on ".Length..]));
-        };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        string data = Directory.CreateTempSubdirectory("corral-requeue-").FullName;
+        ServerProcess? first = null, second = null;
         try
         {
-            return new ServerProcess(process, await address.Task.WaitAsync(TimeSpan.FromSeconds(60)));
-        }
-        catch
-        {
-            process.Kill(true);
-            throw;
-        }
-    }
-
-    public void Kill()
-    {
-        try
-        {
-            if (!_process.HasExited)
+            first = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
+            var running = await first.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "300" } });
+            await first.Http.WaitForAsync(running.Id!, t => t["status"]!.GetValue<string>() == "running");
+            var queued = new List<string>();
+            for (int i = 0; i < 3; i++)
             {
-                _process.Kill(); // SIGKILL: no shutdown code runs
-                _process.WaitForExit();
+                var q = await first.Http.CreateAsync(new { agent = "command", command = new[] { "echo", $"queued {i}" } });
+                Assert.Equal("queued", q.TaskStatus);
+                queued.Add(q.Id!);
             }
-        }
-        catch (InvalidOperationException)
-        {
-        }
-    }
 
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Corral.slnx")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Corral.slnx not found above " + AppContext.BaseDirectory);
+            first.Kill();
+            second = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
+            Assert.Equal("interrupted", (await second.Http.GetTaskAsync(running.Id!)).TaskStatus);
+            for (int i = 0; i < 3; i++)
+            {
+                var end = await second.Http.WaitForEndAsync(queued[i]);
+                Assert.Equal("succeeded", end["status"]!.GetValue<string>());
+                Assert.Equal($"queued {i}\n", end["result"]!["text"]!.GetValue<string>());
+            }
+
+            var events = await second.Http.ReadEventsAsync(queued[0]);
+            Assert.Equal(["task.status", "task.status", "output", "task.status", "task.result", "task.end"], events.Select(e => e.Name));
+        }
+        finally
+        {
+            first?.Kill();
+            second?.Kill();
+            Directory.Delete(data, true);
+        }
     }
 }

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 using Corral.Testing.FakeAnthropic;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Agents;
 
 /// <summary>
 /// End to end: the server runs the real, pinned Claude Code CLI (installed by tests/claude-code/install.sh on first

@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using Corral.Server.Hosting;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Api;
 
 /// <summary>Bearer-token auth, the refusal to listen publicly without one, and honest readiness.</summary>
 public sealed class AuthAndReadinessTests

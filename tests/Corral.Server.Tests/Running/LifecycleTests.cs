@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Running;
 
 /// <summary>Cancel, deadlines, and how ?wait maps each outcome to a status code.</summary>
 public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedServer>

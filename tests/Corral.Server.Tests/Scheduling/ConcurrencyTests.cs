@@ -1,7 +1,7 @@
 using System.Net;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Scheduling;
 
 /// <summary>A bounded pool with a bounded queue (429 beyond it), and one running task per Claude session (409).</summary>
 public sealed class ConcurrencyTests : IAsyncLifetime

@@ -4,7 +4,7 @@ using Corral.Agents.ClaudeCode;
 using Corral.Agents.Command;
 using Corral.Processes;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Agents;
 
 /// <summary>The adapters on their own: argv, parsing, outcome, transcript recovery.</summary>
 public sealed class AgentAdapterTests : IDisposable

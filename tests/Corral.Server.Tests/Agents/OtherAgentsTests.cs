@@ -1,7 +1,7 @@
 using System.Net;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Agents;
 
 /// <summary>Codex and Gemini: the same API, their own adapters (against fakes printing their JSONL shapes).</summary>
 public sealed class OtherAgentsTests(SharedServer shared) : IClassFixture<SharedServer>

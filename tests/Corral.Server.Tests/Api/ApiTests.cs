@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Api;
 
 /// <summary>Request validation, idempotency, listing, SSE replay, OpenAPI.</summary>
 public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>

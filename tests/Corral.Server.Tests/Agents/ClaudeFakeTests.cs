@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 
-namespace Corral.Server.Tests;
+namespace Corral.Server.Tests.Agents;
 
 /// <summary>Claude Code tasks against the fake CLI, which prints stream-json shaped like the real one.</summary>
 public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedServer>
