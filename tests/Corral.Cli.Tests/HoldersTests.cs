@@ -7,7 +7,7 @@ namespace Corral.Cli.Tests;
 /// <summary><c>corral holders PID</c> lists who holds the write end of PID's stdout/stderr pipes.</summary>
 public sealed class HoldersTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Lists_the_process_and_the_escapee_holding_its_stdout()
     {
         using var scratch = new Scratch();
@@ -40,7 +40,7 @@ public sealed class HoldersTests
         // Scratch.Dispose and the tree's disposal end both sleeps.
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Nothing_to_list_when_the_streams_are_not_pipes()
     {
         using var scratch = new Scratch();
@@ -58,7 +58,7 @@ public sealed class HoldersTests
         Assert.Empty(JsonDocument.Parse(json.Stdout).RootElement.EnumerateArray());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Unknown_pid_is_a_clear_error()
     {
         // Above the kernel's pid_max limit (4194304), so it cannot exist.
@@ -69,7 +69,7 @@ public sealed class HoldersTests
         Assert.Empty(run.Stdout);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("abc")]
     [InlineData("0")]
     [InlineData("-5")]

@@ -5,7 +5,7 @@ namespace Corral.Cli.Tests;
 /// <summary><c>corral run</c> exits with the child's status, shell style.</summary>
 public sealed class RunExitCodeTests
 {
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData(0)]
     [InlineData(3)]
     [InlineData(255)]
@@ -17,7 +17,7 @@ public sealed class RunExitCodeTests
         Assert.Empty(run.Stderr);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Exits_128_plus_N_when_a_signal_kills_the_child()
     {
         var run = await CorralCli.RunAsync(["run", "--", "/bin/sh", "-c", "kill -9 $$"]);
@@ -25,7 +25,7 @@ public sealed class RunExitCodeTests
         Assert.Equal(128 + 9, run.ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Exits_124_on_timeout_and_the_child_is_gone()
     {
         using var scratch = new Scratch();
@@ -41,7 +41,7 @@ public sealed class RunExitCodeTests
         Assert.False(Proc.IsAlive(json.GetProperty("pid").GetInt32()));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_child_ignoring_SIGTERM_ends_by_SIGKILL_after_the_grace()
     {
         using var scratch = new Scratch();

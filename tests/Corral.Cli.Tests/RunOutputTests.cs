@@ -10,7 +10,7 @@ public sealed class RunOutputTests
     private static readonly byte[] StdoutPrefix = [0xff, 0xfe, 0x80, (byte)'\n', 0xc3, 0x28, 0x00, (byte)'x'];
     private static readonly byte[] StderrBytes = [0xc0, 0xaf, (byte)' ', (byte)'e', (byte)'r', (byte)'r', 0xed, 0xa0, 0x80, (byte)'\n'];
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Escapee_holding_stdout_neither_delays_corral_nor_loses_a_byte_nor_survives(bool fallback)
@@ -43,7 +43,7 @@ public sealed class RunOutputTests
         Assert.False(Proc.IsAlive(escapee), $"escapee {escapee} survived corral");
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Redirected_stdin_reaches_the_child()
     {
         var run = await CorralCli.RunAsync(["run", "--", "/bin/cat"], InputSource.FromBytes(StdoutPrefix));
@@ -52,7 +52,7 @@ public sealed class RunOutputTests
         Assert.Equal(StdoutPrefix, run.Stdout);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_child_that_never_reads_stdin_does_not_block_completion()
     {
         // The harness keeps corral's stdin open and never writes: corral's forwarding must not hold it up.
@@ -64,7 +64,7 @@ public sealed class RunOutputTests
         Assert.Equal("done\n", run.StdoutText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_closed_reader_stops_the_tree()
     {
         // `yes` would write forever; once head has its bytes, corral's stdout is a broken pipe and the tree is stopped.

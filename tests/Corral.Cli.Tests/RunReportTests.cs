@@ -7,7 +7,7 @@ namespace Corral.Cli.Tests;
 /// <summary><c>--report FILE</c>: the outcome as camelCase JSON with every documented field.</summary>
 public sealed class RunReportTests
 {
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Report_describes_the_run_and_names_the_killed_escapee(bool fallback)
@@ -63,7 +63,7 @@ public sealed class RunReportTests
         Assert.False(Proc.IsAlive(escapee));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Report_after_a_forwarded_signal_says_canceled_and_names_the_signal()
     {
         using var scratch = new Scratch();
@@ -83,7 +83,7 @@ public sealed class RunReportTests
         Assert.Equal(143, Number(json, "shellExitCode"));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Report_dash_goes_to_stderr_leaving_stdout_to_the_child()
     {
         var run = await CorralCli.RunAsync(["run", "--report", "-", "--", "/bin/sh", "-c", "echo hi; exit 4"]);
@@ -95,7 +95,7 @@ public sealed class RunReportTests
         Assert.Equal(3, json.RootElement.GetProperty("stdoutBytes").GetInt32());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Detached_escapee_is_left_running_and_reported_as_a_surviving_holder()
     {
         using var scratch = new Scratch();

@@ -6,7 +6,7 @@ namespace Corral.Cli.Tests;
 /// <summary>Signals sent to corral start the tree's teardown; corral survives them and exits with the child's status.</summary>
 public sealed class RunSignalTests
 {
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData(Proc.SIGINT, 130)]
     [InlineData(Proc.SIGTERM, 143)]
     public async Task Forwards_the_signal_to_the_tree_and_exits_with_the_childs_status(int signal, int expected)
@@ -27,7 +27,7 @@ public sealed class RunSignalTests
         Assert.False(Proc.IsAlive(sleep), "the child survived the forwarded signal");
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_child_that_handles_SIGINT_decides_the_exit_code()
     {
         using var scratch = new Scratch();

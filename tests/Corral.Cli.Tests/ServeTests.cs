@@ -8,7 +8,7 @@ namespace Corral.Cli.Tests;
 /// <summary><c>corral serve</c> starts the HTTP runtime, answers on loopback, and stops cleanly on SIGTERM.</summary>
 public sealed class ServeTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Serves_on_loopback_and_stops_cleanly_on_SIGTERM()
     {
         using var scratch = new Scratch();
@@ -44,7 +44,7 @@ public sealed class ServeTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Refuses_a_public_address_without_a_token()
     {
         using var scratch = new Scratch();

@@ -5,7 +5,7 @@ namespace Corral.Cli.Tests;
 /// <summary>Bad input gets one clear line on stderr and a documented exit code; help and version work.</summary>
 public sealed class UsageTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Missing_program_exits_127_and_names_the_path()
     {
         var run = await CorralCli.RunAsync(["run", "--", "/nonexistent/corral-test-program", "arg"]);
@@ -16,7 +16,7 @@ public sealed class UsageTests
         Assert.Empty(run.Stdout);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Program_not_on_PATH_exits_127()
     {
         var run = await CorralCli.RunAsync(["run", "corral-test-no-such-program"]);
@@ -25,7 +25,7 @@ public sealed class UsageTests
         Assert.Contains("corral-test-no-such-program", run.StderrText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Non_executable_file_exits_126_and_names_the_path()
     {
         using var scratch = new Scratch();
@@ -40,7 +40,7 @@ public sealed class UsageTests
         Assert.Empty(run.Stdout);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("--timeout", "abc")]
     [InlineData("--timeout", "-1")]
     [InlineData("--timeout", "0")]
@@ -60,7 +60,7 @@ public sealed class UsageTests
         Assert.False(File.Exists(marker));
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("run")]
     [InlineData("run", "--timeout", "5s")]
     [InlineData("run", "--timout", "5s", "--", "/bin/true")]
@@ -74,7 +74,7 @@ public sealed class UsageTests
         Assert.StartsWith("corral: ", run.StderrText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Unwritable_report_exits_125_before_running_anything()
     {
         using var scratch = new Scratch();
@@ -88,7 +88,7 @@ public sealed class UsageTests
         Assert.False(File.Exists(marker));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_run_that_cannot_start_leaves_the_report_path_as_it_was()
     {
         using var scratch = new Scratch();
@@ -105,7 +105,7 @@ public sealed class UsageTests
         Assert.False(File.Exists(fresh));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Arguments_after_CMD_belong_to_CMD()
     {
         var run = await CorralCli.RunAsync(["run", "--timeout", "30s", "--", "/bin/echo", "--timeout", "-n", "--", "x"]);
@@ -114,7 +114,7 @@ public sealed class UsageTests
         Assert.Equal("--timeout -n -- x\n", run.StdoutText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Version_prints_the_version()
     {
         var run = await CorralCli.RunAsync(["--version"]);
@@ -123,7 +123,7 @@ public sealed class UsageTests
         Assert.Matches(@"^\d+\.\d+\.\d+", run.StdoutText);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("run", "--timeout", "--linger", "--fallback", "--report", "Exit status", "124")]
     [InlineData("holders", "--json", "PID")]
     public async Task Help_documents_the_command(string command, params string[] expected)

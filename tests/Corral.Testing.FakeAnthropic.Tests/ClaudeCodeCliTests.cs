@@ -15,7 +15,7 @@ public sealed class ClaudeCodeCliTests
 
     private static readonly TimeSpan ExitDeadline = TimeSpan.FromSeconds(30);
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Installed_cli_is_the_pinned_version()
     {
         var result = await Exec.RunAsync(ClaudeCodeKit.ExecutablePath, ["--version"], timeout: Deadline);
@@ -23,7 +23,7 @@ public sealed class ClaudeCodeCliTests
         Assert.StartsWith(ClaudeCodeKit.PinnedVersion + " ", result.Stdout);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Plain_answer_ends_in_a_success_result_with_the_fakes_text()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -71,7 +71,7 @@ public sealed class ClaudeCodeCliTests
         { "acceptEdits", ["Bash"] },
     };
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(BashPermissionSetups))]
     public async Task Bash_tool_call_runs_the_command_and_its_result_reaches_the_API(string permissionMode, string[] allowedTools)
     {
@@ -104,7 +104,7 @@ public sealed class ClaudeCodeCliTests
         Assert.Empty(api.Faults);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Bash_without_permission_is_denied_and_the_denial_reaches_the_API()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -123,7 +123,7 @@ public sealed class ClaudeCodeCliTests
         await run.FinishAsync(ExitDeadline);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Mcp_tool_call_through_npx_returns_the_fake_mcp_servers_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -178,7 +178,7 @@ public sealed class ClaudeCodeCliTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Npx_mcp_server_that_ignores_stdin_eof_outlives_the_cli_in_its_process_group()
     {
         // What the server's teardown must handle: the CLI signals only `npm exec`; the real server (a grandchild)
@@ -216,7 +216,7 @@ public sealed class ClaudeCodeCliTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Interrupt_while_text_streams_slowly_ends_in_an_error_during_execution_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -247,7 +247,7 @@ public sealed class ClaudeCodeCliTests
         Assert.Empty(api.Faults);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Interrupt_while_the_API_hangs_ends_in_an_error_during_execution_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -267,7 +267,7 @@ public sealed class ClaudeCodeCliTests
         Assert.Equal(1, (await run.FinishAsync(ExitDeadline)).ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Interrupt_during_a_running_bash_command_ends_in_an_aborted_tools_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -301,7 +301,7 @@ public sealed class ClaudeCodeCliTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Overloaded_API_without_retries_ends_in_an_api_error_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -319,7 +319,7 @@ public sealed class ClaudeCodeCliTests
         Assert.Equal(1, (await run.FinishAsync(ExitDeadline)).ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Overloaded_API_is_retried_and_the_retry_is_reported()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
@@ -337,7 +337,7 @@ public sealed class ClaudeCodeCliTests
         Assert.Equal(0, (await run.FinishAsync(ExitDeadline)).ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Max_turns_ends_in_an_error_max_turns_result()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);

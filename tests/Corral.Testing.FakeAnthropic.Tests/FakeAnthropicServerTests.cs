@@ -46,7 +46,7 @@ public sealed class FakeAnthropicServerTests
         return events;
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Streams_text_and_tool_use_as_Messages_API_events()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);
@@ -87,7 +87,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Empty(api.Faults);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Answers_plain_json_when_not_streaming()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.Bash("ls").WithLeadingText("Listing.")), Ct);
@@ -105,7 +105,7 @@ public sealed class FakeAnthropicServerTests
         Assert.False(api.Requests[0].Messages!.Stream);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Http_errors_have_the_status_and_the_error_body()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);
@@ -123,7 +123,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Equal(0, api.PendingReplies);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Error_mid_stream_sends_an_error_event_after_message_start()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.ErrorMidStream()), Ct);
@@ -133,7 +133,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Equal("overloaded_error", events[2].Data["error"]!["type"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Unscripted_requests_get_400_and_are_reported_as_faults()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);
@@ -142,7 +142,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Contains("no reply scripted", Assert.Single(api.Faults).Message);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Side_endpoints_answer_and_unknown_ones_are_recorded_as_unhandled()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);
@@ -166,7 +166,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Empty(api.Faults);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Expected_api_key_is_enforced_when_set()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.Text("ok")), Ct);
@@ -181,7 +181,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Equal(HttpStatusCode.OK, (await Http.SendAsync(right, Ct)).StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Tool_results_and_turns_are_parsed_from_the_conversation()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.ByTurn(FakeReply.Text("first"), FakeReply.Text("second")), Ct);
@@ -224,7 +224,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Equal(request.LatestToolResults, request.ToolResults);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Hang_ends_as_client_disconnected_when_the_client_gives_up()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.Hang()), Ct);
@@ -241,7 +241,7 @@ public sealed class FakeAnthropicServerTests
         Assert.Equal(ReplyOutcome.ClientDisconnected, await record.Finished.WaitAsync(Deadline, Ct));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Hang_is_ended_by_disposing_the_server_and_a_gate_can_release_it()
     {
         var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);
@@ -267,7 +267,7 @@ public sealed class FakeAnthropicServerTests
         Assert.True(outcome is ReplyOutcome.ServerStopped or ReplyOutcome.ClientDisconnected, outcome.ToString());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Slow_text_spaces_its_deltas()
     {
         await using var api = await FakeAnthropicServer.StartAsync(FakeScript.Always(FakeReply.SlowText(5, TimeSpan.FromMilliseconds(100))), Ct);
@@ -278,7 +278,7 @@ public sealed class FakeAnthropicServerTests
         Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(380), clock.Elapsed.ToString());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Wait_for_times_out_with_what_did_arrive()
     {
         await using var api = await FakeAnthropicServer.StartAsync(cancellationToken: Ct);

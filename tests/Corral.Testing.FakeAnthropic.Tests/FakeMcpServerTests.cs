@@ -40,7 +40,7 @@ public sealed class FakeMcpServerTests
         Assert.Equal(-32601, replies[3]["error"]!["code"]!.GetValue<int>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Speaks_json_rpc_over_stdio_writes_its_pid_and_exits_on_eof()
     {
         var scratch = Directory.CreateTempSubdirectory("corral-fakemcp-").FullName;
@@ -60,7 +60,7 @@ public sealed class FakeMcpServerTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Starts_through_npx_with_the_kits_environment()
     {
         var home = Directory.CreateTempSubdirectory("corral-npx-home-").FullName;

@@ -49,7 +49,7 @@ public class EscapeeMatrixTests
             ($"env -i D=\"$D\" /usr/bin/setsid /bin/sh -c '{Record}; exec sleep 300' &", 1),
     };
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Cases))]
     public async Task Returns_on_child_exit_with_every_byte_and_leaves_no_survivor(string name, ContainmentMode mode)
     {

@@ -8,7 +8,7 @@ namespace Corral.Processes.Tests.Containment;
 /// <summary>The PID window that lets session mode skip or shrink its /proc scans: it must always hold every descendant.</summary>
 public sealed class PidWindowTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_descendant_is_inside_the_window_and_older_processes_are_not()
     {
         var counters = PidWindow.CountersBeforeSpawn();
@@ -81,7 +81,7 @@ public sealed class PidWindowTests
         Assert.True(PidSpan.Everything.Contains(12345));
         Assert.Empty(PidSpan.Everything.NewestFirst());
     }
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Exited_pids_are_skipped_only_while_the_window_holds()
     {
         // The memo of exited PIDs is only sound inside a window (no PID in it can be handed out again). Without one,

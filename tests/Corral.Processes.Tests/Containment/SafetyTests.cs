@@ -8,7 +8,7 @@ namespace Corral.Processes.Tests.Containment;
 /// <summary>Corral never signals a process outside the tree it owns.</summary>
 public class SafetyTests
 {
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task A_process_holding_only_the_read_end_is_left_alone(ContainmentMode mode)
     {
@@ -43,7 +43,7 @@ public class SafetyTests
         }
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Our_own_process_holding_the_write_end_is_never_signalled(ContainmentMode mode)
     {
@@ -81,7 +81,7 @@ public class SafetyTests
         Assert.Contains(parent, protectedPids);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_pid_that_no_longer_matches_is_not_signalled()
     {
         // Stand-in for a recycled PID: the scan saw a member, but by the time of the signal the PID is
@@ -99,7 +99,7 @@ public class SafetyTests
         unrelated.Kill();
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Tearing_down_one_tree_leaves_another_running_and_intact(ContainmentMode mode)
     {

@@ -9,7 +9,7 @@ public class SharedScanTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_shared_pass_gives_every_tree_the_members_its_own_scan_finds()
     {
         // Three trees, each with a member of every kind: in the group, in its own session with the tag, and in its

@@ -6,7 +6,7 @@ namespace Corral.Processes.Tests.Containment;
 /// <summary>Empty leaves that outlived their owner are removed when a process first uses the cgroup parent.</summary>
 public sealed class StaleLeafTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Only_old_empty_leaves_are_removed()
     {
         Modes.SkipIfUnavailable(ContainmentMode.Cgroup);

@@ -8,7 +8,7 @@ public class OutputTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Lines_of_both_streams_are_tagged_and_in_order_per_stream()
     {
         // Order across the two pipes depends on scheduling; order within each stream is guaranteed.
@@ -20,7 +20,7 @@ public class OutputTests
         Assert.Equal(["two", "five"], lines.Where(l => l.Stream == OutputStream.StandardError).Select(l => l.Text));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_line_longer_than_the_maximum_is_split_and_flagged_on_a_character_boundary()
     {
         // 10 three-byte characters = 30 bytes, with a 16-byte limit.
@@ -33,7 +33,7 @@ public class OutputTests
         Assert.Equal([true, false, false], lines.Select(l => l.IsFragment));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Raw_chunks_and_buffered_bytes_keep_non_UTF8_bytes_intact()
     {
         byte[] expected = [0xff, 0xfe, 0x00, 0x80, (byte)'\n', 0xc3];
@@ -48,7 +48,7 @@ public class OutputTests
         Assert.Equal(expected, raw);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task ToStream_passes_raw_bytes_through_as_they_arrive()
     {
         var sink = new MemoryStream();
@@ -64,7 +64,7 @@ public class OutputTests
         Assert.True(result.StandardOutputBytes.IsEmpty);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Both_pipes_are_drained_concurrently_so_a_full_stderr_never_blocks_the_child()
     {
         // 8 MiB to stderr first, then stdout: a reader that did stdout to EOF first would deadlock.
@@ -73,7 +73,7 @@ public class OutputTests
         Assert.Equal("done\n", result.StandardOutput);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Overflow_drop_newest_keeps_the_head_and_flags_truncation()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "seq 1 100000")
@@ -87,7 +87,7 @@ public class OutputTests
         Assert.Equal(588895, result.Outcome.StandardOutputBytes);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Overflow_drop_oldest_keeps_the_tail()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "seq 1 100000")
@@ -99,7 +99,7 @@ public class OutputTests
         Assert.True(result.Outcome.StandardOutputTruncated);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Overflow_wait_applies_backpressure_and_loses_nothing()
     {
         await using var tree = ProcessTree.Start(new ProcessSpec("/bin/sh", "-c", "seq 1 200000")
@@ -119,7 +119,7 @@ public class OutputTests
         Assert.False(outcome.StandardOutputTruncated);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task RunAsync_with_overflow_wait_collects_more_than_the_limit_without_deadlock()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "seq 1 100000")
@@ -131,7 +131,7 @@ public class OutputTests
         Assert.False(result.Outcome.StandardOutputTruncated);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Output_written_just_before_exit_is_never_lost()
     {
         for (int i = 0; i < 20; i++)
@@ -143,7 +143,7 @@ public class OutputTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_slow_consumer_gets_the_final_line_after_the_child_exited()
     {
         // Trinity #531: closing before draining lost the result line. The child exits immediately; we read slowly.

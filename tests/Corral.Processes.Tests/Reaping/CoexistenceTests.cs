@@ -8,7 +8,7 @@ public class CoexistenceTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task System_Diagnostics_Process_and_Corral_both_get_correct_exit_codes()
     {
         var corralRuns = Enumerable.Range(0, 40).Select(async i =>
@@ -34,7 +34,7 @@ public class CoexistenceTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task No_zombie_is_left_by_anything_Corral_started()
     {
         var pids = new List<int>();
@@ -54,7 +54,7 @@ public class CoexistenceTests
         Assert.Empty(ourZombies.Intersect(pids));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_tree_started_while_Process_waits_does_not_steal_its_exit_status()
     {
         using var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "sleep 0.3; exit 17"]))!;

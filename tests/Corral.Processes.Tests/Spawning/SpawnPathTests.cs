@@ -38,7 +38,7 @@ public sealed class SpawnPathTests : IDisposable
         Assert.True(CorralSpawn.Available, $"{CorralSpawn.FileName} was not built or not loaded: install a C compiler (cc)");
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Paths))]
     public async Task The_program_starts_contained_as_a_session_leader_with_clean_signals_and_descriptors(bool native, ContainmentMode mode)
     {
@@ -65,7 +65,7 @@ public sealed class SpawnPathTests : IDisposable
         Assert.Equal(0, result.Outcome.ExitCode);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Paths))]
     public async Task An_escapee_neither_delays_the_result_nor_survives(bool native, ContainmentMode mode)
     {

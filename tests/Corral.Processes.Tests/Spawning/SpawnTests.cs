@@ -5,7 +5,7 @@ namespace Corral.Processes.Tests.Spawning;
 
 public class SpawnTests
 {
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Arguments_are_an_argv_array_never_a_shell(ContainmentMode mode)
     {
@@ -17,14 +17,14 @@ public class SpawnTests
         Assert.Equal(mode == ContainmentMode.Cgroup ? ContainmentKind.Cgroup : ContainmentKind.Session, result.Outcome.Containment);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Bare_names_are_found_on_PATH()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("echo", "hi"), TestContext.Current.CancellationToken);
         Assert.Equal("hi\n", result.StandardOutput);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Environment_is_inherited_overridden_removed_and_tagged()
     {
         Environment.SetEnvironmentVariable("CORRAL_TEST_INHERITED", "yes");
@@ -37,14 +37,14 @@ public class SpawnTests
         Assert.Equal($"yes/set/gone/{result.Outcome.TreeId}\n", result.StandardOutput);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task An_empty_environment_holds_only_the_tree_tag()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/usr/bin/env") { InheritEnvironment = false }, TestContext.Current.CancellationToken);
         Assert.Equal($"CORRAL_TREE_ID={result.Outcome.TreeId}\n", result.StandardOutput);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Working_directory_is_applied()
     {
         var dir = Directory.CreateTempSubdirectory("corral-cwd-").FullName;
@@ -53,7 +53,7 @@ public class SpawnTests
         Directory.Delete(dir);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Child_leads_a_new_session(ContainmentMode mode)
     {
@@ -65,7 +65,7 @@ public class SpawnTests
         Assert.Equal([pid.ToString(), pid.ToString()], lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Child_starts_with_default_signal_dispositions_and_an_empty_mask(ContainmentMode mode)
     {
@@ -81,7 +81,7 @@ public class SpawnTests
         Assert.Equal(0UL, ignored & 0x7FFFFFFFUL);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Only_the_three_standard_descriptors_are_inherited()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/ls", "/proc/self/fd"), TestContext.Current.CancellationToken);
@@ -90,7 +90,7 @@ public class SpawnTests
         Assert.True(fds.Length <= 1, "unexpected inherited descriptors: " + string.Join(",", fds));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Stdin_defaults_to_dev_null()
     {
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/cat"), TestContext.Current.CancellationToken);
@@ -98,7 +98,7 @@ public class SpawnTests
         Assert.Equal(0, result.Outcome.ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Stdin_from_bytes_file_and_pipe()
     {
         var fromBytes = await ProcessTree.RunAsync(new ProcessSpec("/bin/cat") { StandardInput = InputSource.FromText("héllo\n") }, TestContext.Current.CancellationToken);
@@ -120,7 +120,7 @@ public class SpawnTests
         Assert.Equal(0, (await tree.Completion).ExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Large_stdin_write_waits_for_the_reader_without_blocking_a_thread()
     {
         var payload = new byte[4 << 20];

@@ -7,7 +7,7 @@ public class LadderTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Timeout_ends_a_SIGTERM_ignoring_tree_by_SIGKILL_within_grace_plus_a_bound(ContainmentMode mode)
     {
@@ -37,7 +37,7 @@ public class LadderTests
         Assert.Contains(outcome.Killed, k => k.Pid == outcome.Pid);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Cancellation_token_runs_the_ladder_and_a_cooperative_tree_ends_on_SIGTERM(ContainmentMode mode)
     {
@@ -61,7 +61,7 @@ public class LadderTests
         Assert.False(Proc.IsAlive(dir.AllPids()[0]));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_can_forward_SIGINT_as_the_first_signal()
     {
         await using var tree = ProcessTree.Start(new ProcessSpec("/bin/sleep", "300"), Ct);
@@ -72,7 +72,7 @@ public class LadderTests
         Assert.Equal(130, outcome.ShellExitCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Closing_stdin_first_lets_a_well_behaved_child_exit_without_a_signal()
     {
         var spec = new ProcessSpec("/bin/sh", "-c", "trap 'exit 99' TERM; cat; echo eof-seen") with
@@ -89,7 +89,7 @@ public class LadderTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_is_idempotent_and_dispose_finishes_a_running_tree()
     {
         var tree = ProcessTree.Start(new ProcessSpec("/bin/sleep", "300"), Ct);
@@ -104,7 +104,7 @@ public class LadderTests
         Assert.Equal(ExitReason.Canceled, (await other.Completion).Reason);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Linger_wait_keeps_reading_until_the_tree_is_empty(ContainmentMode mode)
     {
@@ -117,7 +117,7 @@ public class LadderTests
         Assert.True(result.Outcome.DrainAfterExit >= TimeSpan.FromMilliseconds(250));
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Linger_wait_kills_what_remains_at_the_deadline(ContainmentMode mode)
     {
@@ -136,7 +136,7 @@ public class LadderTests
         Assert.InRange(result.Outcome.DrainAfterExit, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(3));
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Linger_detach_leaves_the_escapee_running_and_returns_at_once(ContainmentMode mode)
     {
@@ -172,7 +172,7 @@ public class LadderTests
             await Proc.WaitForAsync(() => !Directory.Exists(leaf), TimeSpan.FromSeconds(5), "the emptied leaf to be removed");
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task KillLeftovers_finds_a_crashed_owners_tree_by_its_identity(ContainmentMode mode)
     {
@@ -196,7 +196,7 @@ public class LadderTests
             Assert.False(Directory.Exists(cgroup));
         await Assert.ThrowsAsync<ArgumentException>(() => ProcessTree.KillLeftoversAsync("not-a-tree-id", null));
     }
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_process_recorded_after_it_exited_is_reported_by_its_name()
     {
         // A zombie has no command line any more (it is read from the process's memory), but its name survives

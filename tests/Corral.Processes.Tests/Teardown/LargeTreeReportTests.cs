@@ -11,7 +11,7 @@ public class LargeTreeReportTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task The_report_lists_every_process_of_a_large_SIGTERM_ignoring_tree_with_its_command_line(ContainmentMode mode)
     {

@@ -9,7 +9,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
 {
     private readonly HttpClient _http = shared.Server.Http;
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Plain_answer_succeeds_with_result_cost_usage_and_ordered_events()
     {
         var r = await _http.ClaudeAsync("hello");
@@ -50,7 +50,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.NotNull(lines[0]["fake_env"]!["CORRAL_TREE_ID"]);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Tool_call_becomes_tool_use_and_tool_result_events()
     {
         var r = await _http.ClaudeAsync("tool");
@@ -66,7 +66,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("a.txt\nb.txt", result["contentPreview"]!.GetValue<string>());
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData(1)]
     [InlineData(143)]
     public async Task A_good_result_wins_over_a_bad_exit_code(int exitCode)
@@ -78,7 +78,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("done before exit " + exitCode, r.Body["result"]!["text"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Garbage_lines_are_counted_kept_and_do_not_break_the_run()
     {
         var r = await _http.ClaudeAsync("garbage");
@@ -95,7 +95,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Contains(lines, l => l.Contains("\"mystery_type\""));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_16_MiB_line_arrives_whole()
     {
         var r = await _http.ClaudeAsync("big", wait: 120);
@@ -107,7 +107,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Contains(transcript.Split('\n'), l => l.Length > 16 * 1024 * 1024);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task An_escapee_holding_stdout_does_not_delay_the_task_and_does_not_survive_it()
     {
         string workdir = Directory.CreateTempSubdirectory("corral-escapee-").FullName;
@@ -128,7 +128,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task No_result_and_no_transcript_is_lost_502()
     {
         string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
@@ -138,7 +138,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("result_lost", r.ErrorCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task No_result_but_a_final_end_turn_in_the_transcript_is_recovered()
     {
         string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
@@ -149,7 +149,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("recovered answer", r.Body["result"]!["text"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_transcript_that_does_not_end_in_end_turn_is_not_trusted()
     {
         string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
@@ -158,7 +158,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("lost", r.TaskStatus);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task An_api_error_result_is_an_agent_error_422()
     {
         var r = await _http.ClaudeAsync("apierror");
@@ -169,7 +169,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.True(r.Body["result"]!["isError"]!.GetValue<bool>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Max_turns_is_an_agent_error_with_its_subtype()
     {
         var r = await _http.ClaudeAsync("maxturns");
@@ -178,7 +178,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("Reached maximum number of turns (1)", r.Body["result"]!["text"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Stderr_lines_become_events_and_env_reaches_the_agent()
     {
         var r = await _http.ClaudeAsync("stderr");
@@ -192,7 +192,7 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Null(seen["CLAUDECODE"]);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Options_become_flags_and_mcp_servers_a_per_task_file()
     {
         var r = await _http.CreateAsync(JsonNode.Parse("""

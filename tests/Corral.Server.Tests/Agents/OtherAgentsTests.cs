@@ -8,7 +8,7 @@ public sealed class OtherAgentsTests(SharedServer shared) : IClassFixture<Shared
 {
     private readonly HttpClient _http = shared.Server.Http;
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("codex", "codex says: hi there", "command_execution", "thread-1")]
     [InlineData("gemini", "gemini says: hi there", "read_file", "gem-1")]
     public async Task Success_with_text_and_tool_events(string agent, string text, string tool, string session)
@@ -25,7 +25,7 @@ public sealed class OtherAgentsTests(SharedServer shared) : IClassFixture<Shared
         Assert.Equal(text, string.Concat(events.Where(e => e.Name == "agent.text").Select(e => e.Data!["text"]!.GetValue<string>())));
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("codex", "model refused")]
     [InlineData("gemini", "quota exceeded")]
     public async Task A_reported_failure_is_an_agent_error(string agent, string message)
@@ -36,7 +36,7 @@ public sealed class OtherAgentsTests(SharedServer shared) : IClassFixture<Shared
         Assert.Contains(message, r.Body!["error"]!["message"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Unsupported_options_are_400()
     {
         var r = await _http.CreateAsync(new { agent = "codex", prompt = "x", resumeSessionId = "abc" });

@@ -47,7 +47,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         return body;
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Plain_answer()
     {
         _api.Enqueue(FakeReply.Text("Hello from the fake API.", chunks: 3));
@@ -73,7 +73,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         Assert.NotNull(Corral.Agents.ClaudeCode.TranscriptRecovery.TryRecover(Path.Combine(_home, ".claude", "projects"), _work, session));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Bash_tool_call()
     {
         string nonce = Guid.NewGuid().ToString("N")[..10];
@@ -89,7 +89,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         Assert.Contains("ran-" + nonce, result["contentPreview"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Mcp_stdio_server_through_npx()
     {
         string pidFile = Path.Combine(_work, "mcp-" + Guid.NewGuid().ToString("N")[..8] + ".pid");
@@ -112,7 +112,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         await Proc.WaitForAsync(() => !Proc.IsAlive(pid), TimeSpan.FromSeconds(10), $"MCP server {pid} to be gone");
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_during_a_run_interrupts_and_keeps_the_result()
     {
         _api.Enqueue(FakeReply.Hang());
@@ -131,7 +131,7 @@ public sealed class RealClaudeCodeTests : IAsyncLifetime
         Assert.Contains(events, e => e.Name == "agent.notice" && e.Data!["kind"]!.GetValue<string>() == "interrupted");
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_background_process_left_by_the_Bash_tool_does_not_outlive_the_task()
     {
         string pidFile = Path.Combine(_work, "bg-" + Guid.NewGuid().ToString("N")[..8] + ".pid");

@@ -9,7 +9,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
 {
     private readonly HttpClient _http = shared.Server.Http;
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("{not json", "not a valid task")]
     [InlineData("[1,2]", "not a valid task")]
     [InlineData("null", "must be a JSON object")]
@@ -38,7 +38,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Contains(mentions, r.Body["detail"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Bad_query_values_are_400()
     {
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=-1", new { agent = "claude-code", prompt = "hello" })).Status);
@@ -47,7 +47,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?cursor=abc")).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task The_same_idempotency_key_returns_the_same_task_and_a_different_body_conflicts()
     {
         string key = "idem-" + Guid.NewGuid();
@@ -66,7 +66,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Equal("idempotency_conflict", other.Body!["code"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task List_filters_by_status_and_session_newest_first_in_pages()
     {
         var ids = new List<string>();
@@ -92,7 +92,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Null(bySession.Body["nextCursor"]);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Events_replay_from_Last_Event_ID_or_after_and_a_reconnect_misses_nothing()
     {
         var r = await _http.ClaudeAsync("sleep:1500", wait: null);
@@ -117,7 +117,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Equal("task.end", Assert.Single(tail).Name); // nothing after the end: the stream still closes with task.end
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task An_idle_stream_gets_keep_alive_comments()
     {
         var r = await _http.ClaudeAsync("sleep:2500", wait: null);
@@ -127,7 +127,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Contains(": keep-alive", comments);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task OpenApi_document_describes_the_task_endpoints()
     {
         var doc = JsonNode.Parse(await _http.GetStringAsync("/openapi/v1.json"))!;
@@ -138,7 +138,7 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.NotNull(doc["components"]!["schemas"]!["TaskRecord"]);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Health_and_readiness()
     {
         Assert.Equal(HttpStatusCode.OK, (await _http.GetAsync("/healthz")).StatusCode);

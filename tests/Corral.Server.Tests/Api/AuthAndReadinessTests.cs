@@ -8,7 +8,7 @@ namespace Corral.Server.Tests.Api;
 /// <summary>Bearer-token auth, the refusal to listen publicly without one, and honest readiness.</summary>
 public sealed class AuthAndReadinessTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task With_a_token_every_task_request_needs_it_and_health_does_not()
     {
         await using var server = await TestServer.StartAsync(token: "s3cret-token");
@@ -30,7 +30,7 @@ public sealed class AuthAndReadinessTests
         Assert.Equal(HttpStatusCode.OK, (await server.Http.ClaudeAsync("hello")).Status);
     }
 
-    [Theory]
+    [Theory(Timeout = 120_000)]
     [InlineData("http://0.0.0.0:0")]
     [InlineData("http://*:8080")]
     [InlineData("http://+:8080")]
@@ -48,7 +48,7 @@ public sealed class AuthAndReadinessTests
     [InlineData("http://[::1]:8080;http://127.0.0.2:9")]
     public void Loopback_addresses_need_no_token(string urls) => Assert.Null(CorralServer.NonLoopback(urls));
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_missing_cli_makes_its_agent_503_and_readyz_lists_it_while_other_agents_work()
     {
         await using var server = await TestServer.StartAsync(s => s["Corral:ClaudeCode:Executable"] = "/nonexistent/claude");
@@ -67,7 +67,7 @@ public sealed class AuthAndReadinessTests
         Assert.Equal(HttpStatusCode.OK, command.Status);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Readyz_is_503_when_no_agent_can_take_a_task()
     {
         await using var server = await TestServer.StartAsync(s =>

@@ -8,7 +8,7 @@ namespace Corral.Server.Tests.Recovery;
 /// <summary>What a crash or a shutdown leaves behind: interrupted records, intact logs, and no process.</summary>
 public sealed class RestartTests
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task After_kill_9_of_the_server_the_next_start_marks_the_task_interrupted_and_kills_its_tree()
     {
         string data = Directory.CreateTempSubdirectory("corral-restart-").FullName;
@@ -63,7 +63,7 @@ public sealed class RestartTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_graceful_stop_interrupts_running_tasks_through_the_ladder_and_records_them()
     {
         string data = Directory.CreateTempSubdirectory("corral-stop-").FullName;

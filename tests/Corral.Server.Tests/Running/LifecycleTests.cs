@@ -20,7 +20,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         return r.Id!;
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_interrupts_first_so_the_partial_result_and_cost_are_kept()
     {
         string id = await StartRunningAsync("slow");
@@ -46,7 +46,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("cancelled", again.TaskStatus);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_of_an_agent_that_ignores_interrupt_stdin_and_sigterm_ends_with_sigkill()
     {
         string id = await StartRunningAsync("stubborn");
@@ -57,7 +57,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Null(task["result"]);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Cancel_of_an_unknown_task_is_404_problem()
     {
         var r = await _http.CancelAsync("tsk_nope");
@@ -69,7 +69,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal(HttpStatusCode.NotFound, (await _http.GetAsync("/v1/tasks/tsk_nope/transcript")).StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Timeout_with_steady_output_is_504_timeout()
     {
         var r = await _http.ClaudeAsync("slow", wait: 60, limits: new { timeoutSeconds = 1.5, stallTimeoutSeconds = 30 });
@@ -79,7 +79,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("error_during_execution", r.Body!["result"]!["subtype"]!.GetValue<string>()); // interrupted, result kept
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Silence_is_504_stall()
     {
         var r = await _http.ClaudeAsync("silent", wait: 60, limits: new { timeoutSeconds = 60, stallTimeoutSeconds = 1 });
@@ -88,7 +88,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("stall", r.ErrorCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Wait_that_ends_first_returns_202_with_the_current_record()
     {
         var r = await _http.ClaudeAsync("sleep:3000", wait: 0.3);
@@ -99,7 +99,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("succeeded", task["status"]!.GetValue<string>());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Wait_on_a_task_cancelled_meanwhile_is_409()
     {
         // The idempotency key lets a second caller find the task the first one is waiting on.
@@ -116,7 +116,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("cancelled", r.TaskStatus);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Command_agent_output_is_events_and_the_exit_code_decides()
     {
         var ok = await _http.CreateAsync(new { agent = "command", command = new[] { "sh", "-c", "echo one; echo two >&2; cat" }, prompt = "from stdin\n" }, wait: 30);
@@ -138,7 +138,7 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("spawn_failed", missing.ErrorCode);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Command_timeout_runs_the_process_ladder()
     {
         var r = await _http.CreateAsync(new { agent = "command", command = new[] { "sleep", "300" }, limits = new { timeoutSeconds = 0.5 } }, wait: 30);

@@ -17,7 +17,7 @@ public sealed class ConcurrencyTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await _server.DisposeAsync();
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Beyond_the_pool_and_the_queue_is_429_and_the_queue_drains_in_order()
     {
         var http = _server.Http;
@@ -39,7 +39,7 @@ public sealed class ConcurrencyTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await http.ClaudeAsync("hello")).Status);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_queued_task_can_be_cancelled_without_ever_running()
     {
         var http = _server.Http;
@@ -60,7 +60,7 @@ public sealed class ConcurrencyTests : IAsyncLifetime
 /// <summary>One running task per session.</summary>
 public sealed class SessionTests(SharedServer shared) : IClassFixture<SharedServer>
 {
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task A_second_task_on_a_busy_session_is_409_until_the_first_ends()
     {
         var http = shared.Server.Http;
