@@ -19,6 +19,7 @@ internal static class Program
           scale       5. 1,000 concurrent trees of sleep: memory and threads per tree
           scan        6. pipe-holder / member scan cost with 1,000 and 5,000 processes on the machine
           server      7. Corral.Server over loopback HTTP (needs the server; see bench/README.md)
+          ingest      8. a flood of output as a server task vs `corral run`; bytes on disk; memory per SSE follower
 
         Options:
           --quick          small counts (a smoke run, minutes); results go to bench/results/quick/
@@ -59,7 +60,7 @@ internal static class Program
             }
         }
 
-        IScenario[] all = [new EscapeeScenario(), new SpawnScenario(), new ThroughputScenario(), new TeardownScenario(), new ScaleScenario(), new ScanScenario(), new ServerScenario()];
+        IScenario[] all = [new EscapeeScenario(), new SpawnScenario(), new ThroughputScenario(), new TeardownScenario(), new ScaleScenario(), new ScanScenario(), new ServerScenario(), new IngestScenario()];
         var unknown = options.Scenarios.Where(s => all.All(x => x.Key != s)).ToList();
         if (unknown.Count > 0)
         {

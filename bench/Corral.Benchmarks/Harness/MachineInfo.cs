@@ -26,6 +26,24 @@ internal sealed record MachineInfo(
             $"{memKb / 1024 / 1024.0:0.0} GiB", load, busy, cgroup, Git(repoRoot), Leftovers.CountProcesses());
     }
 
+    /// <summary>A process's resident memory (VmRSS) in bytes; 0 when it is gone.</summary>
+    public static long ResidentBytes(int pid)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        return 0;
+    }
+
     public static string LoadAverageNow() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
 
     private static string Git(string repoRoot)

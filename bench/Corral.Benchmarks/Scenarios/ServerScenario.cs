@@ -121,7 +121,7 @@ internal sealed class ServerScenario : IScenario
         }
     }
 
-    private static Process StartServer(string data, string tag, out string baseUrl)
+    internal static Process StartServer(string data, string tag, out string baseUrl)
     {
         Directory.CreateDirectory(data);
         var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

@@ -86,7 +86,7 @@ public static class TaskEndpoints
         var (plan, refusal) = services.Admission.Plan(body, Admission.NewId());
         if (refusal is not null)
             return Problems.From(refusal, context, options.RetryAfterSeconds);
-        var submission = await services.Scheduler.SubmitAsync(plan!, context.RequestAborted);
+        var submission = await services.Scheduler.SubmitAsync(plan!, acknowledgeAtOnce: seconds is null, context.RequestAborted);
         if (submission.Refusal is { } refused)
             return Problems.From(refused, context, options.RetryAfterSeconds);
 
@@ -97,7 +97,16 @@ public static class TaskEndpoints
         if (submission.Task is { } task)
         {
             var over = await Task.WhenAny(task.Ended, task.Released, Task.Delay(TimeSpan.FromSeconds(limit), services.Time, context.RequestAborted));
-            record = over == task.Ended ? await task.Ended : task.Record;
+            if (over == task.Ended)
+            {
+                record = await task.Ended;
+            }
+            else
+            {
+                // The wait ends first: the client learns of a task that has not ended, so its row must be on disk.
+                await services.Scheduler.MakeDurableAsync(task);
+                record = task.Record;
+            }
         }
 
         return TypedResults.Json(record, ApiJson.Options, statusCode: OutcomeStatus(record));

@@ -48,11 +48,11 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     public async Task A_save_during_a_lock_lands_when_the_lock_goes_and_reads_do_not_wait_meanwhile()
     {
         await using var store = Open();
-        await store.InsertAsync(new NewTask(Record("tsk_a"), "{}", "h"), default);
-        await store.InsertAsync(new NewTask(Record("tsk_b", TaskState.Succeeded), "{}", "h"), default);
+        await store.InsertAsync(new NewTask(Record("tsk_a"), "{}", "h"), Durability.Machine, default);
+        await store.InsertAsync(new NewTask(Record("tsk_b", TaskState.Succeeded), "{}", "h"), Durability.Machine, default);
 
         var other = Lock();
-        var save = store.SaveAsync(Record("tsk_a", TaskState.Succeeded) with { EndedAt = DateTimeOffset.UtcNow });
+        var save = store.SaveAsync(Record("tsk_a", TaskState.Succeeded) with { EndedAt = DateTimeOffset.UtcNow }, Durability.Machine);
         await Task.Delay(1500, TestContext.Current.CancellationToken); // several retries' worth
         Assert.False(save.IsCompleted);
 
@@ -72,11 +72,11 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
         await using var store = Open(insertTimeout: TimeSpan.FromMilliseconds(500));
         using (Lock())
         {
-            var refused = await Assert.ThrowsAsync<StoreException>(() => store.InsertAsync(new NewTask(Record("tsk_late"), "{}", "h"), default));
+            var refused = await Assert.ThrowsAsync<StoreException>(() => store.InsertAsync(new NewTask(Record("tsk_late"), "{}", "h"), Durability.Machine, default));
             Assert.Equal(StoreFailure.Unavailable, refused.Failure);
         }
 
-        await store.InsertAsync(new NewTask(Record("tsk_next"), "{}", "h"), default);
+        await store.InsertAsync(new NewTask(Record("tsk_next"), "{}", "h"), Durability.Machine, default);
         Assert.Null(await store.GetAsync("tsk_late", default));
         Assert.NotNull(await store.GetAsync("tsk_next", default));
     }
@@ -85,9 +85,9 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     public async Task A_second_task_with_the_same_idempotency_key_is_a_conflict_and_others_in_its_batch_land()
     {
         await using var store = Open();
-        await store.InsertAsync(new NewTask(Record("tsk_1", key: "k"), "{}", "h1"), default);
-        var dup = store.InsertAsync(new NewTask(Record("tsk_2", key: "k"), "{}", "h2"), default);
-        var other = store.InsertAsync(new NewTask(Record("tsk_3"), "{}", "h3"), default);
+        await store.InsertAsync(new NewTask(Record("tsk_1", key: "k"), "{}", "h1"), Durability.Machine, default);
+        var dup = store.InsertAsync(new NewTask(Record("tsk_2", key: "k"), "{}", "h2"), Durability.Machine, default);
+        var other = store.InsertAsync(new NewTask(Record("tsk_3"), "{}", "h3"), Durability.Machine, default);
         Assert.Equal(StoreFailure.Conflict, (await Assert.ThrowsAsync<StoreException>(() => dup)).Failure);
         await other;
         Assert.Equal("h1", (await store.FindByIdempotencyKeyAsync("k", default))!.RequestHash);
@@ -98,11 +98,11 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     {
         await using var store = Open();
         var old = DateTimeOffset.UtcNow.AddDays(-30);
-        await store.InsertAsync(new NewTask(Record("tsk_old"), "{}", "h"), default);
-        await store.SaveAsync(Record("tsk_old", TaskState.Succeeded) with { EndedAt = old });
-        await store.InsertAsync(new NewTask(Record("tsk_new"), "{}", "h"), default);
-        await store.SaveAsync(Record("tsk_new", TaskState.Failed) with { EndedAt = DateTimeOffset.UtcNow });
-        await store.InsertAsync(new NewTask(Record("tsk_run"), """{"agent":"command"}""", "h"), default);
+        await store.InsertAsync(new NewTask(Record("tsk_old"), "{}", "h"), Durability.Machine, default);
+        await store.SaveAsync(Record("tsk_old", TaskState.Succeeded) with { EndedAt = old }, Durability.Machine);
+        await store.InsertAsync(new NewTask(Record("tsk_new"), "{}", "h"), Durability.Machine, default);
+        await store.SaveAsync(Record("tsk_new", TaskState.Failed) with { EndedAt = DateTimeOffset.UtcNow }, Durability.Machine);
+        await store.InsertAsync(new NewTask(Record("tsk_run"), """{"agent":"command"}""", "h"), Durability.Machine, default);
         await store.SaveTreeAsync("tsk_run", new TreeIdentity(Guid.NewGuid().ToString("N"), null, 42));
 
         Assert.Equal(["tsk_old"], await store.ListEndedBeforeAsync(DateTimeOffset.UtcNow.AddDays(-14), 10, default));
@@ -140,7 +140,7 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     public async Task A_new_database_and_its_wal_are_private_to_the_server()
     {
         await using var store = Open();
-        await store.InsertAsync(new NewTask(Record("tsk_p"), "{}", "h"), default);
+        await store.InsertAsync(new NewTask(Record("tsk_p"), "{}", "h"), Durability.Machine, default);
         foreach (string file in new[] { Database, Database + "-wal", Database + "-shm" })
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
     }

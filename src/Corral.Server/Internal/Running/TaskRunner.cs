@@ -49,7 +49,6 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOption
         // In the journal before anything runs: a restart must never run again a task that may have started.
         task.Journal.AddMeta(JournalNotes.Started, new { at = started });
         ingest.Commit();
-        Save(store.SaveAsync(task.Record), task.Id);
 
         var spec = run.Spec with
         {
@@ -76,6 +75,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOption
             var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid);
             task.Journal.AddMeta(JournalNotes.Tree, identity);
             ingest.Commit();
+            // One transaction for both, without an fsync: the journal already knows the run started.
+            Save(store.SaveAsync(task.Record, Durability.Server), task.Id);
             Save(store.SaveTreeAsync(task.Id, identity), task.Id);
             var process = new AgentProcess(tree, run, _options, time, logger, task.Id);
             _ = task.StopRequested.ContinueWith(_ => process.StopAsync(), TaskScheduler.Default).Unwrap();

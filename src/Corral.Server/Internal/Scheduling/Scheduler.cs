@@ -91,8 +91,12 @@ internal sealed class Scheduler : IHostedService
         return new TaskListing(items, page.Items.Count == query.Limit ? page.LastSeq : null);
     }
 
-    /// <summary>Admits a plan: refuses it, returns the task its idempotency key names, or queues or starts it once its row is durable.</summary>
-    public async Task<Submission> SubmitAsync(TaskPlan plan, CancellationToken cancellationToken)
+    /// <summary>
+    /// Admits a plan: refuses it, returns the task its idempotency key names, or queues or starts it once its row is
+    /// written. <paramref name="acknowledgeAtOnce"/>: the caller tells the client about the task before its end (no
+    /// <c>?wait</c>), so the row must survive the machine first; otherwise the final record's fsync takes it along.
+    /// </summary>
+    public async Task<Submission> SubmitAsync(TaskPlan plan, bool acknowledgeAtOnce, CancellationToken cancellationToken)
     {
         if (_storage.IsFull)
             return Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full.");
@@ -140,10 +144,10 @@ internal sealed class Scheduler : IHostedService
         if (raced is not null)
             return await SameKeyAsync(raced, plan, cancellationToken).ConfigureAwait(false);
 
-        return await CreateAsync(plan, record, slot, cancellationToken).ConfigureAwait(false);
+        return await CreateAsync(plan, record, slot, acknowledgeAtOnce ? Durability.Machine : Durability.Server, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<Submission> CreateAsync(TaskPlan plan, TaskRecord record, bool slot, CancellationToken cancellationToken)
+    private async Task<Submission> CreateAsync(TaskPlan plan, TaskRecord record, bool slot, Durability durability, CancellationToken cancellationToken)
     {
         JournalWriter journal;
         try
@@ -172,7 +176,7 @@ internal sealed class Scheduler : IHostedService
 
         try
         {
-            await _store.InsertAsync(new NewTask(record, plan.RequestJson, plan.RequestHash), cancellationToken).ConfigureAwait(false);
+            await _store.InsertAsync(new NewTask(record, plan.RequestJson, plan.RequestHash), durability, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is StoreException or OperationCanceledException)
         {
@@ -218,7 +222,7 @@ internal sealed class Scheduler : IHostedService
     private async Task<Submission> SameKeyAsync(ActiveTask existing, TaskPlan plan, CancellationToken cancellationToken)
     {
         if (!await existing.WaitInsertedAsync(cancellationToken).ConfigureAwait(false))
-            return await SubmitAsync(plan, cancellationToken).ConfigureAwait(false); // it was refused: try again as new
+            return await SubmitAsync(plan, acknowledgeAtOnce: true, cancellationToken).ConfigureAwait(false); // it was refused: try again as new
         if (existing.Plan?.RequestHash != plan.RequestHash)
             return Submission.Refused(RefusalCode.IdempotencyConflict, $"Task {existing.Id} was created with this idempotency key and a different body.");
         return new Submission(existing, existing.Record, true, null);
@@ -243,6 +247,9 @@ internal sealed class Scheduler : IHostedService
         var live = Find(found.Record.Id);
         return new Submission(live, live?.Record ?? found.Record, true, null);
     }
+
+    /// <summary>Makes the task's row survive the machine, as it is now: before telling a client about a task that has not ended.</summary>
+    public Task MakeDurableAsync(ActiveTask task) => _store.SaveAsync(task.Record, Durability.Machine);
 
     /// <summary>Cancels a task: a queued one ends at once, a running one goes through the ladder. <c>null</c> for an unknown id.</summary>
     public async Task<TaskRecord?> CancelAsync(string id, CancellationToken cancellationToken)
@@ -421,7 +428,7 @@ internal sealed class Scheduler : IHostedService
         }
 
         var inJournal = journaled ? Task.CompletedTask : AppendEndAsync(task.Journal, final);
-        var saved = _store.SaveAsync(final);
+        var saved = _store.SaveAsync(final, Durability.Machine);
         await Task.WhenAny(inJournal, saved).ConfigureAwait(false);
         if (!inJournal.IsCompletedSuccessfully && !saved.IsCompletedSuccessfully)
             await Task.WhenAll(inJournal, saved).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

@@ -9,16 +9,17 @@ namespace Corral.Server.Internal.Storage;
 internal interface ITaskStore : IAsyncDisposable
 {
     /// <summary>
-    /// Adds a new task's row. Completes when it is durable; throws <see cref="StoreException"/> when it could not be
-    /// written in time or the disk is full, and then nothing was written.
+    /// Adds a new task's row. Completes when it is written (<paramref name="durability"/> says how far); throws
+    /// <see cref="StoreException"/> when it could not be written in time or the disk is full, and then nothing was written.
     /// </summary>
-    Task InsertAsync(NewTask task, CancellationToken cancellationToken);
+    Task InsertAsync(NewTask task, Durability durability, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Saves a task's record. Completes when it is durable. A busy, locked or full database is retried with backoff
-    /// until the write succeeds (a produced result is never given up) or the store is disposed.
+    /// Saves a task's record. Completes when it is written (<paramref name="durability"/> says how far). A busy, locked or
+    /// full database is retried with backoff until the write succeeds (a produced result is never given up) or the
+    /// store is disposed.
     /// </summary>
-    Task SaveAsync(TaskRecord record);
+    Task SaveAsync(TaskRecord record, Durability durability);
 
     /// <summary>Remembers a task's process tree, so that a start after a crash can kill what is left of it. Retried as <see cref="SaveAsync"/>.</summary>
     Task SaveTreeAsync(string id, TreeIdentity tree);
@@ -40,6 +41,16 @@ internal interface ITaskStore : IAsyncDisposable
 
     /// <summary>Finished tasks that ended before <paramref name="cutoff"/>, oldest first.</summary>
     ValueTask<IReadOnlyList<string>> ListEndedBeforeAsync(DateTimeOffset cutoff, int limit, CancellationToken cancellationToken);
+}
+
+/// <summary>How far a write must have got before it counts as done.</summary>
+internal enum Durability
+{
+    /// <summary>In the operating system's hands: it survives a crash of the server (the next write that must survive the machine takes it along).</summary>
+    Server,
+
+    /// <summary>On disk (fsync): it survives a crash of the machine. What is acknowledged to a client is written so.</summary>
+    Machine,
 }
 
 /// <summary>A new task's row: its first record, the request as received (for a restart to queue it again) and that request's hash.</summary>

@@ -22,7 +22,7 @@ namespace Corral.Server.Internal.Streaming;
 internal sealed class EventStream(Scheduler scheduler, ServerPaths paths, TimeProvider time)
 {
     /// <summary>Unflushed bytes after which a flush is awaited (the back-pressure point).</summary>
-    private const int FlushThreshold = 32 * 1024;
+    private const int FlushThreshold = 16 * 1024;
 
     /// <summary>
     /// Writes the events of task <paramref name="id"/> after <paramref name="after"/> until <c>task.end</c>, the task
@@ -31,7 +31,7 @@ internal sealed class EventStream(Scheduler scheduler, ServerPaths paths, TimePr
     public async Task WriteAsync(PipeWriter output, string id, long after, TimeSpan keepAlive, TimeSpan slowClient, CancellationToken cancellationToken)
     {
         using var reader = new JournalReader(paths.TaskDirectory(id));
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(8 * 1024);
         try
         {
             while (true)

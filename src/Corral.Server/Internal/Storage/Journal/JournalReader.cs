@@ -10,7 +10,7 @@ namespace Corral.Server.Internal.Storage.Journal;
 internal sealed class JournalReader : IDisposable
 {
     private const int BufferSize = 16 * 1024;
-    private const int AheadSize = 64 * 1024;
+    private const int AheadSize = 32 * 1024;
 
     private readonly SafeFileHandle? _journal;
     private readonly SafeFileHandle?[] _streams = new SafeFileHandle?[2];

@@ -12,7 +12,9 @@ namespace Corral.Server.Internal.Storage.Sqlite;
 /// Task records in SQLite (WAL). Reads open their own pooled connections, so they never wait behind a write nor
 /// behind another process's lock. Writes go through one writer connection: queued, committed together in one
 /// transaction (group commit: one fsync for every write that arrived meanwhile), and retried with backoff while the
-/// database is busy, locked by another process, or full. Saves of one task's record coalesce to the newest.
+/// database is busy, locked by another process, or full. Saves of one task's record coalesce to the newest. A batch
+/// is fsynced (<c>synchronous=FULL</c>) only when a write in it must survive the machine; otherwise it is committed
+/// to the WAL without an fsync (<c>NORMAL</c>), and the next fsync takes it along.
 /// </summary>
 internal sealed class SqliteTaskStore : ITaskStore
 {
@@ -32,6 +34,7 @@ internal sealed class SqliteTaskStore : ITaskStore
     private TaskCompletionSource _work = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _closing;
     private int _failures;
+    private bool _fullSync = true;
 
     public SqliteTaskStore(string path, TimeProvider time, TimeSpan insertTimeout, StorageGuard storage, ILogger<SqliteTaskStore> logger)
     {
@@ -71,9 +74,9 @@ internal sealed class SqliteTaskStore : ITaskStore
         _loop = Task.Run(WriteLoopAsync);
     }
 
-    public async Task InsertAsync(NewTask task, CancellationToken cancellationToken)
+    public async Task InsertAsync(NewTask task, Durability durability, CancellationToken cancellationToken)
     {
-        var op = new InsertOp(task);
+        var op = new InsertOp(task) { Durability = durability };
         Enqueue(op);
         try
         {
@@ -97,25 +100,27 @@ internal sealed class SqliteTaskStore : ITaskStore
         }
     }
 
-    public Task SaveAsync(TaskRecord record)
+    public Task SaveAsync(TaskRecord record, Durability durability)
     {
         lock (_gate)
         {
             if (_pendingSaves.TryGetValue(record.Id, out var waiting) && waiting.State == OpState.Pending)
             {
                 waiting.Record = record; // the newest record is the one that must land
+                if (durability > waiting.Durability)
+                    waiting.Durability = durability;
                 return waiting.Done;
             }
         }
 
-        var op = new SaveOp(record);
+        var op = new SaveOp(record) { Durability = durability };
         Enqueue(op);
         return op.Done;
     }
 
     public Task SaveTreeAsync(string id, TreeIdentity tree)
     {
-        var op = new TreeOp(id, tree);
+        var op = new TreeOp(id, tree) { Durability = Durability.Server };
         Enqueue(op);
         return op.Done;
     }
@@ -295,6 +300,14 @@ internal sealed class SqliteTaskStore : ITaskStore
             return;
         try
         {
+            bool fullSync = batch.Any(op => op.Durability == Durability.Machine);
+            if (fullSync != _fullSync)
+            {
+                using var pragma = Command(_writer, fullSync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+                pragma.ExecuteNonQuery();
+                _fullSync = fullSync;
+            }
+
             using var tx = _writer.BeginTransaction(deferred: false);
             foreach (var op in batch)
                 op.Execute(this, tx);
@@ -373,6 +386,8 @@ internal sealed class SqliteTaskStore : ITaskStore
         private Exception? _failure;
 
         public OpState State { get; set; }
+
+        public Durability Durability { get; set; } = Durability.Machine;
 
         public Task Done => _done.Task;
 
