@@ -10,18 +10,16 @@ namespace Corral.Server.Internal.Streaming;
 /// </summary>
 internal static class LineJson
 {
-    /// <summary>Read size: a multiple of 3, so each base64 piece but the last encodes without padding.</summary>
-    private const int Piece = 3 * 5461;
-
     /// <summary>Writes <c>"text":"…"</c> (plus <c>,"fragment":true</c> and <c>,"base64":"…"</c> where they apply), without braces.</summary>
     public static void WriteFields(IBufferWriter<byte> to, JournalReader reader, in JournalEntry line, byte[] buffer)
     {
         long length = TextLength(reader, line, buffer);
+        int piece = buffer.Length - buffer.Length % 3; // a multiple of 3: each base64 piece but the last encodes without padding
         to.Write("\"text\":\""u8);
         bool valid = true;
         for (long at = 0; at < length;)
         {
-            int n = reader.ReadData(line, at, buffer.AsSpan(0, (int)Math.Min(Piece, length - at)));
+            int n = reader.ReadData(line, at, buffer.AsSpan(0, (int)Math.Min(piece, length - at)));
             if (n == 0)
                 break;
             int take = at + n < length ? JsonText.CompletePrefix(buffer.AsSpan(0, n)) : n;
@@ -39,7 +37,7 @@ internal static class LineJson
         to.Write(",\"base64\":\""u8);
         for (long at = 0; at < length;)
         {
-            int n = reader.ReadData(line, at, buffer.AsSpan(0, (int)Math.Min(Piece, length - at)));
+            int n = reader.ReadData(line, at, buffer.AsSpan(0, (int)Math.Min(piece, length - at)));
             if (n == 0)
                 break;
             JsonText.WriteBase64(to, buffer.AsSpan(0, n));
