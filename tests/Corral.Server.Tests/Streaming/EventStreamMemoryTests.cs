@@ -73,6 +73,38 @@ public sealed class EventStreamMemoryTests
         }
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_follower_that_never_reads_is_dropped_and_the_server_serves_on()
+    {
+        await using var server = await TestServer.StartAsync(s => s["Corral:SlowClientSeconds"] = "1");
+        var flood = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "yes $(printf %099d 0) | head -n 200000" } }, wait: 60);
+        Assert.Equal(HttpStatusCode.OK, flood.Status);
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await socket.ConnectAsync(server.BaseAddress.Host, server.BaseAddress.Port);
+        await socket.SendAsync(Encoding.ASCII.GetBytes($"GET /v1/tasks/{flood.Id}/events HTTP/1.1\r\nHost: {server.BaseAddress.Authority}\r\n\r\n"));
+        await Task.Delay(3000, TestContext.Current.CancellationToken); // it reads nothing for longer than it may
+
+        // Reading now finds the stream cut short: far fewer bytes than its 200,000 events, then the end.
+        long received = 0;
+        var buffer = new byte[65536];
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            int n;
+            while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token)) > 0)
+                received += n;
+        }
+        catch (SocketException)
+        {
+            // a reset: dropped just the same
+        }
+
+        Assert.True(received < 200_000L * 100, $"received {received} bytes: the follower was not dropped");
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "still here" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, other.Status);
+    }
+
     /// <summary>Counts the output events of a whole stream without keeping it; returns the last event's name.</summary>
     private static async Task<(int Outputs, string? Last)> ReplayAsync(HttpClient http, string id)
     {
