@@ -16,7 +16,7 @@ if (args is ["--hold-lock", string database, string seconds])
     return 0;
 }
 
-string? urls = null, data = null, token = null;
+string? urls = null, data = null, token = null, tokenFile = null;
 var rest = new List<string>();
 for (int i = 0; i < args.Length; i++)
 {
@@ -25,9 +25,10 @@ for (int i = 0; i < args.Length; i++)
         case "--urls" when i + 1 < args.Length: urls = args[++i]; break;
         case "--data" when i + 1 < args.Length: data = args[++i]; break;
         case "--token" when i + 1 < args.Length: token = args[++i]; break;
+        case "--token-file" when i + 1 < args.Length: tokenFile = args[++i]; break;
         default: rest.Add(args[i]); break;
     }
 }
 
 using var stop = new CancellationTokenSource();
-return await CorralServer.RunAsync(new ServerOptions { Urls = urls, DataDirectory = data, Token = token }, rest.ToArray(), stop.Token);
+return await CorralServer.RunAsync(new ServerOptions { Urls = urls, DataDirectory = data, Token = token, TokenFile = tokenFile }, rest.ToArray(), stop.Token);

@@ -98,7 +98,16 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
         {
             string file = Path.Combine(request.TaskDirectory, "mcp.json");
             var config = new JsonObject { ["mcpServers"] = servers.DeepClone() };
-            File.WriteAllText(file, config.ToJsonString());
+            // The server's files are its own (0600): MCP configurations carry credentials.
+            using (var stream = new FileStream(file, new FileStreamOptions
+            {
+                Mode = FileMode.Create,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            {
+                stream.Write(Encoding.UTF8.GetBytes(config.ToJsonString()));
+            }
             args.AddRange(["--mcp-config", file, "--strict-mcp-config"]);
         }
 

@@ -20,8 +20,13 @@ internal static class ServeCommand
         };
         var token = new Option<string?>("--token")
         {
-            Description = $"Require 'Authorization: Bearer TOKEN' on every API call (also from ${CorralServer.TokenVariable}). Mandatory on a non-loopback address.",
+            Description = $"Require 'Authorization: Bearer TOKEN' on every API call (also from ${CorralServer.TokenVariable}). Mandatory on a non-loopback address. Visible in ps: prefer --token-file.",
             HelpName = "TOKEN",
+        };
+        var tokenFile = new Option<string?>("--token-file")
+        {
+            Description = "Read the token from FILE (its content, trimmed), so it does not appear in the process list.",
+            HelpName = "FILE",
         };
 
         var serve = new DocumentedCommand("serve",
@@ -47,8 +52,9 @@ internal static class ServeCommand
         serve.Add(urls);
         serve.Add(data);
         serve.Add(token);
+        serve.Add(tokenFile);
         serve.SetAction((parse, cancellationToken) => CorralServer.RunAsync(
-            new ServerOptions { Urls = parse.GetValue(urls), DataDirectory = parse.GetValue(data), Token = parse.GetValue(token) },
+            new ServerOptions { Urls = parse.GetValue(urls), DataDirectory = parse.GetValue(data), Token = parse.GetValue(token), TokenFile = parse.GetValue(tokenFile) },
             parse.UnmatchedTokens.ToArray(),
             cancellationToken));
         return serve;

@@ -66,8 +66,15 @@ public sealed record CreateTaskRequest
     /// <summary>Claude's <c>mcpServers</c> object.</summary>
     public JsonObject? McpServers { get; init; }
 
-    /// <summary>Extra environment variables for the agent.</summary>
+    /// <summary>Extra environment variables for the agent (kept with the task, shown nowhere else).</summary>
     public Dictionary<string, string>? Env { get; init; }
+
+    /// <summary>
+    /// Secret environment variables for the agent (name → value, at least 4 characters). Their values are never stored:
+    /// wherever the task's output, events and records are kept or sent, each occurrence reads <c>[secret:NAME]</c>.
+    /// A task with secrets is not queued again after a restart (its secrets are gone with the server process).
+    /// </summary>
+    public Dictionary<string, string>? Secrets { get; init; }
 
     /// <summary>The same key returns the same task.</summary>
     public string? IdempotencyKey { get; init; }

@@ -73,7 +73,7 @@ public static class TaskEndpoints
         }
         catch (JsonException e)
         {
-            return Problems.Invalid(context, JsonField(e.Path), "the body is not a valid task: " + e.Message);
+            return Problems.Invalid(context, UnknownField(e) ?? JsonField(e.Path), JsonProblem(e));
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -242,6 +242,27 @@ public static class TaskEndpoints
         {
             context.Abort();
         }
+    }
+
+    /// <summary>What is wrong with a body the serializer refused, in the API's words (not .NET's type names).</summary>
+    private static string JsonProblem(JsonException e) => e.Message switch
+    {
+        var m when m.Contains("could not be converted", StringComparison.Ordinal) => "has the wrong type (see the API's schema: /openapi/v1.json).",
+        var m when m.StartsWith("Duplicate property", StringComparison.Ordinal) => "appears twice in the body.",
+        var m when m.Contains("could not be mapped", StringComparison.Ordinal) => "is not a field of a task (a typo?).",
+        _ => "the body is not valid JSON of a task: " + e.Message,
+    };
+
+    /// <summary>The name of a field that is not in the schema, from the serializer's message ("The JSON property 'x' could not be mapped…").</summary>
+    private static string? UnknownField(JsonException e)
+    {
+        if (!e.Message.Contains("could not be mapped", StringComparison.Ordinal))
+            return null;
+        int open = e.Message.IndexOf('\'');
+        int close = open < 0 ? -1 : e.Message.IndexOf('\'', open + 1);
+        string name = close > open ? e.Message[(open + 1)..close] : "";
+        string parent = JsonField(e.Path);
+        return parent.Length == 0 ? name : parent + "." + name;
     }
 
     /// <summary>The API's field name for a JSON path from the serializer (<c>$.limits.timeoutSeconds</c> → <c>limits.timeoutSeconds</c>).</summary>

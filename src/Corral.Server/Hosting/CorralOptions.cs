@@ -84,4 +84,16 @@ public sealed class AgentOptions
 
     /// <summary>Arguments added to every launch (Claude Code).</summary>
     public List<string> ExtraArguments { get; set; } = [];
+
+    /// <summary>Variables every task of this agent gets (name → value), on top of the minimal environment.</summary>
+    public Dictionary<string, string> Environment { get; set; } = [];
+
+    /// <summary>Names of the server's own environment variables passed to this agent's tasks (e.g. <c>PATH</c> additions, proxies).</summary>
+    public List<string> PassEnvironment { get; set; } = [];
+
+    /// <summary>Secret variables every task of this agent gets (name → value): masked wherever the task's output is kept or sent.</summary>
+    public Dictionary<string, string> Secrets { get; set; } = [];
+
+    /// <summary>Names of the server's own environment variables passed as secrets (e.g. <c>ANTHROPIC_API_KEY</c>): masked like <see cref="Secrets"/>.</summary>
+    public List<string> PassSecrets { get; set; } = [];
 }

@@ -62,8 +62,13 @@ public static class CorralServer
         await using (app.ConfigureAwait(false))
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
-            foreach (string address in Addresses(app))
-                Console.WriteLine($"Corral listening on {address}");
+            var guard = app.Services.GetRequiredService<BindGuard>();
+            if (guard.Violation is null)
+            {
+                foreach (string address in Addresses(app))
+                    Console.WriteLine($"Corral listening on {address}");
+            }
+
             try
             {
                 await app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
@@ -71,6 +76,12 @@ public static class CorralServer
             finally
             {
                 await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            if (guard.Violation is { } violation)
+            {
+                await Console.Error.WriteLineAsync("corral serve: " + violation).ConfigureAwait(false);
+                return 2;
             }
         }
 
@@ -89,7 +100,8 @@ public static class CorralServer
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
         string urls = options.Urls ?? builder.Configuration["Corral:Urls"] ?? ServerOptions.DefaultUrls;
-        string? token = options.Token ?? builder.Configuration["Corral:Token"] ?? Environment.GetEnvironmentVariable(TokenVariable);
+        string? token = options.Token ?? ReadTokenFile(options.TokenFile ?? builder.Configuration["Corral:TokenFile"])
+            ?? builder.Configuration["Corral:Token"] ?? Environment.GetEnvironmentVariable(TokenVariable);
         if (token is { Length: 0 })
             token = null;
         string data = Path.GetFullPath(options.DataDirectory ?? builder.Configuration["Corral:DataDirectory"] ?? ServerOptions.DefaultDataDirectory);
@@ -108,11 +120,34 @@ public static class CorralServer
             .Validate(o => o.MaxOutputBytes >= 1 && o.MaxRequestBodyBytes >= 1024, "Corral:MaxOutputBytes must be positive and Corral:MaxRequestBodyBytes at least 1024.")
             .ValidateOnStart();
         builder.Services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
-        builder.Services.AddProblemDetails();
+        // Every error response carries a machine-readable code, the framework's own (404, 405, 500…) included.
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = c =>
+        {
+            c.ProblemDetails.Extensions.TryAdd("code", c.ProblemDetails.Status switch
+            {
+                404 => "not_found",
+                405 => "method_not_allowed",
+                413 => "payload_too_large",
+                415 => "unsupported_media_type",
+                >= 500 => "internal_error",
+                _ => "invalid_request",
+            });
+        });
         builder.Services.AddOpenApi();
         AddTaskCore(builder.Services, data, corral.WorkspaceRoot);
 
+        var guard = new BindGuard(token is not null);
+        builder.Services.AddSingleton(guard);
         var app = builder.Build();
+        // The addresses given by --urls were checked above; what was really bound (Kestrel endpoints from any
+        // configuration source, environment, appsettings.json) is checked here, and nothing is served until it is.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            guard.Check(Addresses(app));
+            if (guard.Violation is not null)
+                app.Lifetime.StopApplication();
+        });
+        app.Use(guard.Gate);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         if (token is not null)
@@ -136,6 +171,7 @@ public static class CorralServer
         services.AddCorralAgent("Codex", o => new CodexAdapter(o.Executable ?? "codex"));
         services.AddCorralAgent("Gemini", o => new GeminiAdapter(o.Executable ?? "gemini"));
         services.AddSingleton<AgentCatalog>();
+        services.AddSingleton(ServerEnvironment.Current());
         services.AddSingleton<Admission>();
         services.AddSingleton<StorageGuard>();
         services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
@@ -150,6 +186,21 @@ public static class CorralServer
         services.AddHostedService<Recovery>();
         services.AddHostedService(sp => sp.GetRequiredService<Scheduler>());
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
+    }
+
+    private static string? ReadTokenFile(string? path)
+    {
+        if (path is null)
+            return null;
+        try
+        {
+            string token = File.ReadAllText(path).Trim();
+            return token.Length > 0 ? token : throw new ServerConfigurationException($"the token file '{path}' is empty.");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ServerConfigurationException($"cannot read the token file '{path}': {e.Message}");
+        }
     }
 
     /// <summary>The first address in <paramref name="urls"/> that is not loopback, or <c>null</c>.</summary>

@@ -20,4 +20,7 @@ public sealed record ServerOptions
     /// <c>CORRAL_TOKEN</c> environment variable. Required to listen on anything but a loopback address.
     /// </summary>
     public string? Token { get; init; }
+
+    /// <summary>A file whose content (trimmed) is the token: unlike <see cref="Token"/>, it does not show in <c>ps</c>.</summary>
+    public string? TokenFile { get; init; }
 }

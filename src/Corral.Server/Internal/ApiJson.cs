@@ -8,8 +8,16 @@ internal static class ApiJson
 {
     public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
 
-    /// <summary>Request bodies: unknown fields are errors, so a typo is not silently ignored.</summary>
-    public static JsonSerializerOptions Strict { get; } = new(Options) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+    /// <summary>
+    /// Request bodies: unknown fields, duplicate fields and numbers in strings (<c>"Infinity"</c>, <c>"5"</c>) are errors,
+    /// so a typo or an ambiguity is never silently read one way.
+    /// </summary>
+    public static JsonSerializerOptions Strict { get; } = new(Options)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        AllowDuplicateProperties = false,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
 
     public static JsonSerializerOptions Configure(JsonSerializerOptions options)
     {

@@ -33,6 +33,28 @@ internal static partial class Libc
         private unsafe fixed int _spare[6];
     }
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint realpath(string path, nint resolved);
+
+    [LibraryImport("libc")]
+    private static partial void free(nint pointer);
+
+    /// <summary>The canonical path of an existing <paramref name="path"/>, every symbolic link resolved; <c>null</c> if it does not resolve.</summary>
+    public static string? RealPath(string path)
+    {
+        nint resolved = realpath(path, 0);
+        if (resolved == 0)
+            return null;
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            free(resolved);
+        }
+    }
+
     /// <summary>Makes a file's data (and the size needed to read it) durable. Throws on failure.</summary>
     public static void DataSync(SafeFileHandle file)
     {

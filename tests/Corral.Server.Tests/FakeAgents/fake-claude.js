@@ -154,6 +154,12 @@ async function run(prompt) {
     case 'env':
       result(JSON.stringify({ CLAUDECODE: process.env.CLAUDECODE ?? null, FOO: process.env.FOO ?? null }));
       return exitAfterStdin();
+    case 'secret':
+      // Echoes its secret everywhere it can: text, a tool input, stderr, the result.
+      text('the key is ' + process.env.MY_SECRET);
+      process.stderr.write('stderr has ' + process.env.MY_SECRET + '\n');
+      result('result has ' + process.env.MY_SECRET);
+      return exitAfterStdin();
     case 'stderr':
       for (let i = 0; i < 3; i++) process.stderr.write('warning ' + i + '\n');
       result('with stderr');

@@ -20,7 +20,8 @@ internal sealed class ServerProcess
     /// <summary>The server's resident memory now, from /proc.</summary>
     public long ResidentBytes => Proc.ResidentBytes(_process.Id);
 
-    public static async Task<ServerProcess> StartAsync(string data, Action<Dictionary<string, string>>? configure = null)
+    public static async Task<ServerProcess> StartAsync(string data, Action<Dictionary<string, string>>? configure = null,
+        IReadOnlyDictionary<string, string>? environment = null, string[]? arguments = null)
     {
         string host = HostPath();
         Assert.True(File.Exists(host), $"{host} is missing: build the solution");
@@ -31,6 +32,10 @@ internal sealed class ServerProcess
         configure?.Invoke(settings);
         foreach (var (key, value) in settings)
             info.ArgumentList.Add($"--{key}={value}");
+        foreach (string a in arguments ?? [])
+            info.ArgumentList.Add(a);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            info.Environment[key] = value;
         var process = Process.Start(info)!;
         var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         process.OutputDataReceived += (_, e) =>

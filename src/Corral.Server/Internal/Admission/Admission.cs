@@ -14,7 +14,7 @@ namespace Corral.Server.Internal.Admission;
 /// here (numbers against documented ranges), the agent's own rules through its adapter, the working directory against
 /// the file system. Nothing is created, so a refused request leaves no row, no file and no descriptor.
 /// </summary>
-internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> options, ServerPaths paths)
+internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> options, ServerPaths paths, ServerEnvironment server)
 {
     /// <summary>The largest <c>limits.timeoutSeconds</c> and <c>limits.stallTimeoutSeconds</c>: 7 days.</summary>
     public const double MaxTimeoutSeconds = 7 * 24 * 3600;
@@ -47,10 +47,14 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             errors.Add(new("limits.maxTurns", $"must be 1 to {MaxTurns}."));
         if (limits?.MaxOutputBytes is { } cap && (cap < 1 || cap > _options.MaxOutputBytes))
             errors.Add(new("limits.maxOutputBytes", $"must be 1 to {_options.MaxOutputBytes} (Corral:MaxOutputBytes)."));
-        foreach (var (key, value) in body.Env ?? [])
+        CheckVariables(body.Env, "env", errors);
+        CheckVariables(body.Secrets, "secrets", errors);
+        foreach (var (key, value) in body.Secrets ?? [])
         {
-            if (key.Length == 0 || key.Contains('=') || key.Contains('\0') || value is null || value.Contains('\0'))
-                errors.Add(new($"env.{key}", "names must be non-empty without '=' or NUL, values strings without NUL."));
+            if (value is { Length: < Secrets.SecretMask.MinLength })
+                errors.Add(new($"secrets.{key}", $"a secret is at least {Secrets.SecretMask.MinLength} characters (shorter ones cannot be told from ordinary text)."));
+            if (body.Env?.ContainsKey(key) == true)
+                errors.Add(new($"secrets.{key}", "also in env: a variable is one or the other."));
         }
 
         if (body.IdempotencyKey is { Length: 0 or > MaxIdempotencyKeyLength })
@@ -60,6 +64,8 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
         if (errors.Count > 0)
             return (null, Refusal.Invalid(errors));
 
+        var (environment, secrets) = TaskEnvironment.Build(id, entry.Options, body.Env, body.Secrets, server);
+        var mask = Secrets.SecretMask.Create(secrets);
         var request = new AgentRequest
         {
             Prompt = body.Prompt,
@@ -74,7 +80,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             DisallowedTools = body.Permissions?.DisallowedTools,
             AppendSystemPrompt = body.AppendSystemPrompt,
             McpServers = body.McpServers,
-            Environment = body.Env,
+            Environment = environment,
         };
         string? newSessionId = entry.Adapter.NewSessionId(request);
         request = request with { NewSessionId = newSessionId };
@@ -85,7 +91,11 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
 
         double timeout = limits?.TimeoutSeconds ?? _options.DefaultTimeoutSeconds;
         double stall = limits?.StallTimeoutSeconds ?? _options.DefaultStallTimeoutSeconds;
-        string json = JsonSerializer.Serialize(body, ApiJson.Options);
+        // What is kept of the request: secret values never, and nowhere else in it either.
+        var kept = body.Secrets is null ? body : body with { Secrets = body.Secrets.ToDictionary(kv => kv.Key, kv => $"[secret:{kv.Key}]") };
+        string json = JsonSerializer.Serialize(kept, ApiJson.Options);
+        if (mask is not null)
+            json = mask.Apply(json);
         return (new TaskPlan
         {
             Id = id,
@@ -101,8 +111,21 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             IdempotencyKey = body.IdempotencyKey,
             Metadata = body.Metadata,
             RequestJson = json,
+            Mask = mask,
+            HasRequestSecrets = body.Secrets is { Count: > 0 },
             RequestHash = Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(json))),
         }, null);
+    }
+
+    private static void CheckVariables(Dictionary<string, string>? variables, string field, List<FieldError> errors)
+    {
+        foreach (var (key, value) in variables ?? [])
+        {
+            if (key.Length == 0 || key.Contains('=') || key.Contains('\0') || value is null || value.Contains('\0'))
+                errors.Add(new($"{field}.{key}", "names must be non-empty without '=' or NUL, values strings without NUL."));
+            else if (TaskEnvironment.Reserved.Contains(key))
+                errors.Add(new($"{field}.{key}", "reserved for Corral."));
+        }
     }
 
     /// <summary>A new task id: time-ordered, so ids sort by creation.</summary>

@@ -40,4 +40,10 @@ internal sealed record TaskPlan
 
     /// <summary>The request's hash: the same idempotency key with another body is a conflict.</summary>
     public required string RequestHash { get; init; }
+
+    /// <summary>The task's secret values, to be masked in everything kept or sent; <c>null</c> when it has none.</summary>
+    public Secrets.SecretMask? Mask { get; init; }
+
+    /// <summary>Whether the request carried secrets of its own (which no restart can bring back).</summary>
+    public bool HasRequestSecrets { get; init; }
 }

@@ -28,9 +28,9 @@ internal static class Workdirs
 
         string root = Path.GetFullPath(workspaceRoot);
         string inside = Path.GetFullPath(Path.Combine(root, workdir));
-        if (!inside.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        if (!inside.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) || !StaysInside(inside, root))
         {
-            errors.Add(new("workdir", "a relative workdir must stay inside the workspace root."));
+            errors.Add(new("workdir", "a relative workdir must stay inside the workspace root (and not leave it through a symbolic link)."));
             return (null, false);
         }
 
@@ -41,5 +41,37 @@ internal static class Workdirs
         }
 
         return (inside, true);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="path"/> (under <paramref name="root"/> as written) is still under it once every symbolic link
+    /// on the way is followed: the deepest part that exists now is resolved, and the rest will be created as directories.
+    /// The runner checks again after creating it, right before the task starts.
+    /// </summary>
+    public static bool StaysInside(string path, string root)
+    {
+        string? realRoot = Interop.Libc.RealPath(root) ?? root;
+        for (string? existing = path; existing is not null && existing.Length >= root.Length; existing = Path.GetDirectoryName(existing))
+        {
+            if (!Path.Exists(existing) && !IsLink(existing))
+                continue;
+            if (Interop.Libc.RealPath(existing) is not { } real)
+                return false; // a dangling link, or one we may not follow
+            return real == realRoot || real.StartsWith(realRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        }
+
+        return true; // nothing of it exists yet, not even the root
+    }
+
+    private static bool IsLink(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget is not null;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 }

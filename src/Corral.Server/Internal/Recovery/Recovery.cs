@@ -58,7 +58,9 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         if (record.Status == TaskState.Queued && !started && treeIdentity is null)
         {
             var body = JsonSerializer.Deserialize<CreateTaskRequest>(left.RequestJson, ApiJson.Options);
-            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request is empty.")) : admission.Plan(body, record.Id);
+            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request is empty."))
+                : body.Secrets is { Count: > 0 } ? (null, new Refusal(RefusalCode.InvalidRequest, "its secrets were kept in the previous server process's memory only."))
+                : admission.Plan(body, record.Id);
             if (plan is not null)
             {
                 scheduler.Requeue(plan with { RequestJson = left.RequestJson }, record);

@@ -23,13 +23,22 @@ internal sealed class OutputIngest
     private readonly Framer[] _framers;
     private readonly TailBuffer _tail = new(AgentRuns.TailLength);
     private readonly long[] _dropped = new long[2];
+    private readonly Secrets.SecretMask.Pass[]? _masks;
+    private readonly ArrayBufferWriter<byte>? _masked;
     private int _stderrEvents;
 
-    public OutputIngest(JournalWriter journal, IAgentRun run, long maxStoredBytes)
+    public OutputIngest(JournalWriter journal, IAgentRun run, long maxStoredBytes, Secrets.SecretMask? mask = null)
     {
         _journal = journal;
         _run = run;
         _maxStoredBytes = maxStoredBytes;
+        if (mask is not null)
+        {
+            // Secret values are replaced before anything is stored, parsed or sent.
+            _masks = [mask.Start(), mask.Start()];
+            _masked = new ArrayBufferWriter<byte>();
+        }
+
         int maxLine = Math.Max(4, run.Spec.Limits.MaxLineLength);
         _framers = [new Framer(OutputStream.StandardOutput, maxLine, !run.LinesAreEvents), new Framer(OutputStream.StandardError, maxLine, !run.LinesAreEvents)];
     }
@@ -53,6 +62,19 @@ internal sealed class OutputIngest
 
     /// <summary>Takes one chunk as read from a pipe.</summary>
     public void Write(OutputStream stream, ReadOnlySpan<byte> chunk)
+    {
+        if (_masks is null)
+        {
+            Take(stream, chunk);
+            return;
+        }
+
+        _masked!.Clear();
+        _masks[Index(stream)].Write(chunk, _masked);
+        Take(stream, _masked.WrittenSpan);
+    }
+
+    private void Take(OutputStream stream, ReadOnlySpan<byte> chunk)
     {
         if (stream == OutputStream.StandardOutput)
             _tail.Append(chunk);
@@ -87,9 +109,19 @@ internal sealed class OutputIngest
         }
     }
 
-    /// <summary>The streams have ended: the last lines without a newline.</summary>
+    /// <summary>The streams have ended: what the masks held back, then the last lines without a newline.</summary>
     public void Complete()
     {
+        if (_masks is not null)
+        {
+            foreach (var stream in new[] { OutputStream.StandardOutput, OutputStream.StandardError })
+            {
+                _masked!.Clear();
+                _masks[Index(stream)].Flush(_masked);
+                Take(stream, _masked.WrittenSpan);
+            }
+        }
+
         foreach (var framer in _framers)
             framer.Finish(this);
     }

@@ -15,7 +15,7 @@ namespace Corral.Server.Internal.Running;
 /// takes its output into the journal, enforces its deadlines, and stops it through the ladder when asked (agent
 /// interrupt first, then close stdin, SIGTERM, SIGKILL). It decides nothing about the task's final status.
 /// </summary>
-internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
+internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerPaths paths, IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
 {
     /// <summary>Unread output the process core may hold per stream before the child waits for us (the ingest is fast).</summary>
     private const long BufferedBytes = 1 << 20;
@@ -29,7 +29,14 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOption
         try
         {
             if (plan.CreateWorkdir)
-                Directory.CreateDirectory(plan.Request.WorkingDirectory);
+            {
+                Files.CreatePrivateDirectory(plan.Request.WorkingDirectory);
+                // A link planted in the workspace root since admission must not take the task out of it.
+                if (!plan.Request.WorkingDirectory.StartsWith(task.Journal.Directory, StringComparison.Ordinal)
+                    && !Admission.Workdirs.StaysInside(plan.Request.WorkingDirectory, paths.WorkspaceRoot))
+                    return Failed(ErrorCodes.SpawnFailed, "The working directory leaves the workspace root through a symbolic link.");
+            }
+
             run = plan.Adapter.Prepare(plan.Request);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -44,7 +51,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOption
 
         var started = time.GetUtcNow();
         task.Record = task.Record with { Status = TaskState.Running, StartedAt = started };
-        var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes);
+        var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask);
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.
         task.Journal.AddMeta(JournalNotes.Started, new { at = started });
@@ -52,6 +59,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, IOption
 
         var spec = run.Spec with
         {
+            // The environment is the one admission built (the request's holds all of it): nothing of the server's.
+            InheritEnvironment = false,
             Teardown = new TeardownOptions
             {
                 CloseInputGrace = TimeSpan.FromSeconds(_options.CloseInputGraceSeconds),

@@ -9,32 +9,46 @@ namespace Corral.Server.Internal.Scheduling;
 /// A task the server holds in memory: queued, running, or ended with its final record not yet in the database. Its
 /// record here is at least as new as the stored one, so reads consult it first.
 /// </summary>
-internal sealed class ActiveTask(string id, TaskPlan? plan, TaskRecord record, JournalWriter journal)
+internal sealed class ActiveTask
 {
     private readonly TaskCompletionSource<bool> _inserted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<TaskRecord> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<StopReason> _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private volatile TaskRecord _record = record;
+    private volatile TaskRecord _record;
+
+    public ActiveTask(string id, TaskPlan? plan, TaskRecord record, JournalWriter journal)
+    {
+        Id = id;
+        Plan = plan;
+        Journal = journal;
+        journal.Mask = plan?.Mask;
+        _record = Masked(record);
+    }
 
     public ActiveTask(TaskPlan plan, TaskRecord record, JournalWriter journal) : this(plan.Id, plan, record, journal) { }
 
-    public string Id => id;
+    public string Id { get; }
 
     /// <summary>What the task runs; <c>null</c> for a task recovered only to record its end.</summary>
-    public TaskPlan? Plan => plan;
+    public TaskPlan? Plan { get; }
 
-    public string? SessionKey => plan?.SessionKey;
+    public string? SessionKey => Plan?.SessionKey;
 
-    public string? IdempotencyKey => plan?.IdempotencyKey;
+    public string? IdempotencyKey => Plan?.IdempotencyKey;
 
-    public JournalWriter Journal => journal;
+    public JournalWriter Journal { get; }
 
+    /// <summary>The newest record; secret values are masked in it as it is set, before anyone can read or store it.</summary>
     public TaskRecord Record
     {
         get => _record;
-        set => _record = value;
+        set => _record = Masked(value);
     }
+
+    private TaskRecord Masked(TaskRecord record) => Plan?.Mask is { } mask
+        ? System.Text.Json.JsonSerializer.Deserialize<TaskRecord>(mask.Apply(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(record, ApiJson.Options)), ApiJson.Options)!
+        : record;
 
     /// <summary>Completes with the final record once it is durable (in the journal or the database).</summary>
     public Task<TaskRecord> Ended => _ended.Task;

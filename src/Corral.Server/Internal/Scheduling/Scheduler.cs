@@ -176,7 +176,7 @@ internal sealed class Scheduler : IHostedService
 
         try
         {
-            await _store.InsertAsync(new NewTask(record, plan.RequestJson, plan.RequestHash), durability, cancellationToken).ConfigureAwait(false);
+            await _store.InsertAsync(new NewTask(task.Record, plan.RequestJson, plan.RequestHash), durability, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is StoreException or OperationCanceledException)
         {
@@ -417,6 +417,7 @@ internal sealed class Scheduler : IHostedService
     private async Task PublishAsync(ActiveTask task, TaskRecord final, bool heldSlot, bool journaled = false)
     {
         task.Record = final;
+        final = task.Record; // masked
         lock (_gate)
         {
             ForgetLocked(task);

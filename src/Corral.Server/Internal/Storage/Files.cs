@@ -8,10 +8,21 @@ internal static class Files
     public const UnixFileMode PrivateDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     public const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    /// <summary>Creates <paramref name="path"/> and every missing directory above it, each 0700.</summary>
     public static void CreatePrivateDirectory(string path)
     {
-        if (!Directory.Exists(path))
-            Directory.CreateDirectory(path, PrivateDirectory);
+        if (Directory.Exists(path))
+            return;
+        if (Path.GetDirectoryName(path) is { } parent && !Directory.Exists(parent))
+            CreatePrivateDirectory(parent);
+        Directory.CreateDirectory(path, PrivateDirectory);
+    }
+
+    /// <summary>Narrows an existing directory (the data directory an operator made) to its owner.</summary>
+    public static void MakePrivate(string directory)
+    {
+        if ((File.GetUnixFileMode(directory) & ~PrivateDirectory) != 0)
+            File.SetUnixFileMode(directory, PrivateDirectory);
     }
 
     public static SafeFileHandle OpenPrivate(string path, FileMode mode)

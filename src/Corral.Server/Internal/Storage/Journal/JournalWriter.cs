@@ -41,6 +41,9 @@ internal sealed class JournalWriter : IDisposable
 
     public string Directory => _directory;
 
+    /// <summary>Secret values to mask in every event and note written from now on.</summary>
+    public Secrets.SecretMask? Mask { get; set; }
+
     /// <summary>Length of the journal that readers may read.</summary>
     public long Committed => Volatile.Read(ref _committed);
 
@@ -174,13 +177,15 @@ internal sealed class JournalWriter : IDisposable
     /// <summary>Stages a note of the server's own (not an event: never sent to clients).</summary>
     public void AddMeta(string name, object data)
     {
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
+        byte[] json = Masked(JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options));
         lock (_gate)
             JournalFormat.WriteMeta(_staged, name, json);
     }
 
     /// <summary>Stages an event whose data is <paramref name="data"/> in the API's JSON.</summary>
-    public void AddEvent(string name, object data) => AddEvent(name, JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options));
+    public void AddEvent(string name, object data) => AddEvent(name, Masked(JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options)));
+
+    private byte[] Masked(byte[] json) => Mask is { } mask ? mask.Apply(json) : json;
 
     /// <summary>Writes what is staged (one write) and wakes the readers. On failure, nothing of it is visible and it stays staged.</summary>
     public void Commit()
