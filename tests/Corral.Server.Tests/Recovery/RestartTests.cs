@@ -117,6 +117,9 @@ public sealed class RestartTests
                 queued.Add(q.Id!);
             }
 
+            var withSecret = await first.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, secrets = new { KEY = "a-secret-value" } });
+            Assert.Equal("queued", withSecret.TaskStatus);
+
             first.Kill();
             second = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
             Assert.Equal("interrupted", (await second.Http.GetTaskAsync(running.Id!)).TaskStatus);
@@ -129,6 +132,11 @@ public sealed class RestartTests
 
             var events = await second.Http.ReadEventsAsync(queued[0]);
             Assert.Equal(["task.status", "task.status", "output", "task.status", "task.result", "task.end"], events.Select(e => e.Name));
+
+            // Its secret was never stored: it cannot run as it was asked to, so it is not run at all.
+            var secretTask = (await second.Http.GetTaskAsync(withSecret.Id!)).Body!;
+            Assert.Equal("interrupted", secretTask["status"]!.GetValue<string>());
+            Assert.Contains("secrets", secretTask["error"]!["message"]!.GetValue<string>());
         }
         finally
         {

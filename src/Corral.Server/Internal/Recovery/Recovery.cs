@@ -58,9 +58,20 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         if (record.Status == TaskState.Queued && !started && treeIdentity is null)
         {
             var body = JsonSerializer.Deserialize<CreateTaskRequest>(left.RequestJson, ApiJson.Options);
-            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request is empty."))
-                : body.Secrets is { Count: > 0 } ? (null, new Refusal(RefusalCode.InvalidRequest, "its secrets were kept in the previous server process's memory only."))
-                : admission.Plan(body, record.Id);
+            var now = time.GetUtcNow();
+            if (body?.Secrets is { Count: > 0 })
+            {
+                // Its secrets lived in the memory of the process that accepted it, nowhere else: it cannot run as asked.
+                _ = scheduler.FinishRecoveredAsync(record with
+                {
+                    Status = TaskState.Interrupted,
+                    EndedAt = now,
+                    Error = new TaskError(ErrorCodes.Interrupted, "The server stopped while the task was queued; its secrets are never stored, so it was not queued again: create it again."),
+                }, journaled: false);
+                return;
+            }
+
+            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request is empty.")) : admission.Plan(body, record.Id);
             if (plan is not null)
             {
                 scheduler.Requeue(plan with { RequestJson = left.RequestJson }, record);
@@ -68,7 +79,6 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
                 return;
             }
 
-            var now = time.GetUtcNow();
             _ = scheduler.FinishRecoveredAsync(record with
             {
                 Status = TaskState.Failed,
