@@ -73,6 +73,14 @@ public sealed class ProcessTree : IAsyncDisposable
     public Stream StandardInput => _supervisor.StandardInput as Stream
         ?? throw new InvalidOperationException("Standard input is not a pipe: start the tree with InputSource.Pipe.");
 
+    /// <summary>
+    /// The tree's live processes right now (the live ledger): pid, parent, command line, state, resident memory,
+    /// CPU time, and how each was found (the leaf in cgroup mode; the session, tag, pipes and exclusive uid in
+    /// session mode; the exclusive uid outside the leaf). Only reads <c>/proc</c>, never signals. Empty once the
+    /// tree is finished.
+    /// </summary>
+    public IReadOnlyList<LiveProcess> GetProcesses() => _supervisor.GetProcesses();
+
     /// <summary>Completes with the outcome once the tree is finished. Never faults for the child's own failure.</summary>
     public Task<ProcessOutcome> Completion => _supervisor.Completion;
 

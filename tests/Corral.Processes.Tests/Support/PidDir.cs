@@ -3,7 +3,13 @@ namespace Corral.Processes.Tests.Support;
 /// <summary>A scratch directory where test scripts write the PIDs of the processes they start.</summary>
 internal sealed class PidDir : IDisposable
 {
-    public PidDir() => Path = Directory.CreateTempSubdirectory("corral-test-").FullName;
+    /// <param name="forAnyUser">Make it writable by every user, for trees that run as another uid.</param>
+    public PidDir(bool forAnyUser = false)
+    {
+        Path = Directory.CreateTempSubdirectory("corral-test-").FullName;
+        if (forAnyUser)
+            System.IO.File.SetUnixFileMode(Path, (UnixFileMode)Convert.ToInt32("777", 8));
+    }
 
     public string Path { get; }
 
