@@ -45,11 +45,14 @@ internal static class ProcessLedger
     internal static Stat? ReadStat(int pid, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "stat"u8, ref buffer);
-        if (n <= 0)
-            return null;
-        var span = buffer.AsSpan(0, n);
+        return n <= 0 ? null : ParseStat(buffer.AsSpan(0, n));
+    }
+
+    /// <summary>The fields of a /proc/PID/stat line, whose command name may hold spaces and parentheses. A pure function.</summary>
+    internal static Stat? ParseStat(ReadOnlySpan<byte> span)
+    {
         int close = span.LastIndexOf((byte)')');
-        if (close < 0 || close + 2 >= n)
+        if (close < 0 || close + 2 >= span.Length)
             return null;
 
         // After "pid (comm) ": field 3 onwards, space-separated.
