@@ -228,7 +228,7 @@ internal sealed class TreeSupervisor
                        || (limits.CpuMax is not null && !enforced.Cpu);
         if (missing && limits.Required)
         {
-            throw new ProcessSpawnException(SpawnFailure.LimitUnavailable, leaf?.Path ?? CgroupHost.Instance?.ParentPath ?? "cgroup2",
+            throw new ProcessSpawnException(SpawnFailure.LimitUnavailable, CgroupHost.Instance?.ParentPath ?? "cgroup2",
                 "a required resource limit cannot be enforced: " + reason);
         }
 
