@@ -119,6 +119,7 @@ public sealed record GuestImage(string Kernel, string Initramfs)
             foreach (string module in order)
                 File.Copy(index[module], Path.Combine(modules, module + ".ko"), overwrite: true);
             File.WriteAllLines(Path.Combine(modules, "order"), order);
+            File.Delete(deb);
         }
         finally
         {
