@@ -54,47 +54,21 @@ internal static class RunCommand
             },
         };
 
-        var memoryMax = new Option<long?>("--memory-max")
-        {
-            Description = "Most memory the whole tree may use (cgroup memory.max, swap off); past it the kernel OOM-kills inside the tree. Units: K, M, G, T (1K = 1024).",
-            HelpName = "SIZE",
-            CustomParser = result =>
-            {
-                string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-                if (ByteSize.TryParse(text, out long bytes, out string? error))
-                    return bytes;
-                result.AddError($"Invalid value for --memory-max: {error}.");
-                return null;
-            },
-        };
+        var memoryMax = ParsedOption<long>("--memory-max",
+            "Most memory the whole tree may use (cgroup memory.max, swap off); past it the kernel OOM-kills inside the tree. Units: K, M, G, T (1K = 1024).",
+            "SIZE", text => ByteSize.TryParse(text, out long bytes, out string? error) ? (bytes, null) : (null, error));
 
-        var pidsMax = new Option<int?>("--pids-max")
-        {
-            Description = "Most processes and threads the tree may have at once (cgroup pids.max); past it fork fails.",
-            HelpName = "N",
-            CustomParser = result =>
-            {
-                string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-                if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0)
-                    return n;
-                result.AddError($"Invalid value for --pids-max: '{text}' is not a positive whole number.");
-                return null;
-            },
-        };
+        var pidsMax = ParsedOption<int>("--pids-max",
+            "Most processes and threads the tree may have at once (cgroup pids.max); past it fork fails.",
+            "N", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0
+                ? (n, null)
+                : (null, $"'{text}' is not a positive whole number"));
 
-        var cpuMax = new Option<double?>("--cpu-max")
-        {
-            Description = "CPU time the tree may use, in cores (cgroup cpu.max): 0.2 is a fifth of one core, 1.5 one and a half. From 0.01.",
-            HelpName = "CORES",
-            CustomParser = result =>
-            {
-                string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-                if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double cores) && cores >= 0.01 && cores <= 1 << 20)
-                    return cores;
-                result.AddError($"Invalid value for --cpu-max: '{text}' is not a number of cores from 0.01.");
-                return null;
-            },
-        };
+        var cpuMax = ParsedOption<double>("--cpu-max",
+            "CPU time the tree may use, in cores (cgroup cpu.max): 0.2 is a fifth of one core, 1.5 one and a half. From 0.01.",
+            "CORES", text => double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double cores) && cores is >= 0.01 and <= 1 << 20
+                ? (cores, null)
+                : (null, $"'{text}' is not a number of cores from 0.01"));
 
         var requireLimits = new Option<bool>("--require-limits")
         {
@@ -284,20 +258,24 @@ internal static class RunCommand
         return exitCode;
     }
 
-    private static Option<TimeSpan?> DurationOption(string name, string description, bool allowZero) => new(name)
+    private static Option<TimeSpan?> DurationOption(string name, string description, bool allowZero) =>
+        ParsedOption<TimeSpan>(name, description + " Units: ms, s, m, h; a plain number is seconds.", "DURATION", text =>
+            !Duration.TryParse(text, out var value, out string? error) ? (null, error)
+            : value == TimeSpan.Zero && !allowZero ? (null, "it must be greater than zero")
+            : (value, null));
+
+    /// <summary>An option whose one value <paramref name="parse"/> turns into a value, or into the words of a usage error.</summary>
+    private static Option<T?> ParsedOption<T>(string name, string description, string helpName, Func<string?, (T? Value, string? Error)> parse)
+        where T : struct => new(name)
     {
-        Description = description + " Units: ms, s, m, h; a plain number is seconds.",
-        HelpName = "DURATION",
+        Description = description,
+        HelpName = helpName,
         CustomParser = result =>
         {
-            string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-            if (!Duration.TryParse(text, out var value, out string? error))
+            var (value, error) = parse(result.Tokens.Count > 0 ? result.Tokens[0].Value : null);
+            if (error is not null)
                 result.AddError($"Invalid value for {name}: {error}.");
-            else if (value == TimeSpan.Zero && !allowZero)
-                result.AddError($"Invalid value for {name}: it must be greater than zero.");
-            else
-                return value;
-            return null;
+            return error is null ? value : null;
         },
     };
 

@@ -76,8 +76,7 @@ public class SharedScanTests
     [Fact(Timeout = 30_000)]
     public async Task A_shared_pass_finds_exclusive_uids_and_leaves_out_excluded_cgroups_as_each_trees_own_scan_does()
     {
-        Modes.SkipIfUnavailable(ContainmentMode.Cgroup);
-        Assert.SkipWhen(Interop.Libc.geteuid() != 0 || !Interop.CorralSpawn.Available, "needs root and the native spawn to run trees as other uids");
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         // Each tree: a member in its group, and an escapee with neither session, environment nor pipes.

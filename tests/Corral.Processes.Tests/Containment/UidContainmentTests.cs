@@ -19,13 +19,6 @@ public sealed class UidContainmentTests
         "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec env -i sleep 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
         "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done";
 
-    private static void SkipUnlessUsersCanBeSwitched(ContainmentMode mode)
-    {
-        Modes.SkipIfUnavailable(mode);
-        Assert.SkipWhen(Libc.geteuid() != 0, "not running as root: the tree cannot be given another uid");
-        Assert.SkipUnless(CorralSpawn.Available, $"{CorralSpawn.FileName} is not built: only the native spawn changes identity");
-    }
-
     public static TheoryData<ContainmentMode, bool> ModesAndExclusivity => new()
     {
         { ContainmentMode.Session, true }, { ContainmentMode.Session, false },
@@ -36,7 +29,7 @@ public sealed class UidContainmentTests
     [MemberData(nameof(ModesAndExclusivity))]
     public async Task An_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_exclusive_uid(ContainmentMode mode, bool exclusive)
     {
-        SkipUnlessUsersCanBeSwitched(mode);
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid();
@@ -96,7 +89,7 @@ public sealed class UidContainmentTests
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Processes_of_any_other_uid_are_never_touched(ContainmentMode mode)
     {
-        SkipUnlessUsersCanBeSwitched(mode);
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid(), other = Proc.UnusedUid();

@@ -8,19 +8,12 @@ namespace Corral.Processes.Tests.Spawning;
 /// <summary>A tree may run as another user: groups, gid and uid are set in the child before exec, then no_new_privs.</summary>
 public sealed class UserTests
 {
-    /// <summary>Changing identity needs root here (or CAP_SETUID/CAP_SETGID) and the native spawn.</summary>
-    private static void SkipUnlessUsersCanBeSwitched(ContainmentMode mode = ContainmentMode.Session)
-    {
-        Modes.SkipIfUnavailable(mode);
-        Assert.SkipWhen(Libc.geteuid() != 0, "not running as root: the tree cannot be given another uid");
-        Assert.SkipUnless(CorralSpawn.Available, $"{CorralSpawn.FileName} is not built: only the native spawn changes identity");
-    }
 
     [Theory(Timeout = 30_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task The_tree_runs_as_the_given_uid_gid_and_groups_with_no_new_privs(ContainmentMode mode)
     {
-        SkipUnlessUsersCanBeSwitched(mode);
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
         int uid = Proc.UnusedUid();
         var user = new ProcessUser(uid, uid + 1) { SupplementaryGroups = [uid + 2, uid + 3] };
         await using var tree = ProcessTree.Start(Modes.Bash("echo ready; exec sleep 300", mode) with { User = user }, TestContext.Current.CancellationToken);
@@ -42,7 +35,7 @@ public sealed class UserTests
     [Fact(Timeout = 30_000)]
     public async Task Without_supplementary_groups_the_callers_groups_are_dropped()
     {
-        SkipUnlessUsersCanBeSwitched();
+        Modes.SkipUnlessUsersCanBeSwitched();
         int uid = Proc.UnusedUid();
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "grep -E '^(Groups|Uid):' /proc/self/status")
         {
@@ -58,7 +51,7 @@ public sealed class UserTests
     [Fact(Timeout = 30_000)]
     public async Task The_working_directory_is_entered_as_the_user_so_its_permissions_apply()
     {
-        SkipUnlessUsersCanBeSwitched();
+        Modes.SkipUnlessUsersCanBeSwitched();
         using var dir = new PidDir();
         string privateDir = Directory.CreateDirectory(dir.File("private")).FullName;
         File.SetUnixFileMode(privateDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -84,7 +77,7 @@ public sealed class UserTests
     [Fact(Timeout = 30_000)]
     public async Task The_tree_cannot_write_the_root_cgroup_procs_to_leave_its_leaf()
     {
-        SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
         int uid = Proc.UnusedUid();
         string rootProcs = CgroupHost.Instance!.MountPoint + "/cgroup.procs";
         var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", $"echo $$ > {rootProcs} && echo escaped; grep '^0::' /proc/self/cgroup")

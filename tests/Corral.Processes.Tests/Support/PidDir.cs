@@ -48,6 +48,14 @@ internal static class Modes
         Assert.SkipWhen(mode == ContainmentMode.Cgroup && !CgroupAvailable,
             "No writable cgroup v2 hierarchy on this host: " + Internal.Containment.CgroupHost.UnavailableReason);
 
+    /// <summary>Giving a tree another uid needs root here (or CAP_SETUID/CAP_SETGID) and the native spawn.</summary>
+    public static void SkipUnlessUsersCanBeSwitched(ContainmentMode mode = ContainmentMode.Session)
+    {
+        SkipIfUnavailable(mode);
+        Assert.SkipWhen(Interop.Libc.geteuid() != 0, "not running as root: the tree cannot be given another uid");
+        Assert.SkipUnless(Interop.CorralSpawn.Available, $"{Interop.CorralSpawn.FileName} is not built: only the native spawn changes identity");
+    }
+
     public static ProcessSpec Bash(string script, ContainmentMode mode) =>
         new ProcessSpec("/bin/bash", "-c", script) { Containment = mode };
 }

@@ -318,8 +318,7 @@ internal static class ProcScanner
         var ids = status[(at + 5)..];
         for (int i = 0; i < 3; i++)
         {
-            while (!ids.IsEmpty && ids[0] is (byte)'\t' or (byte)' ')
-                ids = ids[1..];
+            ids = SkipBlanks(ids);
             if (!Utf8Parser.TryParse(ids, out long id, out int consumed) || id != uid)
                 return null;
             ids = ids[consumed..];
@@ -464,6 +463,15 @@ internal static class ProcScanner
         return false;
     }
 
+    /// <summary>The text without its leading spaces and tabs (the separator after a /proc field's name).</summary>
+    private static Span<byte> SkipBlanks(Span<byte> text)
+    {
+        int i = 0;
+        while (i < text.Length && text[i] is (byte)' ' or (byte)'\t')
+            i++;
+        return text[i..];
+    }
+
     internal static bool IsWritable(int pid, int fd, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
@@ -473,9 +481,7 @@ internal static class ProcScanner
         int at = text.IndexOf("flags:"u8);
         if (at < 0)
             return false;
-        var digits = text[(at + 6)..];
-        while (!digits.IsEmpty && (digits[0] == (byte)' ' || digits[0] == (byte)'\t'))
-            digits = digits[1..];
+        var digits = SkipBlanks(text[(at + 6)..]);
         int flags = 0;
         for (int i = 0; i < digits.Length && (uint)(digits[i] - '0') <= 7; i++)
             flags = flags * 8 + (digits[i] - '0');
