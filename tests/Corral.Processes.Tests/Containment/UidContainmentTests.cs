@@ -128,4 +128,39 @@ public sealed class UidContainmentTests
             await neighbour.Completion;
         }
     }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Leftovers_of_a_crashed_owner_are_found_by_the_exclusive_uid_too()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched();
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        int uid = Proc.UnusedUid();
+        // Detached: the owner lets the escapee run, as a crash would.
+        var result = await ProcessTree.RunAsync(Modes.Bash(
+            "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec env -i sleep 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
+            "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done", ContainmentMode.Session) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = true },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Linger = LingerPolicy.Detach,
+        }, ct);
+        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
+        var identity = Proc.Identify(escapee);
+        try
+        {
+            Assert.True(Proc.IsAlive(escapee));
+            Assert.Empty(await ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null));
+
+            var killed = await ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null, exclusiveUid: uid);
+
+            Assert.Equal(FoundBy.Uid, Assert.Single(killed, k => k.Pid == escapee).FoundBy);
+            Assert.False(Proc.IsAlive(escapee));
+            await Assert.ThrowsAsync<ArgumentException>(() => ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null, exclusiveUid: 0));
+        }
+        finally
+        {
+            Proc.KillIfAlive(identity);
+        }
+    }
 }
