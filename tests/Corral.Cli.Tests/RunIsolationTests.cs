@@ -7,14 +7,13 @@ namespace Corral.Cli.Tests;
 /// <summary>
 /// <c>--user</c> and the limits on this host. Enforcement of the limits is tested in a guest with a pure cgroup v2
 /// hierarchy (<see cref="RunLimitsGuestTests"/>); a hybrid host like this one binds the controllers to cgroup v1.
-/// Every corral run is bounded by the harness's deadline (<see cref="CorralCli.HarnessDeadline"/>).
 /// </summary>
 public sealed class RunIsolationTests
 {
     private static void SkipUnlessRoot() =>
         Assert.SkipWhen(Environment.UserName != "root", "not running as root: corral cannot give CMD another uid");
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task User_runs_CMD_as_a_uid_without_a_passwd_entry_with_its_gid_and_no_new_privs()
     {
         SkipUnlessRoot();
@@ -27,7 +26,7 @@ public sealed class RunIsolationTests
         Assert.Equal($"{uid}\n{uid}\n{uid}\nNoNewPrivs:\t1\n", run.StdoutText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task User_with_a_gid_and_a_named_user_take_their_groups()
     {
         SkipUnlessRoot();
@@ -41,7 +40,7 @@ public sealed class RunIsolationTests
         Assert.StartsWith("nobody\n", named.StdoutText);
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Limits_the_host_cannot_enforce_are_reported_as_not_enforced_and_CMD_still_runs()
     {
         var enforceable = await HostLimits.EnforcedAsync();
@@ -59,7 +58,7 @@ public sealed class RunIsolationTests
         Assert.Equal(enforceable.Cpu, enforced.GetProperty("cpu").GetBoolean());
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task Require_limits_refuses_to_run_where_a_limit_cannot_be_enforced()
     {
         var enforceable = await HostLimits.EnforcedAsync();
@@ -74,7 +73,7 @@ public sealed class RunIsolationTests
         Assert.False(File.Exists(marker));
     }
 
-    [Fact]
+    [Fact(Timeout = 120_000)]
     public async Task User_with_fallback_still_runs_as_the_user()
     {
         SkipUnlessRoot();

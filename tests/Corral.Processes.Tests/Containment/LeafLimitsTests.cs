@@ -31,7 +31,7 @@ public sealed class LeafLimitsTests
     public void The_limit_hit_is_memory_when_the_OOM_killer_acted_otherwise_pids_when_a_fork_was_refused(long? oom, long? oomKills, long? forksRefused, ResourceLimitKind? expected) =>
         Assert.Equal(expected, LeafLimits.LimitHit(oom, oomKills, forksRefused));
 
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Limits_are_reported_as_enforced_exactly_where_the_host_enforces_them(ContainmentMode mode)
     {
@@ -44,7 +44,7 @@ public sealed class LeafLimitsTests
         Assert.Null(result.Outcome.Resources.LimitHit);
     }
 
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public void A_required_limit_the_host_cannot_enforce_is_refused_before_anything_runs(ContainmentMode mode)
     {
@@ -62,7 +62,7 @@ public sealed class LeafLimitsTests
         Assert.False(File.Exists(dir.File("ran")));
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task The_receipt_has_the_trees_cpu_time_from_its_leaf_and_null_for_what_the_leaf_does_not_count()
     {
         Modes.SkipIfUnavailable(ContainmentMode.Cgroup);
@@ -81,7 +81,7 @@ public sealed class LeafLimitsTests
         Assert.Equal(EnforcedLimits.None, resources.Enforced);
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task A_session_tree_has_a_receipt_of_unknowns()
     {
         var result = await ProcessTree.RunAsync(Modes.Bash("true", ContainmentMode.Session), TestContext.Current.CancellationToken);

@@ -6,7 +6,7 @@ namespace Corral.Processes.Tests.Containment;
 /// <summary>The live ledger: the tree's processes right now, with the facts an operator asks for first.</summary>
 public sealed class ProcessLedgerTests
 {
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task The_ledger_lists_every_live_process_of_the_tree_and_how_it_was_found(ContainmentMode mode)
     {

@@ -73,7 +73,7 @@ public class SharedScanTests
         Assert.All(dir.AllPids(), p => Assert.False(Proc.IsAlive(p)));
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task A_shared_pass_finds_exclusive_uids_and_leaves_out_excluded_cgroups_as_each_trees_own_scan_does()
     {
         Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);

@@ -25,7 +25,7 @@ public sealed class UidContainmentTests
         { ContainmentMode.Cgroup, true }, { ContainmentMode.Cgroup, false },
     };
 
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(ModesAndExclusivity))]
     public async Task An_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_exclusive_uid(ContainmentMode mode, bool exclusive)
     {
@@ -85,7 +85,7 @@ public sealed class UidContainmentTests
         }
     }
 
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task Processes_of_any_other_uid_are_never_touched(ContainmentMode mode)
     {
@@ -129,7 +129,7 @@ public sealed class UidContainmentTests
         }
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task Leftovers_of_a_crashed_owner_are_found_by_the_exclusive_uid_too()
     {
         Modes.SkipUnlessUsersCanBeSwitched();

@@ -9,7 +9,7 @@ namespace Corral.Processes.Tests.Spawning;
 public sealed class UserTests
 {
 
-    [Theory(Timeout = 30_000)]
+    [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task The_tree_runs_as_the_given_uid_gid_and_groups_with_no_new_privs(ContainmentMode mode)
     {
@@ -32,7 +32,7 @@ public sealed class UserTests
         Assert.Equal(ExitReason.Canceled, outcome.Reason);
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task Without_supplementary_groups_the_callers_groups_are_dropped()
     {
         Modes.SkipUnlessUsersCanBeSwitched();
@@ -48,7 +48,7 @@ public sealed class UserTests
         Assert.Matches(@"(?m)^Groups:\s*$", result.StandardOutput);
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task The_working_directory_is_entered_as_the_user_so_its_permissions_apply()
     {
         Modes.SkipUnlessUsersCanBeSwitched();
@@ -74,7 +74,7 @@ public sealed class UserTests
         Assert.Equal(privateDir, asRoot.StandardOutput.Trim());
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public async Task The_tree_cannot_write_the_root_cgroup_procs_to_leave_its_leaf()
     {
         Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
@@ -91,7 +91,7 @@ public sealed class UserTests
         Assert.EndsWith("/" + result.Outcome.TreeId, result.StandardOutput.Trim());
     }
 
-    [Fact(Timeout = 30_000)]
+    [Fact(Timeout = 120_000)]
     public void The_posix_spawn_fallback_refuses_a_user_rather_than_run_the_tree_as_corral()
     {
         using var dir = new PidDir();
