@@ -46,9 +46,34 @@ public sealed class ProcessLedgerTests
             Assert.Equal(FoundBy.EnvironmentTag, second.FoundBy);
         }
 
+        // Nothing else: no thread, no stranger (the wait loop's short sleeps may be caught too).
+        Assert.All(ledger, p => Assert.True(p.Pid == tree.Pid || p.Pid == a || p.Pid == b || p.CommandLine == "sleep 0.01", $"{p.Pid} {p.CommandLine}"));
+
         File.WriteAllText(dir.File("go"), "");
         await tree.Completion;
         Assert.Empty(tree.GetProcesses());
+    }
+
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
+    public async Task A_multithreaded_member_is_one_process_in_the_ledger(ContainmentMode mode)
+    {
+        Modes.SkipIfUnavailable(mode);
+        Assert.SkipUnless(File.Exists("/usr/bin/python3"), "no /usr/bin/python3 to start threads with");
+        var ct = TestContext.Current.CancellationToken;
+        // The threads' ids come after the child's PID, in its PID window, where session mode probes ids directly.
+        await using var tree = ProcessTree.Start(new ProcessSpec("/usr/bin/python3", "-c",
+            "import threading, time\nfor _ in range(4): threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\nprint('ready', flush=True)\ntime.sleep(300)")
+        {
+            Containment = mode,
+        }, ct);
+        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        Assert.Equal(5, Directory.GetDirectories($"/proc/{tree.Pid}/task").Length);
+
+        var ledger = tree.GetProcesses();
+
+        Assert.Equal(tree.Pid, Assert.Single(ledger).Pid);
     }
 
     [Theory]

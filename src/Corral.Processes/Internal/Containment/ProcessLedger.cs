@@ -16,7 +16,8 @@ internal static class ProcessLedger
         byte[] buffer = new byte[1024];
         foreach (var (pid, foundBy) in members)
         {
-            if (ReadStat(pid, ref buffer) is not { } stat || stat.State is 'Z' or 'X')
+            // A probe of the PID window can land on a thread of a member (threads share the PID space): list processes.
+            if (!IsProcess(pid, ref buffer) || ReadStat(pid, ref buffer) is not { } stat || stat.State is 'Z' or 'X')
                 continue;
             string command = ProcScanner.CommandLine(pid);
             result.Add(new LiveProcess(pid, stat.ParentPid, command, State(stat.State), stat.RssPages * Environment.SystemPageSize,
@@ -25,6 +26,17 @@ internal static class ProcessLedger
 
         result.Sort(static (a, b) => a.Pid.CompareTo(b.Pid));
         return result;
+    }
+
+    /// <summary>Whether <paramref name="pid"/> leads its thread group (the Tgid: line of /proc/PID/status names itself).</summary>
+    private static bool IsProcess(int pid, ref byte[] buffer)
+    {
+        int n = ProcFs.ReadFile(pid, "status"u8, ref buffer);
+        if (n <= 0)
+            return false;
+        var status = buffer.AsSpan(0, n);
+        int at = status.IndexOf("\nTgid:\t"u8);
+        return at >= 0 && Utf8Parser.TryParse(status[(at + 7)..], out int tgid, out _) && tgid == pid;
     }
 
     /// <summary>The state letter of /proc/PID/stat as a <see cref="ProcessState"/>. A pure function.</summary>
