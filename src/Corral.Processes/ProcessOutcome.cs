@@ -43,6 +43,9 @@ public enum FoundBy
 
     /// <summary>Carried the tree's <c>CORRAL_TREE_ID</c> environment tag.</summary>
     EnvironmentTag,
+
+    /// <summary>Ran as the tree's exclusive uid (<see cref="ProcessUser.Exclusive"/>).</summary>
+    Uid,
 }
 
 /// <summary>A process that Corral signalled during teardown.</summary>
@@ -54,7 +57,8 @@ public sealed record KilledProcess(int Pid, [property: JsonPropertyName("command
 /// <summary>
 /// Exactly what happened to a process tree. This is also the one JSON shape of that fact, in <c>corral run --report</c>
 /// and in the server's task record: camelCase, durations in milliseconds (<c>durationMs</c>, <c>drainAfterExitMs</c>,
-/// <c>teardownMs</c>), byte counts as <c>stdoutBytes</c>/<c>stderrBytes</c> (serialize enums as camelCase strings).
+/// <c>teardownMs</c>), byte counts as <c>stdoutBytes</c>/<c>stderrBytes</c>, the resource receipt as <c>resources</c>
+/// (serialize enums as camelCase strings).
 /// </summary>
 public sealed record ProcessOutcome
 {
@@ -124,6 +128,9 @@ public sealed record ProcessOutcome
 
     /// <summary>Whether some process still held an output pipe when Corral stopped reading (detached, or unkillable).</summary>
     public bool HolderSurvived { get; init; }
+
+    /// <summary>What the tree used (peak memory, CPU time, peak processes), whether it ran into a limit, and which limits were in force.</summary>
+    public ResourceUsage Resources { get; init; } = ResourceUsage.Unknown;
 
     /// <summary>The exit code a shell would report: the exit code, 128+N for signal N, 124 on timeout.</summary>
     public int ShellExitCode => Reason == ExitReason.TimedOut ? 124 : ExitCode ?? (Signal is { } s ? 128 + s : 1);

@@ -23,6 +23,15 @@ public enum SpawnFailure
 
     /// <summary>The operating system refused the spawn.</summary>
     SystemError,
+
+    /// <summary>
+    /// The tree cannot run as the requested <see cref="ProcessSpec.User"/>: no privilege to change identity, or the
+    /// spawn path cannot (the posix_spawn fallback, used without Corral's native spawn).
+    /// </summary>
+    UserUnavailable,
+
+    /// <summary>A limit of <see cref="ResourceLimits"/> marked <see cref="ResourceLimits.Required"/> cannot be enforced on this host.</summary>
+    LimitUnavailable,
 }
 
 /// <summary>Thrown before anything runs when a tree cannot be started; names the path and the reason.</summary>
@@ -40,7 +49,7 @@ public sealed class ProcessSpawnException : Exception
     /// <summary>Why it failed.</summary>
     public SpawnFailure Failure { get; }
 
-    /// <summary>The path concerned (program, working directory, input file or cgroup).</summary>
+    /// <summary>The path concerned (program, working directory, input file or cgroup; for a user, the program).</summary>
     public string Path { get; }
 
     /// <summary>The errno behind the failure, or 0.</summary>

@@ -46,6 +46,12 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
 
     /// <summary>Bounds on captured output.</summary>
     public OutputLimits Limits { get; init; } = new();
+
+    /// <summary>The user the tree runs as; <c>null</c> (the default) keeps Corral's own identity.</summary>
+    public ProcessUser? User { get; init; }
+
+    /// <summary>Limits on the tree's memory, processes and CPU; <c>null</c> (the default) sets none.</summary>
+    public ResourceLimits? ResourceLimits { get; init; }
 }
 
 /// <summary>The teardown ladder: optional stdin close, a first signal to the whole tree, a grace period, then SIGKILL.</summary>

@@ -73,6 +73,14 @@ public sealed class ProcessTree : IAsyncDisposable
     public Stream StandardInput => _supervisor.StandardInput as Stream
         ?? throw new InvalidOperationException("Standard input is not a pipe: start the tree with InputSource.Pipe.");
 
+    /// <summary>
+    /// The tree's live processes right now (the live ledger): pid, parent, command line, state, resident memory,
+    /// CPU time, and how each was found (the leaf in cgroup mode; the session, tag, pipes and exclusive uid in
+    /// session mode; the exclusive uid outside the leaf). Only reads <c>/proc</c>, never signals. Empty once the
+    /// tree is finished.
+    /// </summary>
+    public IReadOnlyList<LiveProcess> GetProcesses() => _supervisor.GetProcesses();
+
     /// <summary>Completes with the outcome once the tree is finished. Never faults for the child's own failure.</summary>
     public Task<ProcessOutcome> Completion => _supervisor.Completion;
 
@@ -203,11 +211,21 @@ public sealed class ProcessTree : IAsyncDisposable
     /// Kills what is left of a tree that a previous process started and did not finish (after a crash), identified
     /// by its tree id and, in cgroup mode, its cgroup path. Never touches anything else.
     /// </summary>
-    public static async Task<IReadOnlyList<KilledProcess>> KillLeftoversAsync(string treeId, string? cgroupPath, TimeSpan? timeout = null)
+    /// <param name="treeId">The tree's id (<see cref="ProcessOutcome.TreeId"/>).</param>
+    /// <param name="cgroupPath">Its cgroup leaf (<see cref="CgroupPath"/>), if it had one.</param>
+    /// <param name="timeout">How long to wait for what was found to be gone. Default: 5 s.</param>
+    /// <param name="exclusiveUid">
+    /// The uid the tree ran as, when it was exclusive to it (<see cref="ProcessUser.Exclusive"/>) and still is (no
+    /// other tree was given it since): every process of that uid is killed too (<see cref="FoundBy.Uid"/>).
+    /// </param>
+    /// <exception cref="ArgumentException">Not a tree id, or an exclusive uid that is root's or Corral's own.</exception>
+    public static async Task<IReadOnlyList<KilledProcess>> KillLeftoversAsync(string treeId, string? cgroupPath, TimeSpan? timeout = null, int? exclusiveUid = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(treeId);
         if (!Guid.TryParseExact(treeId, "N", out _))
             throw new ArgumentException("Not a Corral tree id.", nameof(treeId));
+        if (exclusiveUid is { } uid && (uid <= 0 || (uint)uid == Interop.Libc.getuid() || (uint)uid == Interop.Libc.geteuid()))
+            throw new ArgumentException($"uid {uid} cannot be exclusive to a tree.", nameof(exclusiveUid));
         var log = new KillLog();
         var wait = timeout ?? TimeSpan.FromSeconds(5);
 
@@ -221,8 +239,9 @@ public sealed class ProcessTree : IAsyncDisposable
             tree.Release();
         }
 
-        // The session id may have been recycled since the crash: only the exact environment tag is trusted.
-        var tag = new SessionTree(new TreeCriteria(null, SpawnRequest.TreeIdVariable + "=" + treeId, []));
+        // The session id may have been recycled since the crash: only the exact environment tag (and the exclusive
+        // uid, which the caller vouches for) are trusted. No PID window survives a crash: every process is a candidate.
+        var tag = new SessionTree(new TreeCriteria(null, SpawnRequest.TreeIdVariable + "=" + treeId, [], ExclusiveUid: exclusiveUid));
         await tag.KillAllAsync(log).ConfigureAwait(false);
         await tag.WaitEmptyAsync(wait).ConfigureAwait(false);
         return log.Snapshot();

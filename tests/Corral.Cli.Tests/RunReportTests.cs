@@ -61,6 +61,16 @@ public sealed class RunReportTests
         Assert.All(killed, k => Assert.Contains(k.GetProperty("foundBy").GetString(), new[] { "cgroup", "processGroup", "pipeHolder", "environmentTag" }));
 
         Assert.False(Proc.IsAlive(escapee));
+
+        // The receipt: every field present; CPU time known where a leaf counted it; nothing was limited.
+        var resources = json.GetProperty("resources");
+        Assert.Equal(["memoryPeakBytes", "cpuUserMs", "cpuSystemMs", "pidsPeak", "oomKills", "limitHit", "enforced"],
+            resources.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(expected == ContainmentKind.Cgroup ? JsonValueKind.Number : JsonValueKind.Null, resources.GetProperty("cpuUserMs").ValueKind);
+        Assert.Equal(JsonValueKind.Null, resources.GetProperty("limitHit").ValueKind);
+        var enforced = resources.GetProperty("enforced");
+        Assert.Equal(["memory", "pids", "cpu"], enforced.EnumerateObject().Select(p => p.Name));
+        Assert.All(enforced.EnumerateObject(), p => Assert.Equal(JsonValueKind.False, p.Value.ValueKind));
     }
 
     [Fact(Timeout = 120_000)]

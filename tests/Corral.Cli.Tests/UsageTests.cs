@@ -47,6 +47,14 @@ public sealed class UsageTests
     [InlineData("--timeout", "5 parsecs")]
     [InlineData("--grace", "1d")]
     [InlineData("--linger", "forever")]
+    [InlineData("--user", "no-such-user-of-corral")]
+    [InlineData("--user", "1000:staff")]
+    [InlineData("--memory-max", "lots")]
+    [InlineData("--memory-max", "0")]
+    [InlineData("--pids-max", "0")]
+    [InlineData("--pids-max", "1.5")]
+    [InlineData("--cpu-max", "0.001")]
+    [InlineData("--cpu-max", "half")]
     public async Task Bad_option_value_is_a_usage_error_and_runs_nothing(string option, string value)
     {
         using var scratch = new Scratch();
@@ -125,6 +133,7 @@ public sealed class UsageTests
 
     [Theory(Timeout = 120_000)]
     [InlineData("run", "--timeout", "--linger", "--fallback", "--report", "Exit status", "124")]
+    [InlineData("run", "--user", "NAME|UID[:GID]", "--memory-max", "SIZE", "--pids-max", "--cpu-max", "CORES", "--require-limits", "Users and limits", "137")]
     [InlineData("holders", "--json", "PID")]
     public async Task Help_documents_the_command(string command, params string[] expected)
     {

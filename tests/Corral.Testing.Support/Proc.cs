@@ -72,6 +72,44 @@ public static partial class Proc
         }
     }
 
+    /// <summary>The real, effective, saved and filesystem uid from /proc/PID/status; <c>null</c> when the process is gone.</summary>
+    public static int[]? Uids(int pid) => StatusField(pid, "Uid:")?.Split('\t', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+
+    /// <summary>A field of /proc/PID/status without its name (e.g. <c>"NoNewPrivs:"</c> → <c>"1"</c>); <c>null</c> when absent or gone.</summary>
+    public static string? StatusField(int pid, string name)
+    {
+        try
+        {
+            return File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal))?[name.Length..].Trim();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// A uid that no passwd entry names and no live process runs as, picked at random from a range far above any
+    /// allocator's (so two tests, or two runs, do not pick the same one): a uid a test can declare exclusive to a tree.
+    /// </summary>
+    public static int UnusedUid()
+    {
+        var named = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).Where(f => f.Length > 2).Select(f => f[2]).ToHashSet();
+        var running = new HashSet<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out int pid) && Uids(pid) is { } ids)
+                running.UnionWith(ids);
+        }
+
+        while (true)
+        {
+            int uid = Random.Shared.Next(1_500_000_000, 2_000_000_000);
+            if (!named.Contains(uid.ToString(System.Globalization.CultureInfo.InvariantCulture)) && !running.Contains(uid))
+                return uid;
+        }
+    }
+
     /// <summary>Live processes whose environment carries <c>CORRAL_TREE_ID=treeId</c>.</summary>
     public static List<int> WithTreeId(string treeId)
     {

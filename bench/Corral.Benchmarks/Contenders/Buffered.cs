@@ -38,13 +38,28 @@ internal static class Buffered
         return list;
     }
 
-    public static async Task<CallResult> Corral(ContainmentMode mode, string file, string[] args, string tag, TimeSpan cap)
+    /// <summary>The user the isolated contenders run as: nobody, with its groups (resolved once).</summary>
+    private static readonly Lazy<ProcessUser> s_user = new(() => ProcessUser.Parse("nobody"));
+
+    /// <summary>The limits the isolated contenders set: generous, so that <c>/bin/true</c> never meets them.</summary>
+    private static readonly ResourceLimits s_limits = new() { MemoryMaxBytes = 256L << 20, PidsMax = 64, CpuMax = 1 };
+
+    /// <summary>Corral with a user and limits set, for the spawn scenario's side-by-side with plain Corral (issue 10).</summary>
+    public static IReadOnlyList<Contender> Isolated() =>
+    [
+        new("Corral (cgroup) + user, limits", Role.Corral, (f, a, t, c) => Corral(ContainmentMode.Cgroup, f, a, t, c, isolated: true)),
+        new("Corral (session) + user, limits", Role.Corral, (f, a, t, c) => Corral(ContainmentMode.Session, f, a, t, c, isolated: true)),
+    ];
+
+    public static async Task<CallResult> Corral(ContainmentMode mode, string file, string[] args, string tag, TimeSpan cap, bool isolated = false)
     {
         using var cts = new CancellationTokenSource(cap);
         var spec = new ProcessSpec(file, args)
         {
             Containment = mode,
             Environment = new Dictionary<string, string?> { [Leftovers.TagVariable] = tag },
+            User = isolated ? s_user.Value : null,
+            ResourceLimits = isolated ? s_limits : null,
         };
         var result = await ProcessTree.RunAsync(spec, cts.Token).ConfigureAwait(false);
         return new CallResult(result.StandardOutputBytes.Length, result.StandardErrorBytes.Length,

@@ -24,7 +24,8 @@ internal sealed class SpawnScenario : IScenario
         };
         context.Report.Scenarios.Add(report);
 
-        var contenders = Buffered.All().Where(c => o.Includes(c.Name)).ToList();
+        // Plain Corral side by side with Corral running the child as another user inside limits (target ≤ 1.1 × the cost).
+        var contenders = Buffered.All().Concat(Buffered.Isolated()).Where(c => o.Includes(c.Name)).ToList();
         int rounds = o.N(10, 2);
         int batch = o.N(100, 20);
         var cases = new (string Name, int InFlight)[] { ("sequential", 1), ("2 in flight", 2), ("16 in flight", 16) };
@@ -63,6 +64,20 @@ internal sealed class SpawnScenario : IScenario
             {
                 double r = s.Rate!.Value / process.Rate!.Value;
                 report.Findings.Add($"{name} / {s.Contender}: {Stats.Num(s.Rate.Value)} calls/s = {r:0.00} × Process → target (≥ 1.0 × Process) **{(r >= 1.0 ? "met" : "missed")}**.");
+            }
+        }
+
+        foreach (var (name, _) in cases)
+        {
+            foreach (var isolated in report.Series.Where(s => s.Case == name && s.Contender.EndsWith(" + user, limits", StringComparison.Ordinal)))
+            {
+                string plainName = isolated.Contender[..^" + user, limits".Length];
+                if (report.Series.FirstOrDefault(s => s.Case == name && s.Contender == plainName) is not { } plain)
+                    continue;
+                // Cost per call is the inverse of the rate: how much longer a call takes with a user and limits.
+                double cost = plain.Rate!.Value / isolated.Rate!.Value;
+                report.Findings.Add($"{name} / {isolated.Contender}: {Stats.Num(isolated.Rate.Value)} calls/s vs {Stats.Num(plain.Rate.Value)} without = " +
+                                    $"{cost:0.00} × the cost → target (≤ 1.1 ×) **{(cost <= 1.1 ? "met" : "missed")}**.");
             }
         }
 

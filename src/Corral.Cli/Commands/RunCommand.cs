@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.CommandLine.Parsing;
 using Corral.Cli.Reporting;
 using Corral.Cli.Running;
@@ -30,6 +31,48 @@ internal static class RunCommand
         var fallback = new Option<bool>("--fallback")
         {
             Description = "Contain the tree with a session and a /proc scan even where a cgroup is available.",
+        };
+
+        var user = new Option<ProcessUser?>("--user")
+        {
+            Description = "Run CMD as this user: a name, or a uid (one without a passwd entry is accepted, with a gid of the same number), " +
+                          "optionally with :GID. Groups, gid and uid are set before CMD starts, with no_new_privs; needs root. " +
+                          "The environment is corral's: set HOME and USER with env if CMD needs them.",
+            HelpName = "NAME|UID[:GID]",
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                try
+                {
+                    return ProcessUser.Parse(text);
+                }
+                catch (ArgumentException e)
+                {
+                    result.AddError($"Invalid value for --user: {e.Message.Split(" (Parameter")[0]}");
+                    return null;
+                }
+            },
+        };
+
+        var memoryMax = ParsedOption<long>("--memory-max",
+            "Most memory the whole tree may use (cgroup memory.max, swap off); past it the kernel OOM-kills inside the tree. Units: K, M, G, T (1K = 1024).",
+            "SIZE", text => ByteSize.TryParse(text, out long bytes, out string? error) ? (bytes, null) : (null, error));
+
+        var pidsMax = ParsedOption<int>("--pids-max",
+            "Most processes and threads the tree may have at once (cgroup pids.max); past it fork fails.",
+            "N", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0
+                ? (n, null)
+                : (null, $"'{text}' is not a positive whole number"));
+
+        var cpuMax = ParsedOption<double>("--cpu-max",
+            "CPU time the tree may use, in cores (cgroup cpu.max): 0.2 is a fifth of one core, 1.5 one and a half. From 0.01.",
+            "CORES", text => double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double cores) && cores is >= 0.01 and <= 1 << 20
+                ? (cores, null)
+                : (null, $"'{text}' is not a number of cores from 0.01"));
+
+        var requireLimits = new Option<bool>("--require-limits")
+        {
+            Description = "Fail (exit 125) instead of running when a limit cannot be enforced on this host. Default: run, and report it as not enforced.",
         };
 
         var report = new Option<string?>("--report")
@@ -77,10 +120,20 @@ internal static class RunCommand
                   If corral's stdout or stderr reader goes away, the tree is stopped the same way (SIGTERM).
                 """,
                 """
+                Users and limits:
+                  --user runs the whole tree as that user; no process of it can regain privileges (no_new_privs).
+                  --memory-max, --pids-max and --cpu-max are set on the tree's cgroup before CMD starts. They need
+                  a cgroup v2 hierarchy with those controllers delegated to corral; where the host has none, CMD
+                  runs without them and the report says so ("enforced": false), unless --require-limits is given.
+                  A CMD the OOM killer kills exits 137 like any SIGKILL; the report's "resources" says why
+                  ("limitHit": "memory", "oomKills"), with peak memory, CPU time and peak processes.
+                """,
+                """
                 Examples:
                   corral run -- make test
                   corral run --timeout 10m --report run.json -- ./agent --task build
                   corral run --fallback --linger wait -- sh -c 'server & sleep 1'
+                  corral run --user nobody --memory-max 2G --pids-max 256 --cpu-max 1.5 --report - -- ./agent
                 """,
             ],
         };
@@ -88,6 +141,11 @@ internal static class RunCommand
         run.Add(grace);
         run.Add(linger);
         run.Add(fallback);
+        run.Add(user);
+        run.Add(memoryMax);
+        run.Add(pidsMax);
+        run.Add(cpuMax);
+        run.Add(requireLimits);
         run.Add(report);
         run.Add(command);
 
@@ -101,10 +159,19 @@ internal static class RunCommand
                 parse.GetValue(grace) ?? DefaultGrace,
                 parse.GetValue(linger) ?? LingerPolicy.Kill,
                 parse.GetValue(fallback),
-                parse.GetValue(report)));
+                parse.GetValue(report))
+            {
+                User = parse.GetValue(user),
+                Limits = Limits(parse.GetValue(memoryMax), parse.GetValue(pidsMax), parse.GetValue(cpuMax), parse.GetValue(requireLimits)),
+            });
         });
         return run;
     }
+
+    private static ResourceLimits? Limits(long? memory, int? pids, double? cpu, bool required) =>
+        memory is null && pids is null && cpu is null
+            ? null
+            : new ResourceLimits { MemoryMaxBytes = memory, PidsMax = pids, CpuMax = cpu, Required = required };
 
     /// <summary>
     /// CMD's first word when it looks like an option and was not preceded by '--': almost surely a typo for one
@@ -150,6 +217,8 @@ internal static class RunCommand
             Timeout = settings.Timeout,
             Teardown = new TeardownOptions { Grace = settings.Grace },
             Linger = settings.Linger,
+            User = settings.User,
+            ResourceLimits = settings.Limits,
         };
 
         ProcessTree tree;
@@ -189,20 +258,24 @@ internal static class RunCommand
         return exitCode;
     }
 
-    private static Option<TimeSpan?> DurationOption(string name, string description, bool allowZero) => new(name)
+    private static Option<TimeSpan?> DurationOption(string name, string description, bool allowZero) =>
+        ParsedOption<TimeSpan>(name, description + " Units: ms, s, m, h; a plain number is seconds.", "DURATION", text =>
+            !Duration.TryParse(text, out var value, out string? error) ? (null, error)
+            : value == TimeSpan.Zero && !allowZero ? (null, "it must be greater than zero")
+            : (value, null));
+
+    /// <summary>An option whose one value <paramref name="parse"/> turns into a value, or into the words of a usage error.</summary>
+    private static Option<T?> ParsedOption<T>(string name, string description, string helpName, Func<string?, (T? Value, string? Error)> parse)
+        where T : struct => new(name)
     {
-        Description = description + " Units: ms, s, m, h; a plain number is seconds.",
-        HelpName = "DURATION",
+        Description = description,
+        HelpName = helpName,
         CustomParser = result =>
         {
-            string? text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-            if (!Duration.TryParse(text, out var value, out string? error))
+            var (value, error) = parse(result.Tokens.Count > 0 ? result.Tokens[0].Value : null);
+            if (error is not null)
                 result.AddError($"Invalid value for {name}: {error}.");
-            else if (value == TimeSpan.Zero && !allowZero)
-                result.AddError($"Invalid value for {name}: it must be greater than zero.");
-            else
-                return value;
-            return null;
+            return error is null ? value : null;
         },
     };
 
@@ -229,4 +302,11 @@ internal sealed record RunSettings(
     TimeSpan Grace,
     LingerPolicy Linger,
     bool Fallback,
-    string? ReportPath);
+    string? ReportPath)
+{
+    /// <summary><c>--user</c>: who CMD runs as; <c>null</c> keeps corral's identity.</summary>
+    public ProcessUser? User { get; init; }
+
+    /// <summary><c>--memory-max</c>, <c>--pids-max</c>, <c>--cpu-max</c>, <c>--require-limits</c>; <c>null</c> when none is given.</summary>
+    public ResourceLimits? Limits { get; init; }
+}

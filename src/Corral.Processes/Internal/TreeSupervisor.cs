@@ -24,12 +24,14 @@ internal sealed class TreeSupervisor
     private readonly DateTimeOffset _startedAt;
     private readonly CancellationTokenRegistration _cancellation;
     private readonly CancellationTokenSource? _timeout;
+    private readonly EnforcedLimits _enforced;
 
     private TreeSupervisor(
         ProcessSpec spec, string treeId, ChildProcess child, TreeContainment tree, OutputPump stdout, OutputPump stderr,
-        InputPipeStream? stdin, CaptureBuffer? capture, DateTimeOffset startedAt, CancellationToken cancellationToken)
+        InputPipeStream? stdin, CaptureBuffer? capture, DateTimeOffset startedAt, EnforcedLimits enforced, CancellationToken cancellationToken)
     {
         _spec = spec;
+        _enforced = enforced;
         TreeId = treeId;
         _child = child;
         _tree = tree;
@@ -71,6 +73,9 @@ internal sealed class TreeSupervisor
 
     public void RequestStop(ExitReason reason, StopSignal signal) => _stop.TrySetResult((reason, signal));
 
+    /// <summary>The tree's live processes; empty once the tree is finished.</summary>
+    public IReadOnlyList<LiveProcess> GetProcesses() => Completion.IsCompleted ? [] : ProcessLedger.Read(_tree.ListMembers());
+
     public static TreeSupervisor Start(ProcessSpec spec, CancellationToken cancellationToken)
     {
         string treeId = Guid.NewGuid().ToString("N");
@@ -81,11 +86,15 @@ internal sealed class TreeSupervisor
         try
         {
             (stdinChild, stdinParent) = OpenInput(spec.StandardInput);
-            leaf = CreateLeaf(spec.Containment, treeId);
+            var limits = spec.ResourceLimits is { Any: true } asked ? asked : null;
+            leaf = CreateLeaf(spec.Containment, treeId, limits is not null, out string? noLeaf);
+            var enforced = ApplyLimits(limits, leaf, noLeaf);
             (outRead, outWrite) = Fd.CreatePipe();
             (errRead, errWrite) = Fd.CreatePipe();
 
-            var counters = leaf is null ? PidWindow.CountersBeforeSpawn() : null;
+            // The PID window bounds every scan: session mode's, and in cgroup mode the exclusive uid's (outside the leaf).
+            var exclusiveUid = spec.User is { Exclusive: true } user ? user.Uid : (int?)null;
+            var counters = leaf is null || exclusiveUid is not null ? PidWindow.CountersBeforeSpawn() : null;
             var startedAt = DateTimeOffset.UtcNow;
             var spawned = Spawner.Spawn(request, stdinChild, outWrite, errWrite, leaf);
             int pid = spawned.Pid;
@@ -103,10 +112,13 @@ internal sealed class TreeSupervisor
             var stderr = new OutputPump(errRead, OutputStream.StandardError, SinkFor(spec.StandardError, capture));
             outRead = errRead = -1;
 
+            string tag = SpawnRequest.TreeIdVariable + "=" + treeId;
+            var window = PidWindow.After(pid, counters);
             TreeContainment tree = leaf is not null
-                ? new CgroupTree(leaf)
-                : new SessionTree(new TreeCriteria(pid, SpawnRequest.TreeIdVariable + "=" + treeId,
-                    new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray(), PidWindow.After(pid, counters)),
+                ? new CgroupTree(leaf, exclusiveUid is { } uid
+                    ? new SessionTree(new TreeCriteria(null, tag, [], window, uid, ExcludedCgroup: leaf.RelativePath))
+                    : null)
+                : new SessionTree(new TreeCriteria(pid, tag, new[] { stdout.PipeLink, stderr.PipeLink }.OfType<string>().ToArray(), window, exclusiveUid),
                     () => stdout.WritersGone() && stderr.WritersGone());
 
             InputPipeStream? stdin = null;
@@ -119,7 +131,7 @@ internal sealed class TreeSupervisor
                     _ = FeedAsync(stdin, bytes.Bytes);
             }
 
-            return new TreeSupervisor(spec, treeId, child, tree, stdout, stderr, stdin, capture, startedAt, cancellationToken);
+            return new TreeSupervisor(spec, treeId, child, tree, stdout, stderr, stdin, capture, startedAt, enforced, cancellationToken);
         }
         catch
         {
@@ -182,17 +194,50 @@ internal sealed class TreeSupervisor
         }
     }
 
-    private static CgroupLeaf? CreateLeaf(ContainmentMode mode, string treeId)
+    /// <summary>The tree's leaf, or <c>null</c> (and why) for a session tree.</summary>
+    /// <param name="mode">The spec's containment.</param>
+    /// <param name="treeId">The leaf's name.</param>
+    /// <param name="withLimits">The tree asks for limits: enable the controllers first, so the new leaf has their files.</param>
+    /// <param name="noLeaf">Why there is no leaf, when there is none.</param>
+    private static CgroupLeaf? CreateLeaf(ContainmentMode mode, string treeId, bool withLimits, out string? noLeaf)
     {
+        noLeaf = "session containment was asked for";
         if (mode == ContainmentMode.Session)
             return null;
         var host = CgroupHost.Instance;
         string? error = CgroupHost.UnavailableReason;
+        if (withLimits)
+            host?.EnsureControllers();
         var leaf = host?.TryCreateLeaf(treeId, out error);
         if (leaf is null && mode == ContainmentMode.Cgroup)
             throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, host?.ParentPath ?? "cgroup2", error ?? "no writable cgroup v2 hierarchy");
+        noLeaf = error ?? "no writable cgroup v2 hierarchy";
         return leaf;
     }
+
+    /// <summary>
+    /// Writes the limits to the leaf before anything runs in it; when a required one cannot be enforced, throws
+    /// (the caller removes the leaf).
+    /// </summary>
+    private static EnforcedLimits ApplyLimits(ResourceLimits? limits, CgroupLeaf? leaf, string? noLeaf)
+    {
+        if (limits is null)
+            return EnforcedLimits.None;
+        var (enforced, reason) = leaf is null ? (EnforcedLimits.None, LeafLimits.WithoutLeaf(noLeaf ?? "none was created")) : LeafLimits.Apply(leaf, limits);
+        bool missing = (limits.MemoryMaxBytes is not null && !enforced.Memory) || (limits.PidsMax is not null && !enforced.Pids)
+                       || (limits.CpuMax is not null && !enforced.Cpu);
+        if (missing && limits.Required)
+        {
+            throw new ProcessSpawnException(SpawnFailure.LimitUnavailable, CgroupHost.Instance?.ParentPath ?? "cgroup2",
+                "a required resource limit cannot be enforced: " + reason);
+        }
+
+        return enforced;
+    }
+
+    /// <summary>The receipt: from the leaf in cgroup mode (before it is removed), nothing but the enforcement otherwise.</summary>
+    private ResourceUsage ReadReceipt() =>
+        _tree is CgroupTree cgroup ? LeafLimits.Receipt(cgroup.Leaf, _enforced) : new ResourceUsage { Enforced = _enforced };
 
     private async Task<ProcessOutcome> SuperviseAsync()
     {
@@ -231,6 +276,7 @@ internal sealed class TreeSupervisor
             bool holderSurvived = !(_stdout.ReachedEof && _stderr.ReachedEof);
 
             var exit = _child.Reap();
+            var resources = ReadReceipt();
             if (detach)
                 _tree.ReleaseWhenEmpty();
             else
@@ -255,6 +301,7 @@ internal sealed class TreeSupervisor
                 StandardOutputTruncated = Capture?.StdoutTruncated ?? false,
                 StandardErrorTruncated = Capture?.StderrTruncated ?? false,
                 HolderSurvived = holderSurvived,
+                Resources = resources,
             };
         }
         finally

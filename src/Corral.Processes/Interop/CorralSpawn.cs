@@ -4,7 +4,8 @@ namespace Corral.Processes.Interop;
 
 /// <summary>
 /// Corral's own spawn (Native/corral_spawn.c, built next to this assembly when a C compiler is present): clone3
-/// with CLONE_INTO_CGROUP, which glibc before 2.39 does not offer and .NET code cannot do between fork and exec.
+/// with CLONE_INTO_CGROUP, which glibc before 2.39 does not offer, and an identity change (groups, gid, uid,
+/// no_new_privs) before exec, which posix_spawn cannot do and .NET code cannot do between fork and exec.
 /// </summary>
 internal static unsafe class CorralSpawn
 {
@@ -15,6 +16,10 @@ internal static unsafe class CorralSpawn
     internal const int StepChdir = 2;
     internal const int StepDup2 = 3;
     internal const int StepExec = 4;
+    internal const int StepSetgroups = 5;
+    internal const int StepSetgid = 6;
+    internal const int StepSetuid = 7;
+    internal const int StepNoNewPrivs = 8;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -29,6 +34,11 @@ internal static unsafe class CorralSpawn
         public int CgroupFd;
         public int ChildErrno;
         public int ChildStep;
+        public int SetUser;
+        public uint Uid;
+        public uint Gid;
+        public int GroupCount;
+        public uint* Groups;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load();

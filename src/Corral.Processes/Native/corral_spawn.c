@@ -1,7 +1,8 @@
 // Corral's spawn: clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_INTO_CGROUP]) and exec, the way glibc's
-// posix_spawn works, plus what glibc before 2.39 cannot do: start the child inside a cgroup, so that the kernel puts
-// it there at creation and no migration (cgroup.procs write) is needed. Built when a C compiler is present; without
-// it Corral falls back to posix_spawn (see Spawner.cs). x86-64 only for now: elsewhere it reports ENOSYS.
+// posix_spawn works, plus what posix_spawn cannot do: start the child inside a cgroup, so that the kernel puts it
+// there at creation and no migration (cgroup.procs write) is needed, and change its identity (groups, gid, uid, then
+// no_new_privs) before exec. Built when a C compiler is present; without it Corral falls back to posix_spawn (see
+// Spawner.cs). x86-64 only for now: elsewhere it reports ENOSYS.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +26,9 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef PR_SET_NO_NEW_PRIVS
+#define PR_SET_NO_NEW_PRIVS 38
+#endif
 
 // Filled by the caller; child_errno/child_step are written by the child (it shares our memory until it execs).
 struct corral_spawn_request
@@ -39,9 +43,24 @@ struct corral_spawn_request
     int cgroup_fd;        // an O_DIRECTORY fd of the target cgroup, or -1
     int child_errno;
     int child_step;       // CORRAL_STEP_*: what failed in the child
+    int set_user;         // nonzero: become uid/gid with exactly these supplementary groups, and set no_new_privs
+    unsigned int uid;
+    unsigned int gid;
+    int group_count;
+    const unsigned int *groups;
 };
 
-enum { CORRAL_STEP_SETSID = 1, CORRAL_STEP_CHDIR = 2, CORRAL_STEP_DUP2 = 3, CORRAL_STEP_EXEC = 4 };
+enum
+{
+    CORRAL_STEP_SETSID = 1,
+    CORRAL_STEP_CHDIR = 2,
+    CORRAL_STEP_DUP2 = 3,
+    CORRAL_STEP_EXEC = 4,
+    CORRAL_STEP_SETGROUPS = 5,
+    CORRAL_STEP_SETGID = 6,
+    CORRAL_STEP_SETUID = 7,
+    CORRAL_STEP_NO_NEW_PRIVS = 8,
+};
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
 // another thread of ours may hold (so no malloc, no stdio), and never returns into the caller's frames.
@@ -79,6 +98,23 @@ static int child_main(void *arg)
 
     if (syscall(SYS_setsid) < 0)
         return child_fail(r, CORRAL_STEP_SETSID);
+
+    // The identity, before anything that checks permissions (chdir, exec): those checks are then the user's. Raw
+    // syscalls act on this task alone; glibc's setuid() would try to change every thread of the parent we share
+    // memory with. Groups first (needs CAP_SETGID), then the gid, and the uid last (it drops the capabilities).
+    if (r->set_user)
+    {
+        if (syscall(SYS_setgroups, (long)r->group_count, r->groups) < 0)
+            return child_fail(r, CORRAL_STEP_SETGROUPS);
+        if (syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0)
+            return child_fail(r, CORRAL_STEP_SETGID);
+        if (syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
+            return child_fail(r, CORRAL_STEP_SETUID);
+        // No setuid binary, file capability or LSM transition can give the tree back what it just lost.
+        if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
+            return child_fail(r, CORRAL_STEP_NO_NEW_PRIVS);
+    }
+
     if (r->cwd != NULL && syscall(SYS_chdir, r->cwd) < 0)
         return child_fail(r, CORRAL_STEP_CHDIR);
     if (move_fd(r->stdin_fd, 0) < 0 || move_fd(r->stdout_fd, 1) < 0 || move_fd(r->stderr_fd, 2) < 0)

@@ -35,10 +35,11 @@ internal static class CorralCli
     /// <summary>No run in these tests should take anywhere near this long; past it the harness kills corral.</summary>
     public static readonly TimeSpan HarnessDeadline = TimeSpan.FromSeconds(90);
 
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "corral.dll");
+    /// <summary>The built corral, next to the tests.</summary>
+    public static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "corral.dll");
 
     /// <summary>The dotnet host running these tests; corral runs on the same runtime.</summary>
-    private static readonly string DotnetHost = FindDotnet();
+    public static readonly string DotnetHost = FindDotnet();
 
     public static ProcessSpec Spec(IEnumerable<string> args, InputSource? stdin = null)
     {

@@ -3,7 +3,13 @@ namespace Corral.Processes.Tests.Support;
 /// <summary>A scratch directory where test scripts write the PIDs of the processes they start.</summary>
 internal sealed class PidDir : IDisposable
 {
-    public PidDir() => Path = Directory.CreateTempSubdirectory("corral-test-").FullName;
+    /// <param name="forAnyUser">Make it writable by every user, for trees that run as another uid.</param>
+    public PidDir(bool forAnyUser = false)
+    {
+        Path = Directory.CreateTempSubdirectory("corral-test-").FullName;
+        if (forAnyUser)
+            System.IO.File.SetUnixFileMode(Path, (UnixFileMode)Convert.ToInt32("777", 8));
+    }
 
     public string Path { get; }
 
@@ -41,6 +47,14 @@ internal static class Modes
     public static void SkipIfUnavailable(ContainmentMode mode) =>
         Assert.SkipWhen(mode == ContainmentMode.Cgroup && !CgroupAvailable,
             "No writable cgroup v2 hierarchy on this host: " + Internal.Containment.CgroupHost.UnavailableReason);
+
+    /// <summary>Giving a tree another uid needs root here (or CAP_SETUID/CAP_SETGID) and the native spawn.</summary>
+    public static void SkipUnlessUsersCanBeSwitched(ContainmentMode mode = ContainmentMode.Session)
+    {
+        SkipIfUnavailable(mode);
+        Assert.SkipWhen(Interop.Libc.geteuid() != 0, "not running as root: the tree cannot be given another uid");
+        Assert.SkipUnless(Interop.CorralSpawn.Available, $"{Interop.CorralSpawn.FileName} is not built: only the native spawn changes identity");
+    }
 
     public static ProcessSpec Bash(string script, ContainmentMode mode) =>
         new ProcessSpec("/bin/bash", "-c", script) { Containment = mode };

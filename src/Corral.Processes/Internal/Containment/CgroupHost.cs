@@ -15,10 +15,20 @@ internal sealed class CgroupHost
 
     private static readonly Lazy<CgroupHost?> s_instance = new(Discover);
 
-    private CgroupHost(string mountPoint, string parentPath)
+    /// <summary>After a failed attempt to enable controllers, the next one waits this long (the cause may pass: a process that leaves).</summary>
+    private static readonly TimeSpan RetryEnable = TimeSpan.FromSeconds(10);
+
+    private readonly Lock _controllersGate = new();
+    private volatile LeafControllers _controllers;
+    private long _enableAfter;
+    private bool _enabledOnce;
+
+    private CgroupHost(string mountPoint, string parentPath, bool parentConfigured)
     {
         MountPoint = mountPoint;
         ParentPath = parentPath;
+        ParentConfigured = parentConfigured;
+        _controllers = CgroupControllers.Current(parentPath);
     }
 
     public static CgroupHost? Instance => s_instance.Value;
@@ -28,6 +38,32 @@ internal sealed class CgroupHost
     public string MountPoint { get; }
 
     public string ParentPath { get; }
+
+    /// <summary>The parent came from <see cref="ParentVariable"/>.</summary>
+    public bool ParentConfigured { get; }
+
+    /// <summary>The controllers enabled for new leaves, as last seen.</summary>
+    public LeafControllers Controllers => _controllers;
+
+    /// <summary>
+    /// Enables memory, pids and cpu for the leaves where the host delegates them (see <see cref="CgroupControllers"/>),
+    /// the first time a tree asks for a limit; afterwards the answer is remembered (a failure is retried after a while).
+    /// </summary>
+    public LeafControllers EnsureControllers()
+    {
+        var known = _controllers;
+        if (known.All || (_enabledOnce && Environment.TickCount64 < Volatile.Read(ref _enableAfter)))
+            return known;
+        lock (_controllersGate)
+        {
+            if (_controllers.All || (_enabledOnce && Environment.TickCount64 < _enableAfter))
+                return _controllers;
+            var result = CgroupControllers.Enable(MountPoint, ParentPath, ParentConfigured);
+            _enabledOnce = true;
+            _enableAfter = Environment.TickCount64 + (long)RetryEnable.TotalMilliseconds;
+            return _controllers = result;
+        }
+    }
 
     public CgroupLeaf? TryCreateLeaf(string treeId, out string? error)
     {
@@ -40,7 +76,7 @@ internal sealed class CgroupHost
         }
 
         error = null;
-        return new CgroupLeaf(path, "/" + Path.GetRelativePath(MountPoint, path));
+        return new CgroupLeaf(path, "/" + Path.GetRelativePath(MountPoint, path)) { Controllers = _controllers };
     }
 
     private static CgroupHost? Discover()
@@ -51,9 +87,8 @@ internal sealed class CgroupHost
             if (mount is null)
                 return Unavailable("no cgroup2 hierarchy is mounted");
 
-            string parent = Environment.GetEnvironmentVariable(ParentVariable) is { Length: > 0 } configured
-                ? configured
-                : Path.Combine(mount + (ProcScanner.CgroupOf(Environment.ProcessId) ?? "/"), "corral");
+            string? configured = Environment.GetEnvironmentVariable(ParentVariable) is { Length: > 0 } value ? value : null;
+            string parent = configured ?? Path.Combine(mount + (ProcScanner.CgroupOf(Environment.ProcessId) ?? "/"), "corral");
             if (!parent.StartsWith(mount + "/", StringComparison.Ordinal))
                 return Unavailable($"{parent} is not inside the cgroup2 mount {mount}");
 
@@ -63,7 +98,7 @@ internal sealed class CgroupHost
             if (Libc.access(Path.Combine(parent, "cgroup.procs"), Libc.W_OK) != 0)
                 return Unavailable($"{parent}/cgroup.procs is not writable");
             RemoveStaleLeaves(parent);
-            return new CgroupHost(mount, parent);
+            return new CgroupHost(mount, parent, configured is not null);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -129,6 +164,9 @@ internal sealed class CgroupLeaf
     public string RelativePath { get; }
 
     public string ProcsPath => System.IO.Path.Combine(Path, "cgroup.procs");
+
+    /// <summary>The controllers enabled for the leaf when it was created (its memory.*, pids.* and cpu.max files exist).</summary>
+    public LeafControllers Controllers { get; init; } = LeafControllers.None("not created by Corral");
 
     /// <summary>The PIDs listed in cgroup.procs (parsed in place: a big tree's listing allocates no strings).</summary>
     public List<int> ReadProcs()

@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Globalization;
 using System.Text;
 using Corral.Processes.Interop;
@@ -11,10 +12,19 @@ namespace Corral.Processes.Internal.Containment;
 /// <param name="TreeTag">The exact environment entry <c>CORRAL_TREE_ID=&lt;id&gt;</c>.</param>
 /// <param name="PipeLinks">readlink text (<c>pipe:[ino]</c>) of the tree's stdout and stderr pipes.</param>
 /// <param name="Window">The PIDs handed out since the child was created, when known: no member can have another.</param>
-internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks, PidWindow? Window = null)
+/// <param name="ExclusiveUid">A uid every process of which is the tree's (<see cref="ProcessUser.Exclusive"/>), matched after the session.</param>
+/// <param name="ExcludedCgroup">
+/// A cgroup (as /proc/PID/cgroup shows it) whose processes are not matched here because the cgroup itself lists
+/// them: the tree's leaf, when these criteria look for what got out of it. Only used without a <paramref name="SessionId"/>.
+/// </param>
+internal sealed record TreeCriteria(int? SessionId, string TreeTag, IReadOnlyList<string> PipeLinks, PidWindow? Window = null,
+    int? ExclusiveUid = null, string? ExcludedCgroup = null)
 {
     /// <summary><see cref="TreeTag"/> as the bytes /proc/PID/environ holds.</summary>
     public byte[] TreeTagBytes { get; } = Encoding.ASCII.GetBytes(TreeTag);
+
+    /// <summary>The cgroup v2 line of /proc/PID/cgroup for a process in <see cref="ExcludedCgroup"/>.</summary>
+    public byte[]? ExcludedCgroupLine { get; } = ExcludedCgroup is null ? null : Encoding.UTF8.GetBytes("0::" + ExcludedCgroup);
 
     /// <summary><see cref="PipeLinks"/> as the bytes readlink returns.</summary>
     public byte[][] PipeLinkBytes { get; } = PipeLinks.Select(l => Encoding.ASCII.GetBytes(l)).ToArray();
@@ -268,10 +278,69 @@ internal static class ProcScanner
             }
         }
 
-        // A zombie has neither an environment nor descriptors, so it matches neither of these.
-        if (HasEnvironmentEntry(pid, criteria.TreeTagBytes, ref buffer))
-            return (FoundBy.EnvironmentTag, false);
-        return (null, true);
+        // A zombie has neither an environment nor descriptors, so it matches neither of these; its uid is still
+        // shown, so the uid check reads the state too.
+        FoundBy found;
+        if (criteria.ExclusiveUid is { } uid && RunsAs(pid, uid, ref buffer) is { } runsAs)
+        {
+            if (!runsAs)
+                return (null, false);
+            found = FoundBy.Uid;
+        }
+        else if (HasEnvironmentEntry(pid, criteria.TreeTagBytes, ref buffer))
+        {
+            found = FoundBy.EnvironmentTag;
+        }
+        else
+        {
+            return (null, true);
+        }
+
+        if (criteria.ExcludedCgroupLine is { } excluded && IsInCgroup(pid, excluded, ref buffer))
+            return (null, false);
+        return (found, false);
+    }
+
+    /// <summary>
+    /// <c>true</c> when <paramref name="pid"/> is a live process whose real, effective and saved uid are all
+    /// <paramref name="uid"/> (the Uid: line of /proc/PID/status); <c>false</c> for a zombie of that uid (it is no
+    /// member, and holds nothing); <c>null</c> when it runs as anyone else or is gone.
+    /// </summary>
+    public static bool? RunsAs(int pid, int uid, ref byte[] buffer)
+    {
+        int n = ProcFs.ReadFile(pid, "status"u8, ref buffer);
+        if (n <= 0)
+            return null;
+        var status = buffer.AsSpan(0, n);
+        int at = status.IndexOf("\nUid:"u8);
+        if (at < 0)
+            return null;
+        var ids = status[(at + 5)..];
+        for (int i = 0; i < 3; i++)
+        {
+            ids = SkipBlanks(ids);
+            if (!Utf8Parser.TryParse(ids, out long id, out int consumed) || id != uid)
+                return null;
+            ids = ids[consumed..];
+        }
+
+        int state = status.IndexOf("\nState:\t"u8);
+        return state < 0 || state + 8 >= n || status[state + 8] is not ((byte)'Z' or (byte)'X');
+    }
+
+    /// <summary>Whether the cgroup v2 line of /proc/PID/cgroup is exactly <paramref name="line"/> (<c>0::/path</c>).</summary>
+    public static bool IsInCgroup(int pid, ReadOnlySpan<byte> line, ref byte[] buffer)
+    {
+        int n = ProcFs.ReadFile(pid, "cgroup"u8, ref buffer);
+        if (n <= 0)
+            return false;
+        foreach (var entry in buffer.AsSpan(0, n).Split((byte)'\n'))
+        {
+            if (buffer.AsSpan(entry).SequenceEqual(line))
+                return true;
+        }
+
+        return false;
     }
 
     public readonly record struct ProcStat(char State, int ParentPid, int ProcessGroup, int Session);
@@ -394,6 +463,15 @@ internal static class ProcScanner
         return false;
     }
 
+    /// <summary>The text without its leading spaces and tabs (the separator after a /proc field's name).</summary>
+    private static Span<byte> SkipBlanks(Span<byte> text)
+    {
+        int i = 0;
+        while (i < text.Length && text[i] is (byte)' ' or (byte)'\t')
+            i++;
+        return text[i..];
+    }
+
     internal static bool IsWritable(int pid, int fd, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
@@ -403,9 +481,7 @@ internal static class ProcScanner
         int at = text.IndexOf("flags:"u8);
         if (at < 0)
             return false;
-        var digits = text[(at + 6)..];
-        while (!digits.IsEmpty && (digits[0] == (byte)' ' || digits[0] == (byte)'\t'))
-            digits = digits[1..];
+        var digits = SkipBlanks(text[(at + 6)..]);
         int flags = 0;
         for (int i = 0; i < digits.Length && (uint)(digits[i] - '0') <= 7; i++)
             flags = flags * 8 + (digits[i] - '0');

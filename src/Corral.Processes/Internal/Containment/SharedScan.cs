@@ -125,6 +125,7 @@ internal static class SharedScan
         var bySession = new Dictionary<int, int>();
         var byTag = new Dictionary<string, List<int>>(StringComparer.Ordinal);
         var byPipe = new Dictionary<long, List<int>>();
+        var byUid = new Dictionary<int, List<int>>();
         var tagPrefixes = new List<byte[]>();
         for (int i = 0; i < count; i++)
         {
@@ -137,6 +138,8 @@ internal static class SharedScan
             if (r.Criteria.SessionId is { } session)
                 bySession[session] = i;
             Add(byTag, r.Criteria.TreeTag, i);
+            if (r.Criteria.ExclusiveUid is { } uid)
+                Add(byUid, uid, i);
             int eq = r.Criteria.TreeTag.IndexOf('=', StringComparison.Ordinal);
             byte[] prefix = r.Criteria.TreeTagBytes[..(eq + 1)];
             if (!tagPrefixes.Any(p => p.AsSpan().SequenceEqual(prefix)))
@@ -180,7 +183,7 @@ internal static class SharedScan
                 if (anyLog && pidfd < 0)
                     continue;
                 found.Clear();
-                Examine(pid, batch, relevant, bySession, byTag, byPipe, tagPrefixes, found, ref buffer, fds);
+                Examine(pid, batch, relevant, new Index(bySession, byTag, byPipe, byUid, tagPrefixes), found, ref buffer, fds);
                 bool handed = false;
                 foreach (int i in relevant)
                 {
@@ -214,11 +217,29 @@ internal static class SharedScan
         }
     }
 
+    /// <summary>The batch's trees by each criterion.</summary>
+    private readonly record struct Index(Dictionary<int, int> BySession, Dictionary<string, List<int>> ByTag,
+        Dictionary<long, List<int>> ByPipe, Dictionary<int, List<int>> ByUid, List<byte[]> TagPrefixes);
+
     /// <summary>Which of the <paramref name="relevant"/> trees <paramref name="pid"/> belongs to, and how.</summary>
-    private static void Examine(int pid, IReadOnlyList<Request> batch, List<int> relevant, Dictionary<int, int> bySession,
-        Dictionary<string, List<int>> byTag, Dictionary<long, List<int>> byPipe, List<byte[]> tagPrefixes,
+    private static void Examine(int pid, IReadOnlyList<Request> batch, List<int> relevant, Index index,
         Dictionary<int, FoundBy> found, ref byte[] buffer, List<int> fds)
     {
+        Match(pid, batch, relevant, index, found, ref buffer, fds);
+
+        // As in MatchCheap: a process in a tree's excluded cgroup (its leaf, which lists it) is not matched here.
+        foreach (int i in relevant)
+        {
+            if (batch[i].Criteria.ExcludedCgroupLine is { } excluded && found.ContainsKey(i) && ProcScanner.IsInCgroup(pid, excluded, ref buffer))
+                found.Remove(i);
+        }
+    }
+
+    private static void Match(int pid, IReadOnlyList<Request> batch, List<int> relevant, Index index,
+        Dictionary<int, FoundBy> found, ref byte[] buffer, List<int> fds)
+    {
+        var (bySession, byTag, byPipe, byUid, tagPrefixes) = index;
+
         // Session or group: as in MatchCheap, and a zombie matches nothing at all (no environment, no descriptors).
         int group = Libc.getpgid(pid);
         int sid = Libc.getsid(pid);
@@ -233,6 +254,31 @@ internal static class SharedScan
 
         if (found.Count == relevant.Count)
             return;
+
+        // The exclusive uids: one status read answers them all; a zombie of such a uid matches nothing.
+        if (byUid.Count > 0)
+        {
+            foreach (var (uid, owners) in byUid)
+            {
+                if (!owners.Any(i => relevant.Contains(i) && !found.ContainsKey(i)))
+                    continue;
+                if (ProcScanner.RunsAs(pid, uid, ref buffer) is not { } live)
+                    continue;
+                if (!live)
+                    return;
+                foreach (int i in owners)
+                {
+                    if (relevant.Contains(i))
+                        found.TryAdd(i, FoundBy.Uid);
+                }
+
+                // A process has one uid.
+                break;
+            }
+
+            if (found.Count == relevant.Count)
+                return;
+        }
 
         // The environment tag: every entry that looks like one, looked up among the batch's trees.
         int n = ProcFs.ReadFile(pid, "environ"u8, ref buffer);

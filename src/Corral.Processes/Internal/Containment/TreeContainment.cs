@@ -26,6 +26,9 @@ internal abstract class TreeContainment
     /// <summary>Waits until no process of the tree is alive; <c>false</c> if the timeout passed first.</summary>
     public abstract Task<bool> WaitEmptyAsync(TimeSpan timeout);
 
+    /// <summary>The tree's live processes right now (the ledger), with how each was found.</summary>
+    public abstract List<(int Pid, FoundBy FoundBy)> ListMembers();
+
     /// <summary>Releases what containment created (the leaf cgroup), once the tree is empty.</summary>
     public virtual void Release() { }
 
@@ -51,8 +54,18 @@ internal abstract class TreeContainment
     }
 }
 
-/// <summary>A leaf cgroup: membership is exact and escape-proof; SIGKILL is cgroup.kill.</summary>
-internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
+/// <summary>
+/// A leaf cgroup: membership is exact and escape-proof for an unprivileged tree; SIGKILL is cgroup.kill. With an
+/// exclusive uid (<see cref="ProcessUser.Exclusive"/>), <paramref name="outside"/> also finds the processes of that
+/// uid that are not in the leaf (they got out of it), as a session-mode scan does.
+/// </summary>
+/// <param name="leaf">The tree's leaf.</param>
+/// <param name="outside">
+/// Criteria-based membership for what is outside the leaf (its criteria exclude the leaf itself), or <c>null</c>.
+/// Consulted for emptiness only once the leaf is empty: while the leaf is populated, new escapees can still come
+/// out of it, and the scan's "no member now, so none ever" conclusion would not hold.
+/// </param>
+internal sealed class CgroupTree(CgroupLeaf leaf, SessionTree? outside = null) : TreeContainment
 {
     public override ContainmentKind Kind => ContainmentKind.Cgroup;
 
@@ -63,7 +76,7 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
     public override Task SignalAllAsync(int signal, KillLog log)
     {
         SignalAll(signal, log);
-        return Task.CompletedTask;
+        return outside?.SignalAllAsync(signal, log) ?? Task.CompletedTask;
     }
 
     private void SignalAll(int signal, KillLog log)
@@ -108,15 +121,37 @@ internal sealed class CgroupTree(CgroupLeaf leaf) : TreeContainment
         foreach (int pid in leaf.ReadProcs())
             log.Record(pid, FoundBy.Cgroup);
         leaf.Kill();
-        return Task.CompletedTask;
+        return outside?.KillAllAsync(log) ?? Task.CompletedTask;
     }
 
-    public override bool IsEmpty() => !leaf.IsPopulated();
+    public override bool IsEmpty() => !leaf.IsPopulated() && outside?.IsEmpty() != false;
 
-    public override Task<bool> WaitEmptyAsync(TimeSpan timeout) => leaf.WaitEmptyAsync(timeout);
+    public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
+    {
+        long start = Stopwatch.GetTimestamp();
+        if (!await leaf.WaitEmptyAsync(timeout).ConfigureAwait(false))
+            return false;
+        if (outside is null)
+            return true;
+        var left = timeout - Stopwatch.GetElapsedTime(start);
+        return await outside.WaitEmptyAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero).ConfigureAwait(false);
+    }
+
+    public override List<(int Pid, FoundBy FoundBy)> ListMembers()
+    {
+        var members = leaf.ReadProcs().ConvertAll(pid => (pid, FoundBy.Cgroup));
+        if (outside is not null)
+        {
+            var inLeaf = members.Select(m => m.pid).ToHashSet();
+            members.AddRange(outside.ListMembers().Where(m => !inLeaf.Contains(m.Pid)));
+        }
+
+        return members;
+    }
 
     public override void Release()
     {
+        outside?.Release();
         if (!leaf.IsPopulated())
             leaf.TryRemove();
     }
@@ -288,6 +323,9 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
             remaining = now;
         }
     }
+
+    public override List<(int Pid, FoundBy FoundBy)> ListMembers() =>
+        _empty ? [] : ProcScanner.FindMembers(criteria, _protected, CheckHolders);
 
     /// <summary>Closes the pidfds of a signal that no wait took over.</summary>
     public override void Release()

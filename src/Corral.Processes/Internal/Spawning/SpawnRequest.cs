@@ -7,7 +7,8 @@ internal sealed record SpawnRequest(
     string ExecutablePath,
     IReadOnlyList<string> Argv,
     IReadOnlyList<string> Environment,
-    string? WorkingDirectory)
+    string? WorkingDirectory,
+    ProcessUser? User = null)
 {
     public const string TreeIdVariable = "CORRAL_TREE_ID";
 
@@ -40,6 +41,8 @@ internal sealed record SpawnRequest(
                 throw new ProcessSpawnException(SpawnFailure.BadWorkingDirectory, cwd, "the working directory cannot be entered: " + Libc.Describe(Libc.LastError), Libc.LastError);
         }
 
+        CheckUser(spec.User, file);
+        CheckLimits(spec.ResourceLimits, file);
         var environment = BuildEnvironment(spec, treeId, file);
         string? path = environment.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..]
                        ?? System.Environment.GetEnvironmentVariable("PATH");
@@ -47,7 +50,43 @@ internal sealed record SpawnRequest(
 
         var argv = new List<string>(args.Count + 1) { executable };
         argv.AddRange(args);
-        return new SpawnRequest(executable, argv, environment, cwd);
+        return new SpawnRequest(executable, argv, environment, cwd, spec.User);
+    }
+
+    /// <summary>The most supplementary groups the kernel accepts (NGROUPS_MAX).</summary>
+    private const int MaxGroups = 65536;
+
+    private static void CheckUser(ProcessUser? user, string file)
+    {
+        if (user is null)
+            return;
+        if (user.Uid < 0 || user.Gid < 0)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"user {user.Uid}:{user.Gid}: ids cannot be negative");
+        var groups = user.SupplementaryGroups ?? [];
+        if (groups.Count > MaxGroups || groups.Any(g => g < 0))
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"user {user.Uid}: at most {MaxGroups} supplementary groups, none negative");
+        if (user.Exclusive && (user.Uid == 0 || (uint)user.Uid == Libc.getuid() || (uint)user.Uid == Libc.geteuid()))
+        {
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file,
+                $"uid {user.Uid} cannot be exclusive to a tree: it is {(user.Uid == 0 ? "root" : "Corral's own uid")}, whose other processes are not the tree's");
+        }
+    }
+
+    private static void CheckLimits(ResourceLimits? limits, string file)
+    {
+        if (limits is null)
+            return;
+        if (limits.MemoryMaxBytes is <= 0)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"the memory limit must be positive, not {limits.MemoryMaxBytes}");
+        if (limits.SwapMaxBytes is < 0)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"the swap limit cannot be negative ({limits.SwapMaxBytes})");
+        if (limits.PidsMax is <= 0)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"the process limit must be positive, not {limits.PidsMax}");
+        if (limits.CpuMax is { } cores && !(cores >= Internal.Containment.LeafLimits.MinCpuCores && cores <= Internal.Containment.LeafLimits.MaxCpuCores))
+        {
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file,
+                $"the CPU limit must be from {Internal.Containment.LeafLimits.MinCpuCores} to {Internal.Containment.LeafLimits.MaxCpuCores} cores, not {cores}");
+        }
     }
 
     private static List<string> BuildEnvironment(ProcessSpec spec, string treeId, string file)

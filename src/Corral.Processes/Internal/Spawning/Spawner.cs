@@ -17,14 +17,34 @@ internal readonly record struct SpawnedChild(int Pid, int Pidfd);
 /// </summary>
 internal static unsafe class Spawner
 {
-    /// <summary>Use the native spawn when it is available; tests turn it off to exercise the posix_spawn path.</summary>
-    internal static bool PreferNative { get; set; } = true;
+    private static readonly AsyncLocal<bool?> s_preferNative = new();
+
+    /// <summary>
+    /// Use the native spawn when it is available; tests turn it off to exercise the posix_spawn path (for their own
+    /// async flow only, so tests running meanwhile keep the native spawn).
+    /// </summary>
+    internal static bool PreferNative
+    {
+        get => s_preferNative.Value ?? true;
+        set => s_preferNative.Value = value;
+    }
 
     /// <summary>Spawns the child; fds are the child's ends for 0, 1 and 2.</summary>
-    public static SpawnedChild Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf) =>
-        PreferNative && CorralSpawn.Available
-            ? SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf)
-            : new SpawnedChild(SpawnPosix(request, stdinFd, stdoutFd, stderrFd, leaf?.ProcsPath), -1);
+    public static SpawnedChild Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
+    {
+        if (PreferNative && CorralSpawn.Available)
+            return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf);
+        if (request.User is { } user)
+        {
+            // posix_spawn has no action that changes identity or sets no_new_privs, and nothing of ours can run
+            // between its fork and exec: rather than run the tree as Corral's own user, refuse.
+            throw new ProcessSpawnException(SpawnFailure.UserUnavailable, request.ExecutablePath,
+                $"running as uid {user.Uid} needs Corral's native spawn ({CorralSpawn.FileName}, built with a C compiler on x86-64), " +
+                "which is not available; the posix_spawn fallback cannot change a child's identity before exec");
+        }
+
+        return new SpawnedChild(SpawnPosix(request, stdinFd, stdoutFd, stderrFd, leaf?.ProcsPath), -1);
+    }
 
     private static SpawnedChild SpawnNative(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
     {
@@ -50,20 +70,46 @@ internal static unsafe class Spawner
                 StderrFd = stderrFd,
                 CgroupFd = cgroupFd,
             };
-            int pid = CorralSpawn.Spawn(&r, out int pidfd, out int step);
+            var user = request.User;
+            uint[] groups = user?.SupplementaryGroups.Select(g => (uint)g).ToArray() ?? [];
+            int pid, pidfd, step;
+            fixed (uint* g = groups)
+            {
+                if (user is not null)
+                {
+                    r.SetUser = 1;
+                    r.Uid = (uint)user.Uid;
+                    r.Gid = (uint)user.Gid;
+                    r.GroupCount = groups.Length;
+                    r.Groups = g;
+                }
+
+                pid = CorralSpawn.Spawn(&r, out pidfd, out step);
+            }
+
             if (pid > 0)
                 return new SpawnedChild(pid, pidfd);
 
             int error = -pid;
+            string asUser = user is null ? "" : $" as uid {user.Uid}";
             var (failure, what) = step switch
             {
-                CorralSpawn.StepExec => (ExecFailure(error), "exec failed"),
-                CorralSpawn.StepChdir => (SpawnFailure.BadWorkingDirectory, "cannot enter the working directory"),
+                CorralSpawn.StepExec => (ExecFailure(error), "exec failed" + asUser),
+                CorralSpawn.StepChdir => (SpawnFailure.BadWorkingDirectory, "cannot enter the working directory" + asUser),
+                CorralSpawn.StepSetgroups => (SpawnFailure.UserUnavailable, $"cannot set the supplementary groups of uid {user?.Uid}"),
+                CorralSpawn.StepSetgid => (SpawnFailure.UserUnavailable, $"cannot change to gid {user?.Gid}"),
+                CorralSpawn.StepSetuid => (SpawnFailure.UserUnavailable, $"cannot change to uid {user?.Uid}"),
+                CorralSpawn.StepNoNewPrivs => (SpawnFailure.UserUnavailable, "cannot set no_new_privs"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),
             };
-            throw new ProcessSpawnException(failure, failure == SpawnFailure.ContainmentUnavailable ? leaf!.Path : request.ExecutablePath,
-                what + ": " + Libc.Describe(error), error);
+            string path = failure switch
+            {
+                SpawnFailure.ContainmentUnavailable => leaf!.Path,
+                SpawnFailure.BadWorkingDirectory => request.WorkingDirectory ?? request.ExecutablePath,
+                _ => request.ExecutablePath,
+            };
+            throw new ProcessSpawnException(failure, path, what + ": " + Libc.Describe(error), error);
         }
         finally
         {

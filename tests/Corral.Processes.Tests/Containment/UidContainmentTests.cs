@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using Corral.Processes.Internal.Containment;
+using Corral.Processes.Interop;
+using Corral.Processes.Tests.Support;
+
+namespace Corral.Processes.Tests.Containment;
+
+/// <summary>
+/// A uid exclusive to a tree is containment too: every process of it is the tree's, wherever it went, and nothing of
+/// any other uid is touched.
+/// </summary>
+public sealed class UidContainmentTests
+{
+    /// <summary>
+    /// Runs as the tree's uid: leaves the session, drops the whole environment (the tag with it) and every
+    /// descriptor of the tree's pipes, then records its PID. Nothing but its uid ties it to the tree.
+    /// </summary>
+    private const string Escapee =
+        "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec env -i sleep 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
+        "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done";
+
+    public static TheoryData<ContainmentMode, bool> ModesAndExclusivity => new()
+    {
+        { ContainmentMode.Session, true }, { ContainmentMode.Session, false },
+        { ContainmentMode.Cgroup, true }, { ContainmentMode.Cgroup, false },
+    };
+
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(ModesAndExclusivity))]
+    public async Task An_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_exclusive_uid(ContainmentMode mode, bool exclusive)
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        int uid = Proc.UnusedUid();
+        await using var tree = ProcessTree.Start(Modes.Bash(Escapee, mode) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = exclusive },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
+        }, ct);
+        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
+        var identity = Proc.Identify(escapee);
+        try
+        {
+            await Proc.WaitForAsync(() => Proc.CommandLine(escapee) == "sleep 300", TimeSpan.FromSeconds(10), "the escapee to exec sleep");
+            Assert.Empty(File.ReadAllText($"/proc/{escapee}/environ"));
+            Assert.All(Directory.GetFiles($"/proc/{escapee}/fd"), fd => Assert.DoesNotContain("pipe:", Internal.Io.Fd.ReadLink(fd) ?? ""));
+            if (mode == ContainmentMode.Cgroup)
+            {
+                // Unprivileged, it cannot leave its leaf (see UserTests); stand in for a way out it might find.
+                Assert.Equal(0, Internal.Io.Fd.WriteFile(CgroupHost.Instance!.MountPoint + "/cgroup.procs", escapee.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                Assert.Equal("0::/", File.ReadLines($"/proc/{escapee}/cgroup").Single(l => l.StartsWith("0::", StringComparison.Ordinal)));
+            }
+
+            var ledger = tree.GetProcesses();
+            Assert.Contains(ledger, p => p.Pid == tree.Pid);
+            if (exclusive)
+                Assert.Contains(ledger, p => p.Pid == escapee && p.FoundBy == FoundBy.Uid && p.CommandLine == "sleep 300");
+            else
+                Assert.DoesNotContain(ledger, p => p.Pid == escapee);
+
+            File.WriteAllText(dir.File("go"), "");
+            var outcome = await tree.Completion;
+
+            if (exclusive)
+            {
+                var killed = Assert.Single(outcome.Killed, k => k.Pid == escapee);
+                Assert.Equal(FoundBy.Uid, killed.FoundBy);
+                Assert.Equal("sleep 300", killed.CommandLine);
+                Assert.False(Proc.IsAlive(escapee));
+            }
+            else
+            {
+                // Without the declaration nothing ties it to the tree: it is left alone, as Corral leaves every stranger.
+                Assert.DoesNotContain(outcome.Killed, k => k.Pid == escapee);
+                Assert.True(Proc.IsAlive(escapee));
+            }
+        }
+        finally
+        {
+            Proc.KillIfAlive(identity);
+        }
+    }
+
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
+    public async Task Processes_of_any_other_uid_are_never_touched(ContainmentMode mode)
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        int uid = Proc.UnusedUid(), other = Proc.UnusedUid();
+        await using var tree = ProcessTree.Start(Modes.Bash(
+            "sleep 300 & echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = true },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
+        }, ct);
+        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+
+        // Created after the tree's child, so they are in its PID window: one of another uid (a tree of its own) and one of ours.
+        await using var neighbour = ProcessTree.Start(new ProcessSpec("/bin/sleep", "300")
+        {
+            User = new ProcessUser(other, uid),
+            Containment = ContainmentMode.Session,
+        }, ct);
+        using var ours = Process.Start(new ProcessStartInfo("/bin/sleep", "300"))!;
+        try
+        {
+            Assert.DoesNotContain(tree.GetProcesses(), p => p.Pid == neighbour.Pid || p.Pid == ours.Id);
+            File.WriteAllText(dir.File("go"), "");
+            var outcome = await tree.Completion;
+
+            Assert.Contains(outcome.Killed, k => k.CommandLine == "sleep 300");
+            Assert.DoesNotContain(outcome.Killed, k => k.Pid == neighbour.Pid || k.Pid == ours.Id);
+            Assert.True(Proc.IsAlive(neighbour.Pid), "the other uid's process was hit");
+            Assert.True(Proc.IsAlive(ours.Id), "Corral's own uid's process was hit");
+        }
+        finally
+        {
+            ours.Kill();
+            neighbour.Cancel();
+            await neighbour.Completion;
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Leftovers_of_a_crashed_owner_are_found_by_the_exclusive_uid_too()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched();
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        int uid = Proc.UnusedUid();
+        // Detached: the owner lets the escapee run, as a crash would.
+        var result = await ProcessTree.RunAsync(Modes.Bash(
+            "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec env -i sleep 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
+            "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done", ContainmentMode.Session) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = true },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Linger = LingerPolicy.Detach,
+        }, ct);
+        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
+        var identity = Proc.Identify(escapee);
+        try
+        {
+            Assert.True(Proc.IsAlive(escapee));
+            Assert.Empty(await ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null));
+
+            var killed = await ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null, exclusiveUid: uid);
+
+            Assert.Equal(FoundBy.Uid, Assert.Single(killed, k => k.Pid == escapee).FoundBy);
+            Assert.False(Proc.IsAlive(escapee));
+            await Assert.ThrowsAsync<ArgumentException>(() => ProcessTree.KillLeftoversAsync(result.Outcome.TreeId, null, exclusiveUid: 0));
+        }
+        finally
+        {
+            Proc.KillIfAlive(identity);
+        }
+    }
+}
