@@ -182,7 +182,7 @@ public static class TaskEndpoints
         await services.Transcript.WriteAsync(context.Response.BodyWriter, id, context.RequestAborted);
     }
 
-    private static async Task<IResult> OutputAsync(HttpContext context, [AsParameters] TaskServices services, string id, string? stream)
+    private static async Task OutputAsync(HttpContext context, [AsParameters] TaskServices services, RawOutput raw, string id, string? stream)
     {
         var which = stream switch
         {
@@ -191,13 +191,19 @@ public static class TaskEndpoints
             _ => (Corral.Processes.OutputStream)0,
         };
         if (which == 0)
-            return Problems.Invalid(context, "stream", "stdout or stderr.");
+        {
+            await Problems.Invalid(context, "stream", "stdout or stderr.").ExecuteAsync(context);
+            return;
+        }
+
         if (await services.Scheduler.GetAsync(id, context.RequestAborted) is null)
-            return Problems.NotFound(context, id);
-        string path = Path.Combine(services.Paths.TaskDirectory(id), JournalFormat.StreamFileName(which));
-        if (!File.Exists(path))
-            return TypedResults.Bytes([], "application/octet-stream");
-        return TypedResults.PhysicalFile(path, "application/octet-stream", enableRangeProcessing: true);
+        {
+            await Problems.NotFound(context, id).ExecuteAsync(context);
+            return;
+        }
+
+        context.Response.ContentType = "application/octet-stream";
+        await raw.WriteAsync(context.Response.BodyWriter, id, which, context.RequestAborted);
     }
 
     private static async Task EventsAsync(HttpContext context, [AsParameters] TaskServices services, string id, string? after)

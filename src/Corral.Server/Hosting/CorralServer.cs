@@ -181,6 +181,7 @@ public static class CorralServer
         services.AddSingleton<Scheduler>();
         services.AddSingleton<EventStream>();
         services.AddSingleton<Transcript>();
+        services.AddSingleton<RawOutput>();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
         services.AddHostedService<Recovery>();

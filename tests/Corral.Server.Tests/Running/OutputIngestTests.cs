@@ -21,6 +21,20 @@ public sealed class OutputIngestTests : IDisposable
         return maxLine == run.Spec.Limits.MaxLineLength ? run : new LimitedRun(run, maxLine);
     }
 
+    /// <summary>What the journal holds of a stream's output, in order.</summary>
+    private byte[] Stored(OutputStream stream)
+    {
+        using var reader = new JournalReader(_dir);
+        var bytes = new List<byte>();
+        while (reader.TryRead(reader.FileLength, out var e))
+        {
+            if (e.IsOutput && e.Stream == stream)
+                bytes.AddRange(reader.ReadAll(e));
+        }
+
+        return [.. bytes];
+    }
+
     private List<(JournalEntry Entry, string Text)> Lines()
     {
         using var reader = new JournalReader(_dir);
@@ -45,7 +59,7 @@ public sealed class OutputIngestTests : IDisposable
         ingest.Commit();
 
         byte[] expected = [.. "A"u8, 0xFF, .. "B\nsplit "u8, 0xFF, .. "line\r\nlast"u8];
-        Assert.Equal(expected, File.ReadAllBytes(Path.Combine(_dir, "stdout")));
+        Assert.Equal(expected, Stored(OutputStream.StandardOutput));
         var lines = Lines();
         Assert.Equal(3, lines.Count);
         Assert.All(lines, l => Assert.True((l.Entry.Flags & LineFlags.Event) != 0));
@@ -79,8 +93,8 @@ public sealed class OutputIngestTests : IDisposable
         ingest.Complete();
         ingest.Commit();
 
-        Assert.Equal("12345\n789A", File.ReadAllText(Path.Combine(_dir, "stdout")));
-        Assert.False(File.Exists(Path.Combine(_dir, "stderr")));
+        Assert.Equal("12345\n789A", Encoding.UTF8.GetString(Stored(OutputStream.StandardOutput)));
+        Assert.Empty(Stored(OutputStream.StandardError));
         Assert.True(ingest.Capped);
         Assert.Equal(10, ingest.StoredBytes);
         Assert.Equal(7, ingest.DroppedBytes(OutputStream.StandardOutput));
@@ -134,6 +148,7 @@ public sealed class OutputIngestTests : IDisposable
         var entries = new List<JournalEntry>();
         while (reader.TryRead(reader.FileLength, out var e))
             entries.Add(e);
+        entries.RemoveAll(e => e.IsOutput);
         Assert.Equal(["agent.text", null, "agent.notice", null, "agent.stderr", null], entries.Select(e => e.Name));
         Assert.True((entries[1].Flags & LineFlags.Json) != 0);
         Assert.True((entries[3].Flags & LineFlags.Json) == 0);

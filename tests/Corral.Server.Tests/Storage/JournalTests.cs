@@ -4,18 +4,21 @@ using Corral.Server.Internal.Storage.Journal;
 
 namespace Corral.Server.Tests.Storage;
 
-/// <summary>The journal: line records over the raw stream files, numbered events, torn tails, live readers.</summary>
+/// <summary>The journal: output records, line records over them, numbered events, torn tails, live readers.</summary>
 public sealed class JournalTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Directory.CreateTempSubdirectory("corral-journal-").FullName, "task");
 
     public void Dispose() => Directory.Delete(Path.GetDirectoryName(_dir)!, true);
 
-    private static List<JournalEntry> ReadAll(JournalReader reader, long? limit = null)
+    private static List<JournalEntry> ReadAll(JournalReader reader, long? limit = null) => [.. Read(reader, limit).Select(r => r.Entry)];
+
+    /// <summary>Every record with its bytes, read as it comes (a line's bytes are there until the next read).</summary>
+    private static List<(JournalEntry Entry, string Text)> Read(JournalReader reader, long? limit = null)
     {
-        var entries = new List<JournalEntry>();
+        var entries = new List<(JournalEntry, string)>();
         while (reader.TryRead(limit ?? reader.FileLength, out var e))
-            entries.Add(e);
+            entries.Add((e, Text(reader, e)));
         return entries;
     }
 
@@ -39,17 +42,17 @@ public sealed class JournalTests : IDisposable
             Assert.Equal(5, writer.EventCount);
         }
 
-        Assert.Equal("one\ntwo\n", File.ReadAllText(Path.Combine(_dir, "stdout")));
+        Assert.Equal(["journal"], Directory.GetFiles(_dir).Select(Path.GetFileName)); // one file per task
         using var reader = new JournalReader(_dir);
-        var entries = ReadAll(reader);
-        Assert.Equal([1L, 2, 3, 4, 0, 0, 5], entries.Select(e => e.EventId));
-        Assert.Equal(["task.status", null, null, null, "started", null, "task.end"], entries.Select(e => e.Name));
-        Assert.Equal("one\n", Text(reader, entries[1]));
-        Assert.Equal("two\n", Text(reader, entries[2]));
-        Assert.Equal("err\n", Text(reader, entries[3]));
-        Assert.Equal(OutputStream.StandardError, entries[3].Stream);
-        Assert.True(entries[4].IsMeta);
-        Assert.Equal("""{"status":"succeeded"}""", Text(reader, entries[6]));
+        var entries = Read(reader).Where(e => !e.Entry.IsOutput).ToList();
+        Assert.Equal([1L, 2, 3, 4, 0, 0, 5], entries.Select(e => e.Entry.EventId));
+        Assert.Equal(["task.status", null, null, null, "started", null, "task.end"], entries.Select(e => e.Entry.Name));
+        Assert.Equal("one\n", entries[1].Text);
+        Assert.Equal("two\n", entries[2].Text);
+        Assert.Equal("err\n", entries[3].Text);
+        Assert.Equal(OutputStream.StandardError, entries[3].Entry.Stream);
+        Assert.True(entries[4].Entry.IsMeta);
+        Assert.Equal("""{"status":"succeeded"}""", entries[6].Text);
     }
 
     [Fact]
@@ -69,6 +72,34 @@ public sealed class JournalTests : IDisposable
     }
 
     [Fact]
+    public void A_line_spread_over_several_chunks_reads_whole_and_a_reader_holds_only_what_lines_to_come_need()
+    {
+        using (var writer = JournalWriter.Create(_dir))
+        {
+            writer.WriteOutput(OutputStream.StandardOutput, "he"u8);
+            writer.WriteOutput(OutputStream.StandardError, "e1\n"u8);
+            writer.AddLine(LineFlags.Stderr, 3);
+            writer.WriteOutput(OutputStream.StandardOutput, "ll"u8);
+            writer.WriteOutput(OutputStream.StandardOutput, "o\nx"u8);
+            writer.AddLine(LineFlags.None, 6);
+            writer.WriteOutput(OutputStream.StandardOutput, "y\n"u8);
+            writer.AddLine(LineFlags.None, 3);
+            writer.Commit();
+        }
+
+        using var reader = new JournalReader(_dir);
+        var lines = new List<string>();
+        while (reader.TryRead(reader.FileLength, out var e))
+        {
+            if (e.IsLine)
+                lines.Add(Text(reader, e));
+        }
+
+        Assert.Equal(["e1\n", "hello\n", "xy\n"], lines);
+        Assert.Equal(9, reader.StreamLength(OutputStream.StandardOutput));
+    }
+
+    [Fact]
     public void A_torn_tail_is_cut_off_on_reopening_and_numbering_continues_after_the_last_whole_record()
     {
         using (var writer = JournalWriter.Create(_dir))
@@ -79,11 +110,10 @@ public sealed class JournalTests : IDisposable
             writer.Commit();
         }
 
-        // A crash in the middle of the next append: half an event record, and output no line refers to yet.
+        // A crash in the middle of the next append: half an event record.
         File.AppendAllBytes(Path.Combine(_dir, "journal"), [JournalFormat.EventTag, 8, (byte)'a', (byte)'g']);
-        File.AppendAllBytes(Path.Combine(_dir, "stdout"), "partial"u8.ToArray());
         using (var reader = new JournalReader(_dir))
-            Assert.Equal(2, ReadAll(reader).Count);
+            Assert.Equal(3, ReadAll(reader).Count);
 
         using (var writer = JournalWriter.Open(_dir))
         {
@@ -95,22 +125,18 @@ public sealed class JournalTests : IDisposable
         }
 
         using var again = new JournalReader(_dir);
-        var entries = ReadAll(again);
-        Assert.Equal([1L, 2, 0, 3, 4], entries.Select(e => e.EventId));
-        Assert.Equal("hello\n", Text(again, entries[1]));
-        Assert.Equal("partial", Text(again, entries[2])); // bytes no record referred to get one of their own: kept, not an event
-        Assert.Equal("more\n", Text(again, entries[3]));
-        Assert.Equal("hello\npartialmore\n", File.ReadAllText(Path.Combine(_dir, "stdout")));
+        var entries = Read(again).Where(e => !e.Entry.IsOutput).ToList();
+        Assert.Equal([1L, 2, 3, 4], entries.Select(e => e.Entry.EventId));
+        Assert.Equal("hello\n", entries[1].Text);
+        Assert.Equal("more\n", entries[2].Text);
     }
 
     [Fact]
     public void Files_are_private_to_the_server()
     {
         using var writer = JournalWriter.Create(_dir);
-        writer.WriteOutput(OutputStream.StandardOutput, "x"u8);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_dir));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, "journal")));
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_dir, "stdout")));
     }
 
     [Fact]

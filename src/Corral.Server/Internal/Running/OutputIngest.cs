@@ -7,7 +7,7 @@ using Corral.Server.Internal.Storage.Journal;
 namespace Corral.Server.Internal.Running;
 
 /// <summary>
-/// Takes a task's output as the pipes deliver it: stores the bytes once, exactly (each stream's file), frames them
+/// Takes a task's output as the pipes deliver it: stores the bytes once, exactly (output records of the journal), frames them
 /// into lines (a record of a few bytes each in the journal; lines longer than the limit are cut into flagged
 /// fragments), hands the lines of a protocol agent to its parser and stages the events it finds. Stops storing at
 /// the task's output cap or when the disk is full, and goes on parsing, so the agent's result is still read. One
@@ -82,16 +82,8 @@ internal sealed class OutputIngest
         if (Storing)
         {
             stored = (int)Math.Min(chunk.Length, _maxStoredBytes - StoredBytes);
-            try
-            {
-                _journal.WriteOutput(stream, chunk[..stored]);
-                StoredBytes += stored;
-            }
-            catch (Exception e) when (Files.IsOutOfSpace(e))
-            {
-                StorageFailure = e;
-                stored = 0;
-            }
+            _journal.WriteOutput(stream, chunk[..stored]);
+            StoredBytes += stored;
         }
 
         _dropped[Index(stream)] += chunk.Length - stored;

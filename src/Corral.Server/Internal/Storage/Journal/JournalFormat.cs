@@ -27,31 +27,32 @@ internal enum LineFlags : byte
 }
 
 /// <summary>
-/// The journal of a task (<c>tasks/&lt;id&gt;/journal</c>): an append-only sequence of records, in the order things
-/// happened. A <b>line</b> record is only a length and flags: the line's bytes are in the stream's own file
-/// (<c>stdout</c>, <c>stderr</c>), which holds exactly what the agent wrote, so output is on disk once and a line
-/// costs 3–4 bytes here. An <b>event</b> record is a name and its JSON data. Events, and the lines flagged
-/// <see cref="LineFlags.Event"/>, are numbered 1, 2, 3… in journal order: those are the SSE ids. A <b>meta</b> record
-/// has the shape of an event but is the server's own note (the run started, its process tree), never sent.
+/// The journal of a task (<c>tasks/&lt;id&gt;/journal</c>), the one file that holds all it printed and all that
+/// happened to it, in order. An <b>output</b> record is a chunk of one stream's bytes exactly as read (after secret
+/// masking, within the output cap), so output is on disk once. A <b>line</b> record is only flags and a length
+/// (3–4 bytes): the line is the next that many bytes of its stream. An <b>event</b> record is a name and its JSON
+/// data. Events, and the lines flagged <see cref="LineFlags.Event"/>, are numbered 1, 2, 3… in journal order: those
+/// are the SSE ids. A <b>meta</b> record has the shape of an event but is the server's own note (the run started,
+/// its process tree), never sent. One file per task: creating files is the dearest thing a task does on ext4.
 /// </summary>
 /// <remarks>
-/// Layout: the 8-byte <see cref="Header"/>, then records. Line: <c>0x01, flags, varint length</c> (the length counts the
-/// terminating <c>\n</c> when there is one). Event: <c>0x02, name length (1 byte), name, varint data length, data</c>;
-/// meta: the same with <c>0x03</c>.
-/// A record is appended whole by one write, but a reader of a live journal must stop at the length the writer has
-/// committed (a concurrent read may see part of a write); after a crash, a torn last record is cut off.
+/// Layout: the 8-byte <see cref="Header"/>, then records. Output: <c>0x04, stream (1 stdout, 2 stderr), varint length,
+/// bytes</c>. Line: <c>0x01, flags, varint length</c> (the length counts the terminating <c>\n</c> when there is one;
+/// a line's bytes always come in output records before it). Event: <c>0x02, name length (1 byte), name, varint data
+/// length, data</c>; meta: the same with <c>0x03</c>. Records are appended by one write per commit, but a reader of
+/// a live journal must stop at the length the writer has committed (a concurrent read may see part of a write);
+/// after a crash, a torn last record is cut off.
 /// </remarks>
 internal static class JournalFormat
 {
     public const byte LineTag = 1;
     public const byte EventTag = 2;
     public const byte MetaTag = 3;
+    public const byte OutputTag = 4;
 
     public static ReadOnlySpan<byte> Header => "CRLJ\u0001\0\0\0"u8;
 
     public const string FileName = "journal";
-
-    public static string StreamFileName(OutputStream stream) => stream == OutputStream.StandardError ? "stderr" : "stdout";
 
     public static void WriteLine(IBufferWriter<byte> to, LineFlags flags, long length)
     {
@@ -60,6 +61,16 @@ internal static class JournalFormat
         span[1] = (byte)flags;
         int n = 2 + WriteVarint(span[2..], (ulong)length);
         to.Advance(n);
+    }
+
+    public static void WriteOutput(IBufferWriter<byte> to, OutputStream stream, ReadOnlySpan<byte> bytes)
+    {
+        var span = to.GetSpan(12 + bytes.Length);
+        span[0] = OutputTag;
+        span[1] = (byte)stream;
+        int n = 2 + WriteVarint(span[2..], (ulong)bytes.Length);
+        bytes.CopyTo(span[n..]);
+        to.Advance(n + bytes.Length);
     }
 
     public static void WriteEvent(IBufferWriter<byte> to, string name, ReadOnlySpan<byte> data) => WriteNamed(to, EventTag, name, data);

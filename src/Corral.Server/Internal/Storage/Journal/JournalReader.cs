@@ -4,29 +4,32 @@ using Microsoft.Win32.SafeHandles;
 namespace Corral.Server.Internal.Storage.Journal;
 
 /// <summary>
-/// Reads a journal from the start, record by record, with one small buffer whatever the size of the task's output:
-/// event data and line bytes are not loaded, only located (<see cref="ReadData"/> reads them piecewise).
+/// Reads a journal from the start, record by record, with small buffers whatever the size of the task's output:
+/// event data and line bytes are not loaded, only located (<see cref="ReadData"/> reads them piecewise). A line's
+/// bytes are found in the output records read before it; the reader remembers only those a line still to come can
+/// need, so its memory does not grow with the journal.
 /// </summary>
 internal sealed class JournalReader : IDisposable
 {
-    private const int BufferSize = 16 * 1024;
+    private const int BufferSize = 8 * 1024;
     private const int AheadSize = 32 * 1024;
 
     private readonly SafeFileHandle? _journal;
-    private readonly SafeFileHandle?[] _streams = new SafeFileHandle?[2];
-    private readonly string _directory;
     private readonly byte[] _buffer = new byte[BufferSize];
     private long _bufferStart;
     private int _bufferLength;
-    private readonly long[] _streamOffsets = new long[2];
-    private readonly byte[]?[] _ahead = new byte[]?[2];
-    private readonly long[] _aheadStart = new long[2];
-    private readonly int[] _aheadLength = new int[2];
+    private readonly byte[] _ahead = new byte[AheadSize];
+    private long _aheadStart = -1;
+    private int _aheadLength;
+
+    // Per stream: bytes of output so far, where the next line starts, and the output chunks that hold bytes at or after it.
+    private readonly long[] _streamLength = new long[2];
+    private readonly long[] _lineStart = new long[2];
+    private readonly List<Segment>[] _segments = [[], []];
 
     /// <summary>Opens the journal in <paramref name="directory"/>; a missing one reads as empty.</summary>
     public JournalReader(string directory)
     {
-        _directory = directory;
         _journal = TryOpen(Path.Combine(directory, JournalFormat.FileName));
         Position = JournalFormat.Header.Length;
         if (_journal is not null)
@@ -49,6 +52,9 @@ internal sealed class JournalReader : IDisposable
     /// <summary>The journal's length on disk now: everything a finished task's writer committed.</summary>
     public long FileLength => _journal is null ? 0 : RandomAccess.GetLength(_journal);
 
+    /// <summary>Bytes of a stream's output read so far.</summary>
+    public long StreamLength(OutputStream stream) => _streamLength[Index(stream)];
+
     /// <summary>Reads the next whole record that ends at or before <paramref name="limit"/>.</summary>
     public bool TryRead(long limit, out JournalEntry entry)
     {
@@ -60,16 +66,31 @@ internal sealed class JournalReader : IDisposable
             return false;
         switch (head[0])
         {
+            case JournalFormat.OutputTag:
+            {
+                int n = JournalFormat.ReadVarint(head[2..], out ulong length);
+                long dataStart = Position + 2 + n;
+                if (n == 0 || head[1] is not (1 or 2) || dataStart + (long)length > limit)
+                    return false;
+                int s = head[1] - 1;
+                Forget(s);
+                _segments[s].Add(new Segment(_streamLength[s], dataStart, (long)length));
+                _streamLength[s] += (long)length;
+                entry = new JournalEntry(EntryKind.Output, 0, null, s == 1 ? LineFlags.Stderr : LineFlags.None, dataStart, (long)length);
+                Position = dataStart + (long)length;
+                return true;
+            }
+
             case JournalFormat.LineTag:
             {
                 int n = JournalFormat.ReadVarint(head[2..], out ulong length);
                 if (n == 0)
                     return false;
                 var flags = (LineFlags)head[1];
-                int stream = (flags & LineFlags.Stderr) != 0 ? 1 : 0;
+                int s = (flags & LineFlags.Stderr) != 0 ? 1 : 0;
                 long id = (flags & LineFlags.Event) != 0 ? ++EventCount : 0;
-                entry = new JournalEntry(id, null, flags, _streamOffsets[stream], (long)length);
-                _streamOffsets[stream] += (long)length;
+                entry = new JournalEntry(EntryKind.Line, id, null, flags, _lineStart[s], (long)length);
+                _lineStart[s] += (long)length;
                 Position += 2 + n;
                 return true;
             }
@@ -84,8 +105,8 @@ internal sealed class JournalReader : IDisposable
                 if (n == 0 || dataStart + (long)length > limit)
                     return false;
                 string name = JournalFormat.Name(head.Slice(2, nameLength));
-                long id = head[0] == JournalFormat.EventTag ? ++EventCount : 0;
-                entry = new JournalEntry(id, name, LineFlags.None, dataStart, (long)length);
+                bool isEvent = head[0] == JournalFormat.EventTag;
+                entry = new JournalEntry(isEvent ? EntryKind.Event : EntryKind.Meta, isEvent ? ++EventCount : 0, name, LineFlags.None, dataStart, (long)length);
                 Position = dataStart + (long)length;
                 return true;
             }
@@ -107,50 +128,70 @@ internal sealed class JournalReader : IDisposable
 
     /// <summary>
     /// Reads up to <paramref name="buffer"/>'s length of an entry's bytes, from <paramref name="skip"/> bytes into it.
-    /// Lines are read through a read-ahead window per stream: replaying a flood of short lines costs one read per
-    /// 64 KiB, not one per line.
+    /// A line's bytes are read from the output records that hold them (valid until the next <see cref="TryRead"/>).
     /// </summary>
     public int ReadData(in JournalEntry entry, long skip, Span<byte> buffer)
     {
         long remaining = entry.Length - skip;
-        if (remaining <= 0)
+        if (remaining <= 0 || _journal is null)
             return 0;
         if (buffer.Length > remaining)
             buffer = buffer[..(int)remaining];
         if (!entry.IsLine)
-            return _journal is null ? 0 : RandomAccess.Read(_journal, buffer, entry.Offset + skip);
-        int i = entry.Stream == OutputStream.StandardError ? 1 : 0;
-        if (StreamFile(entry.Stream) is not { } file)
-            return 0;
+            return ReadAt(entry.Offset + skip, buffer);
+
+        // Lines: from stream offsets to journal positions, a segment at a time.
         long at = entry.Offset + skip;
-        var ahead = _ahead[i] ??= new byte[AheadSize];
-        if (at < _aheadStart[i] || at + buffer.Length > _aheadStart[i] + _aheadLength[i])
+        int done = 0;
+        foreach (var segment in _segments[Index(entry.Stream)])
         {
-            if (buffer.Length >= AheadSize / 2)
-                return RandomAccess.Read(file, buffer, at);
-            _aheadStart[i] = at;
-            _aheadLength[i] = RandomAccess.Read(file, ahead, at);
+            if (done == buffer.Length)
+                break;
+            if (at + done >= segment.StreamStart + segment.Length)
+                continue;
+            if (at + done < segment.StreamStart)
+                break;
+            long within = at + done - segment.StreamStart;
+            int take = (int)Math.Min(buffer.Length - done, segment.Length - within);
+            int n = ReadAt(segment.JournalPosition + within, buffer.Slice(done, take));
+            done += n;
+            if (n < take)
+                break;
         }
 
-        int from = (int)(at - _aheadStart[i]);
-        int n = Math.Min(buffer.Length, _aheadLength[i] - from);
+        return done;
+    }
+
+    public void Dispose() => _journal?.Dispose();
+
+    /// <summary>Drops chunks that end before the next line starts: no line to come can need them.</summary>
+    private void Forget(int stream)
+    {
+        var segments = _segments[stream];
+        int drop = 0;
+        while (drop < segments.Count && segments[drop].StreamStart + segments[drop].Length <= _lineStart[stream])
+            drop++;
+        if (drop > 0)
+            segments.RemoveRange(0, drop);
+    }
+
+    /// <summary>Reads journal bytes through a read-ahead window: replaying a flood of short lines costs one read per 32 KiB.</summary>
+    private int ReadAt(long position, Span<byte> buffer)
+    {
+        if (buffer.Length >= AheadSize / 2)
+            return RandomAccess.Read(_journal!, buffer, position);
+        if (position < _aheadStart || position + buffer.Length > _aheadStart + _aheadLength)
+        {
+            _aheadStart = position;
+            _aheadLength = RandomAccess.Read(_journal!, _ahead, position);
+        }
+
+        int from = (int)(position - _aheadStart);
+        int n = Math.Min(buffer.Length, _aheadLength - from);
         if (n <= 0)
             return 0;
-        ahead.AsSpan(from, n).CopyTo(buffer);
+        _ahead.AsSpan(from, n).CopyTo(buffer);
         return n;
-    }
-
-    public void Dispose()
-    {
-        _journal?.Dispose();
-        foreach (var s in _streams)
-            s?.Dispose();
-    }
-
-    private SafeFileHandle? StreamFile(OutputStream stream)
-    {
-        int i = stream == OutputStream.StandardError ? 1 : 0;
-        return _streams[i] ??= TryOpen(Path.Combine(_directory, JournalFormat.StreamFileName(stream)));
     }
 
     private ReadOnlySpan<byte> Peek(long wanted)
@@ -166,6 +207,8 @@ internal sealed class JournalReader : IDisposable
         return _buffer.AsSpan(from, (int)Math.Min(wanted, _bufferLength - from));
     }
 
+    private static int Index(OutputStream stream) => stream == OutputStream.StandardError ? 1 : 0;
+
     private static SafeFileHandle? TryOpen(string path)
     {
         try
@@ -177,4 +220,7 @@ internal sealed class JournalReader : IDisposable
             return null;
         }
     }
+
+    /// <summary>A chunk of one stream: where its bytes start in the stream, and in the journal.</summary>
+    private readonly record struct Segment(long StreamStart, long JournalPosition, long Length);
 }

@@ -7,21 +7,17 @@ using Microsoft.Win32.SafeHandles;
 namespace Corral.Server.Internal.Storage.Journal;
 
 /// <summary>
-/// Appends to a task's journal and stream files. Records are staged in memory and written by <see cref="Commit"/>,
-/// one write per file (group commit: one per chunk of output read, not one per line); raw output goes to its
-/// stream file at once, always before the journal records that refer to it. Readers see what is committed, and are
-/// woken by <see cref="Changed"/>. Nothing is flushed to disk here: <see cref="Sync"/> does that, at the end of
-/// a task and every few seconds (a crash of the server loses nothing the kernel has; a crash of the machine, at
-/// most the last interval). Thread-safe.
+/// Appends to a task's journal. Records are staged in memory and written by <see cref="Commit"/> in one write (group
+/// commit: one per chunk of output read, not one per line). Readers see what is committed, and are woken by
+/// <see cref="Changed"/>. Nothing is flushed to disk here: <see cref="Sync"/> does that, at the end of a task and
+/// every few seconds (a crash of the server loses nothing the kernel has; a crash of the machine, at most the last
+/// interval). Thread-safe.
 /// </summary>
 internal sealed class JournalWriter : IDisposable
 {
     private readonly Lock _gate = new();
     private readonly SafeFileHandle _journal;
-    private readonly SafeFileHandle?[] _streams = new SafeFileHandle?[2];
-    private readonly long[] _streamLengths = new long[2];
     private readonly ArrayBufferWriter<byte> _staged = new(4096);
-    private readonly string _directory;
     private int _stagedEvents;
     private long _committed;
     private long _eventCount;
@@ -29,17 +25,15 @@ internal sealed class JournalWriter : IDisposable
     private bool _closed;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount, long stdoutLength, long stderrLength)
+    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount)
     {
-        _directory = directory;
+        Directory = directory;
         _journal = journal;
         _committed = committed;
         _eventCount = eventCount;
-        _streamLengths[0] = stdoutLength;
-        _streamLengths[1] = stderrLength;
     }
 
-    public string Directory => _directory;
+    public string Directory { get; }
 
     /// <summary>Secret values to mask in every event and note written from now on.</summary>
     public Secrets.SecretMask? Mask { get; set; }
@@ -69,7 +63,7 @@ internal sealed class JournalWriter : IDisposable
         Files.CreatePrivateDirectory(directory);
         var journal = Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew);
         RandomAccess.Write(journal, JournalFormat.Header, 0);
-        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0, 0, 0);
+        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0);
     }
 
     /// <summary>
@@ -82,14 +76,11 @@ internal sealed class JournalWriter : IDisposable
         if (!File.Exists(path))
             return Create(directory);
         long end, events;
-        long[] lengths = new long[2];
         using (var reader = new JournalReader(directory))
         {
             long limit = reader.FileLength;
-            while (reader.TryRead(limit, out var e))
+            while (reader.TryRead(limit, out _))
             {
-                if (e.IsLine)
-                    lengths[e.Stream == OutputStream.StandardError ? 1 : 0] += e.Length;
             }
 
             end = reader.Position;
@@ -108,52 +99,19 @@ internal sealed class JournalWriter : IDisposable
             RandomAccess.SetLength(journal, end);
         }
 
-        var writer = new JournalWriter(directory, journal, end, events, lengths[0], lengths[1]);
-        // A stream file may hold bytes written just before a crash that no line record refers to yet: keep them (they
-        // are what the agent wrote) under a record of their own, so offsets stay the sums of the records.
-        for (int i = 0; i < 2; i++)
-        {
-            var stream = (OutputStream)(i + 1);
-            string file = Path.Combine(directory, JournalFormat.StreamFileName(stream));
-            long extra = File.Exists(file) ? new FileInfo(file).Length - lengths[i] : 0;
-            if (extra > 0)
-            {
-                writer.AddLine(LineFlags.Fragment | LineFlags.Unterminated | (i == 1 ? LineFlags.Stderr : 0), extra);
-                writer._streamLengths[i] += extra;
-            }
-        }
-
-        writer.Commit();
-        return writer;
+        return new JournalWriter(directory, journal, end, events);
     }
 
-    /// <summary>Appends raw output to its stream file now (not staged: line records staged later refer to it).</summary>
+    /// <summary>Stages a chunk of output; the line records staged after it may cover its bytes.</summary>
     public void WriteOutput(OutputStream stream, ReadOnlySpan<byte> bytes)
     {
         if (bytes.IsEmpty)
             return;
-        int i = stream == OutputStream.StandardError ? 1 : 0;
         lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_closed, this);
-            var file = _streams[i] ??= Files.OpenPrivate(Path.Combine(_directory, JournalFormat.StreamFileName(stream)), FileMode.OpenOrCreate);
-            try
-            {
-                RandomAccess.Write(file, bytes, _streamLengths[i]);
-            }
-            catch (IOException)
-            {
-                // A short write (disk full) must not leave bytes that later offsets would not account for.
-                TryTruncate(file, _streamLengths[i]);
-                throw;
-            }
-
-            _streamLengths[i] += bytes.Length;
-            _dirty = true;
-        }
+            JournalFormat.WriteOutput(_staged, stream, bytes);
     }
 
-    /// <summary>Stages a line record: <paramref name="length"/> bytes of its stream file, after those of earlier lines.</summary>
+    /// <summary>Stages a line record: the next <paramref name="length"/> bytes of its stream.</summary>
     public void AddLine(LineFlags flags, long length)
     {
         lock (_gate)
@@ -174,18 +132,16 @@ internal sealed class JournalWriter : IDisposable
         }
     }
 
+    /// <summary>Stages an event whose data is <paramref name="data"/> in the API's JSON.</summary>
+    public void AddEvent(string name, object data) => AddEvent(name, Serialize(data));
+
     /// <summary>Stages a note of the server's own (not an event: never sent to clients).</summary>
     public void AddMeta(string name, object data)
     {
-        byte[] json = Masked(JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options));
+        byte[] json = Serialize(data);
         lock (_gate)
             JournalFormat.WriteMeta(_staged, name, json);
     }
-
-    /// <summary>Stages an event whose data is <paramref name="data"/> in the API's JSON.</summary>
-    public void AddEvent(string name, object data) => AddEvent(name, Masked(JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options)));
-
-    private byte[] Masked(byte[] json) => Mask is { } mask ? mask.Apply(json) : json;
 
     /// <summary>Writes what is staged (one write) and wakes the readers. On failure, nothing of it is visible and it stays staged.</summary>
     public void Commit()
@@ -201,6 +157,7 @@ internal sealed class JournalWriter : IDisposable
             }
             catch (IOException)
             {
+                // A short write (disk full) must not leave part of a record for the next write to follow.
                 TryTruncate(_journal, _committed);
                 throw;
             }
@@ -217,7 +174,7 @@ internal sealed class JournalWriter : IDisposable
         changed.TrySetResult();
     }
 
-    /// <summary>Drops what is staged and not committed (line records whose bytes could not be stored).</summary>
+    /// <summary>Drops what is staged and not committed (output that could not be stored, with its lines).</summary>
     public void DiscardStaged()
     {
         lock (_gate)
@@ -227,25 +184,19 @@ internal sealed class JournalWriter : IDisposable
         }
     }
 
-    /// <summary>Makes everything committed durable (fdatasync of each file written since the last sync).</summary>
+    /// <summary>Makes everything committed durable (fdatasync), if anything was written since the last time.</summary>
     public void Sync()
     {
         lock (_gate)
         {
             if (!_dirty || _closed)
                 return;
-            foreach (var s in _streams)
-            {
-                if (s is not null)
-                    Libc.DataSync(s);
-            }
-
             Libc.DataSync(_journal);
             _dirty = false;
         }
     }
 
-    /// <summary>Closes the files; readers then read to the end and stop.</summary>
+    /// <summary>Closes the file; readers then read to the end and stop.</summary>
     public void Dispose()
     {
         TaskCompletionSource changed;
@@ -255,12 +206,16 @@ internal sealed class JournalWriter : IDisposable
                 return;
             _closed = true;
             _journal.Dispose();
-            foreach (var s in _streams)
-                s?.Dispose();
             changed = _changed;
         }
 
         changed.TrySetResult();
+    }
+
+    private byte[] Serialize(object data)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
+        return Mask is { } mask ? mask.Apply(json) : json;
     }
 
     private static void TryTruncate(SafeFileHandle file, long length)
