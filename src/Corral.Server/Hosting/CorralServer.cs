@@ -14,6 +14,7 @@ using Corral.Server.Internal.Retention;
 using Corral.Server.Internal.Running;
 using Corral.Server.Internal.Scheduling;
 using Corral.Server.Internal.Storage;
+using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Sqlite;
 using Corral.Server.Internal.Streaming;
 using Microsoft.AspNetCore.Builder;
@@ -177,6 +178,7 @@ public static class CorralServer
         services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
             TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
             sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
+        services.AddSingleton<JournalVolume>();
         services.AddSingleton<TaskRunner>();
         services.AddSingleton<Scheduler>();
         services.AddSingleton<EventStream>();

@@ -15,6 +15,9 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int statvfs(string path, out StatVfs buf);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int syncfs(SafeFileHandle fd);
+
     /// <summary>The kernel's <c>struct statvfs</c> on 64-bit Linux.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct StatVfs
@@ -60,6 +63,13 @@ internal static partial class Libc
     {
         if (fdatasync(file) != 0)
             throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Makes everything written to the file system that holds <paramref name="anyFile"/> durable: one call for many files.</summary>
+    public static void SyncFileSystem(SafeFileHandle anyFile)
+    {
+        if (syncfs(anyFile) != 0)
+            throw new IOException($"syncfs failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
     }
 
     /// <summary>Bytes an unprivileged writer can still allocate on the file system of <paramref name="path"/>; null if unknown.</summary>

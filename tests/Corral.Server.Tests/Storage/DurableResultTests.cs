@@ -33,6 +33,7 @@ public sealed class DurableResultTests
             Assert.Equal(HttpStatusCode.Accepted, created.Status);
             string id = created.Id!;
             await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running", TimeSpan.FromSeconds(30));
+            await Proc.WaitForAsync(() => StoredStatus(database, id) == "running", TimeSpan.FromSeconds(30), "the row to say running");
 
             using var locker = await ServerProcess.HoldDatabaseLockAsync(database, TimeSpan.FromSeconds(34));
             var lockedAt = Stopwatch.StartNew();

@@ -20,6 +20,9 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
     /// <summary>Unread output the process core may hold per stream before the child waits for us (the ingest is fast).</summary>
     private const long BufferedBytes = 1 << 20;
 
+    /// <summary>How long a task runs before the database is told (see <see cref="RecordRunningAsync"/>).</summary>
+    private static readonly TimeSpan RunningRecordDelay = TimeSpan.FromMilliseconds(250);
+
     private readonly CorralOptions _options = options.Value;
 
     public async Task<RunResult> RunAsync(ActiveTask task)
@@ -84,9 +87,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid);
             task.Journal.AddMeta(JournalNotes.Tree, identity);
             ingest.Commit();
-            // One transaction for both, without an fsync: the journal already knows the run started.
-            Save(store.SaveAsync(task.Record, Durability.Server), task.Id);
-            Save(store.SaveTreeAsync(task.Id, identity), task.Id);
+            _ = RecordRunningAsync(task, identity, tree.Completion);
             var process = new AgentProcess(tree, run, _options, time, logger, task.Id);
             _ = task.StopRequested.ContinueWith(_ => process.StopAsync(), TaskScheduler.Default).Unwrap();
             var watchdog = WatchAsync(task, process, tree, plan);
@@ -128,6 +129,18 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             };
             return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent));
         }
+    }
+
+    /// <summary>
+    /// Tells the database the task runs, and its tree, once it has run for a moment: the journal knows both already
+    /// (recovery reads them there), and most short tasks end first, when their final record says it all in one write.
+    /// </summary>
+    private async Task RecordRunningAsync(ActiveTask task, TreeIdentity identity, Task completion)
+    {
+        if (await Task.WhenAny(completion, Task.Delay(RunningRecordDelay, time)).ConfigureAwait(false) == completion)
+            return;
+        Save(store.SaveAsync(task.Record, Durability.Server), task.Id);
+        Save(store.SaveTreeAsync(task.Id, identity), task.Id);
     }
 
     /// <summary>The whole-task timeout and the stall timeout, on the injected clock.</summary>

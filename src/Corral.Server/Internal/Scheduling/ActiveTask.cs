@@ -15,6 +15,7 @@ internal sealed class ActiveTask
     private readonly TaskCompletionSource<TaskRecord> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<StopReason> _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile TaskRecord _record;
 
     public ActiveTask(string id, TaskPlan? plan, TaskRecord record, JournalWriter journal)
@@ -74,6 +75,11 @@ internal sealed class ActiveTask
     public Task<bool> WaitInsertedAsync(CancellationToken cancellationToken) => _inserted.Task.WaitAsync(cancellationToken);
 
     public void MarkEnded(TaskRecord final) => _ended.TrySetResult(final);
+
+    /// <summary>Completes when the task has left memory: its final record is in the database.</summary>
+    public Task Stored => _stored.Task;
+
+    public void MarkStored() => _stored.TrySetResult();
 
     public void Release() => _released.TrySetResult();
 }

@@ -27,7 +27,11 @@ internal sealed record Submission(ActiveTask? Task, TaskRecord? Record, bool Exi
 /// </summary>
 internal sealed class Scheduler : IHostedService
 {
+    /// <summary>How long the end of a task waits for the database before it makes its journal durable instead.</summary>
+    private static readonly TimeSpan DatabaseGrace = TimeSpan.FromMilliseconds(500);
+
     private readonly ITaskStore _store;
+    private readonly JournalVolume _journals;
     private readonly TaskRunner _runner;
     private readonly StorageGuard _storage;
     private readonly ServerPaths _paths;
@@ -46,9 +50,10 @@ internal sealed class Scheduler : IHostedService
     private volatile bool _draining;
     private Task? _syncLoop;
 
-    public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, ServerPaths paths, IOptions<CorralOptions> options,
+    public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, JournalVolume journals, ServerPaths paths, IOptions<CorralOptions> options,
         TimeProvider time, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger)
     {
+        _journals = journals;
         _store = store;
         _runner = runner;
         _storage = storage;
@@ -152,7 +157,7 @@ internal sealed class Scheduler : IHostedService
         JournalWriter journal;
         try
         {
-            journal = JournalWriter.Create(_paths.TaskDirectory(plan.Id));
+            journal = _journals.Create(plan.Id);
             journal.AddEvent("task.status", new { status = TaskState.Queued, at = record.CreatedAt });
             journal.Commit();
         }
@@ -275,7 +280,14 @@ internal sealed class Scheduler : IHostedService
     public async Task<Refusal?> DeleteAsync(string id, CancellationToken cancellationToken)
     {
         if (Find(id) is { } active)
-            return new Refusal(RefusalCode.TaskActive, $"Task {id} is {JsonNaming(active.Record.Status)}: cancel it first, or wait for its end.");
+        {
+            if (!active.Record.IsTerminal)
+                return new Refusal(RefusalCode.TaskActive, $"Task {id} is {JsonNaming(active.Record.Status)}: cancel it first, or wait for its end.");
+            // Ended, its final record on its way to the database: wait for that, briefly.
+            if (!await active.Stored.WaitAsync(TimeSpan.FromSeconds(5), _time, cancellationToken).ContinueWith(t => t.IsCompletedSuccessfully, TaskScheduler.Default).ConfigureAwait(false))
+                return new Refusal(RefusalCode.TaskActive, $"Task {id} has ended; its final record is still being written. Try again in a moment.");
+        }
+
         if (await _store.GetAsync(id, cancellationToken).ConfigureAwait(false) is not { } record)
             return new Refusal(RefusalCode.NotFound, $"No task '{id}'.");
         if (!record.IsTerminal)
@@ -289,7 +301,7 @@ internal sealed class Scheduler : IHostedService
     /// <summary>Queues again a task that a previous process accepted and never started.</summary>
     public void Requeue(TaskPlan plan, TaskRecord record)
     {
-        var journal = JournalWriter.Open(_paths.TaskDirectory(plan.Id));
+        var journal = _journals.Open(plan.Id);
         var task = new ActiveTask(plan, record, journal);
         task.Inserted(true);
         lock (_gate)
@@ -306,7 +318,7 @@ internal sealed class Scheduler : IHostedService
     /// </summary>
     public Task FinishRecoveredAsync(TaskRecord final, bool journaled)
     {
-        var journal = JournalWriter.Open(_paths.TaskDirectory(final.Id));
+        var journal = _journals.Open(final.Id);
         var task = new ActiveTask(final.Id, null, final, journal);
         task.Inserted(true);
         lock (_gate)
@@ -338,6 +350,14 @@ internal sealed class Scheduler : IHostedService
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_syncLoop is not null)
             await _syncLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        try
+        {
+            _journals.Sync(); // what the last interval had not made durable yet
+        }
+        catch (IOException e)
+        {
+            _logger.LogWarning(e, "Could not make the task journals durable at shutdown");
+        }
     }
 
     /// <summary>Refuses new tasks, lets go of the queued ones (they stay queued for the next start) and stops the running ones. Idempotent.</summary>
@@ -430,9 +450,22 @@ internal sealed class Scheduler : IHostedService
 
         var inJournal = journaled ? Task.CompletedTask : AppendEndAsync(task.Journal, final);
         var saved = _store.SaveAsync(final, Durability.Machine);
-        await Task.WhenAny(inJournal, saved).ConfigureAwait(false);
-        if (!inJournal.IsCompletedSuccessfully && !saved.IsCompletedSuccessfully)
-            await Task.WhenAll(inJournal, saved).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        // The end is durable once the database has it. If the database cannot take it in time (locked, full), the
+        // journal, which holds the same final record, is made durable instead: the next start reconciles from it.
+        if (await Task.WhenAny(saved, Task.Delay(DatabaseGrace, _time)).ConfigureAwait(false) != saved || !saved.IsCompletedSuccessfully)
+        {
+            try
+            {
+                await inJournal.ConfigureAwait(false);
+                await Task.Run(task.Journal.Sync).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                _logger.LogError(e, "Task {Id}: its end is neither in the database nor durable in its journal yet", task.Id);
+                await saved.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+
         task.MarkEnded(final);
         _logger.LogInformation("Task {Id} ended: {Status} {Code}", task.Id, final.Status, final.Error?.Code);
         try
@@ -448,9 +481,10 @@ internal sealed class Scheduler : IHostedService
         task.Journal.Dispose();
         lock (_gate)
             RemoveLocked(task);
+        task.MarkStored();
     }
 
-    /// <summary>The final events, made durable; a full disk is retried (the reserve has been given back for this).</summary>
+    /// <summary>The final events in the journal (committed, not yet durable); a full disk is retried (the reserve has been given back for this).</summary>
     private async Task AppendEndAsync(JournalWriter journal, TaskRecord final)
     {
         journal.AddEvent("task.status", new { status = final.Status, at = final.EndedAt });
@@ -462,7 +496,6 @@ internal sealed class Scheduler : IHostedService
             try
             {
                 journal.Commit();
-                await Task.Run(journal.Sync).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (Files.IsOutOfSpace(e) && !_stopping.IsCancellationRequested)
@@ -474,7 +507,7 @@ internal sealed class Scheduler : IHostedService
         }
     }
 
-    /// <summary>Makes running tasks' output durable every few seconds (it always is at their end).</summary>
+    /// <summary>Makes every journal written since the last tick durable (one syncfs), every <c>Corral:SyncIntervalSeconds</c>.</summary>
     private async Task SyncLoopAsync(CancellationToken cancellationToken)
     {
         if (_options.SyncIntervalSeconds <= 0)
@@ -484,20 +517,15 @@ internal sealed class Scheduler : IHostedService
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                ActiveTask[] tasks;
-                lock (_gate)
-                    tasks = [.. _active.Values];
-                foreach (var task in tasks)
+                try
                 {
-                    try
-                    {
-                        task.Journal.Sync();
-                    }
-                    catch (Exception e) when (e is IOException or ObjectDisposedException)
-                    {
-                        if (Files.IsOutOfSpace(e))
-                            _storage.ReportFull();
-                    }
+                    await Task.Run(_journals.Sync, cancellationToken).ConfigureAwait(false);
+                }
+                catch (IOException e)
+                {
+                    if (Files.IsOutOfSpace(e))
+                        _storage.ReportFull();
+                    _logger.LogWarning(e, "Could not make the task journals durable");
                 }
             }
         }

@@ -9,9 +9,9 @@ namespace Corral.Server.Internal.Storage.Journal;
 /// <summary>
 /// Appends to a task's journal. Records are staged in memory and written by <see cref="Commit"/> in one write (group
 /// commit: one per chunk of output read, not one per line). Readers see what is committed, and are woken by
-/// <see cref="Changed"/>. Nothing is flushed to disk here: <see cref="Sync"/> does that, at the end of a task and
-/// every few seconds (a crash of the server loses nothing the kernel has; a crash of the machine, at most the last
-/// interval). Thread-safe.
+/// <see cref="Changed"/>. Nothing is flushed to disk here: the <see cref="JournalVolume"/> does that for all journals
+/// every few seconds, and <see cref="Sync"/> for this one when it must be durable now (a crash of the server loses
+/// nothing the kernel has; a crash of the machine, at most the last interval). Thread-safe.
 /// </summary>
 internal sealed class JournalWriter : IDisposable
 {
@@ -24,9 +24,11 @@ internal sealed class JournalWriter : IDisposable
     private bool _dirty;
     private bool _closed;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action? _onCommit;
 
-    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount)
+    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount, Action? onCommit)
     {
+        _onCommit = onCommit;
         Directory = directory;
         _journal = journal;
         _committed = committed;
@@ -57,24 +59,24 @@ internal sealed class JournalWriter : IDisposable
     /// <summary>Whether the writer is closed: no more records will come.</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
 
-    /// <summary>Creates the directory (0700) and a new, empty journal in it.</summary>
-    public static JournalWriter Create(string directory)
+    /// <summary>Creates the directory (0700) and a new, empty journal in it; <paramref name="onCommit"/> hears of every commit.</summary>
+    public static JournalWriter Create(string directory, Action? onCommit = null)
     {
         Files.CreatePrivateDirectory(directory);
         var journal = Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew);
         RandomAccess.Write(journal, JournalFormat.Header, 0);
-        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0);
+        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0, onCommit);
     }
 
     /// <summary>
     /// Opens an existing journal to append to it (a task queued before a restart, or one whose end is written after a
     /// crash): reads it to its last whole record and cuts off a torn tail. A missing or unreadable journal starts anew.
     /// </summary>
-    public static JournalWriter Open(string directory)
+    public static JournalWriter Open(string directory, Action? onCommit = null)
     {
         string path = Path.Combine(directory, JournalFormat.FileName);
         if (!File.Exists(path))
-            return Create(directory);
+            return Create(directory, onCommit);
         long end, events;
         using (var reader = new JournalReader(directory))
         {
@@ -99,7 +101,7 @@ internal sealed class JournalWriter : IDisposable
             RandomAccess.SetLength(journal, end);
         }
 
-        return new JournalWriter(directory, journal, end, events);
+        return new JournalWriter(directory, journal, end, events, onCommit);
     }
 
     /// <summary>Stages a chunk of output; the line records staged after it may cover its bytes.</summary>
@@ -171,6 +173,7 @@ internal sealed class JournalWriter : IDisposable
             _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
 
+        _onCommit?.Invoke();
         changed.TrySetResult();
     }
 

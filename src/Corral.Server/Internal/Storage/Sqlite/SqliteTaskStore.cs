@@ -442,7 +442,12 @@ internal sealed class SqliteTaskStore : ITaskStore
 
         public override void Execute(SqliteTaskStore store, SqliteTransaction tx)
         {
-            using var cmd = Command(tx.Connection!, "UPDATE tasks SET status = $status, session_id = $session, ended_at = $ended, record_json = $record WHERE id = $id", tx);
+            // A final record is never overwritten by a running one that arrives late.
+            using var cmd = Command(tx.Connection!, """
+                UPDATE tasks SET status = $status, session_id = $session, ended_at = $ended, record_json = $record
+                WHERE id = $id AND ($final OR status IN ('queued', 'running'))
+                """, tx);
+            cmd.Parameters.AddWithValue("$final", Record.IsTerminal);
             cmd.Parameters.AddWithValue("$id", Record.Id);
             cmd.Parameters.AddWithValue("$status", StatusName(Record.Status));
             cmd.Parameters.AddWithValue("$session", (object?)Record.SessionId ?? DBNull.Value);
