@@ -23,8 +23,18 @@ public interface IAgentAdapter
     /// </summary>
     string? NewSessionId(AgentRequest request) => null;
 
-    /// <summary>Writes the per-task files and returns the run: what to start and how to read it.</summary>
+    /// <summary>Writes the per-task files (in <see cref="AgentRequest.TaskDirectory"/>, created if need be) and returns the run: what to start and how to read it.</summary>
     IAgentRun Prepare(AgentRequest request);
+
+    /// <summary>
+    /// When each task has a HOME of its own, the agent's session state is in it: keeps what a later task resuming
+    /// <paramref name="sessionId"/> needs from <paramref name="home"/> in <paramref name="store"/> (a directory the
+    /// server keeps). Nothing by default.
+    /// </summary>
+    void SaveSession(string sessionId, string home, string store) { }
+
+    /// <summary>The other half of <see cref="SaveSession"/>: puts a resumed session's state into the new task's <paramref name="home"/>. Nothing by default.</summary>
+    void RestoreSession(AgentRequest request, string home, string store) { }
 }
 
 /// <summary>One launch of an agent: the process to start, the input protocol, the output parser and the outcome.</summary>

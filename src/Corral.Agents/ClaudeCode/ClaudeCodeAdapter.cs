@@ -96,6 +96,7 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
             args.Add("--append-system-prompt=" + append);
         if (request.McpServers is { } servers)
         {
+            Directory.CreateDirectory(request.TaskDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             string file = Path.Combine(request.TaskDirectory, "mcp.json");
             var config = new JsonObject { ["mcpServers"] = servers.DeepClone() };
             // The server's files are its own (0600): MCP configurations carry credentials.
@@ -152,6 +153,32 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
             : home is not null ? Path.Combine(home, ".claude", "projects") : null;
         return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, projects);
     }
+
+    /// <inheritdoc />
+    public void SaveSession(string sessionId, string home, string store)
+    {
+        string projects = Path.Combine(home, ".claude", "projects");
+        if (!Directory.Exists(projects) || !IsSessionId(sessionId))
+            return;
+        foreach (string file in Directory.EnumerateFiles(projects, sessionId + ".jsonl", SearchOption.AllDirectories))
+        {
+            Directory.CreateDirectory(store);
+            File.Copy(file, Path.Combine(store, sessionId + ".jsonl"), overwrite: true);
+        }
+    }
+
+    /// <inheritdoc />
+    public void RestoreSession(AgentRequest request, string home, string store)
+    {
+        // Claude Code looks for a session under the project directory of its working directory.
+        if (request.ResumeSessionId is not { } id || !IsSessionId(id) || !File.Exists(Path.Combine(store, id + ".jsonl")))
+            return;
+        string project = Path.Combine(home, ".claude", "projects", TranscriptRecovery.Slug(request.WorkingDirectory));
+        Directory.CreateDirectory(project);
+        File.Copy(Path.Combine(store, id + ".jsonl"), Path.Combine(project, id + ".jsonl"), overwrite: true);
+    }
+
+    private static bool IsSessionId(string id) => id.Length is > 0 and <= 200 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
 
     private static string? Lookup(AgentRequest request, string name) =>
         request.Environment?.TryGetValue(name, out var v) == true ? v : System.Environment.GetEnvironmentVariable(name);

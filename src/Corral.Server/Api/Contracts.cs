@@ -95,6 +95,15 @@ public sealed record TaskLimits
     /// <summary>Agent turns.</summary>
     public int? MaxTurns { get; init; }
 
+    /// <summary>Memory the whole tree may use, in MiB (cgroup <c>memory.max</c>, swap off); error code <c>memory_limit</c> when it is hit. Default and maximum: <c>Corral:Limits</c>.</summary>
+    public long? MemoryMaxMb { get; init; }
+
+    /// <summary>Processes and threads the tree may have at once (<c>pids.max</c>); error code <c>pids_limit</c> when it is hit.</summary>
+    public int? PidsMax { get; init; }
+
+    /// <summary>CPU as a number of cores (0.5 is half a core; <c>cpu.max</c>): the tree is throttled past it, never killed.</summary>
+    public double? CpuMax { get; init; }
+
     /// <summary>Output bytes (both streams) stored for the task; past it the task runs on and the rest is not stored. Default and maximum: <c>Corral:MaxOutputBytes</c>.</summary>
     public long? MaxOutputBytes { get; init; }
 }
@@ -132,6 +141,12 @@ public sealed record TaskRecord
 
     /// <summary>When it was accepted.</summary>
     public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>Why a queued task has not started yet although a slot may be free (its memory limit does not fit, memory pressure).</summary>
+    public string? QueueReason { get; init; }
+
+    /// <summary>The uid the task ran as (its own, with isolation), when it is not the server's.</summary>
+    public int? Uid { get; init; }
 
     /// <summary>When its process started.</summary>
     public DateTimeOffset? StartedAt { get; init; }
@@ -181,10 +196,15 @@ public sealed record TaskOutput(long StoredBytes, long DroppedBytes, long MaxByt
 /// <summary>Why a task did not succeed, or why a request was refused.</summary>
 /// <param name="Code">
 /// <c>agent_error</c>, <c>timeout</c>, <c>stall</c>, <c>cancelled</c>, <c>result_lost</c>, <c>spawn_failed</c>,
-/// <c>storage_full</c>, <c>interrupted</c>.
+/// <c>memory_limit</c>, <c>pids_limit</c>, <c>storage_full</c>, <c>interrupted</c>.
 /// </param>
 /// <param name="Message">For people.</param>
 public sealed record TaskError(string Code, string Message);
+
+/// <summary>A task's live processes, as <c>GET /v1/tasks/{id}/processes</c> found them.</summary>
+/// <param name="Running">Whether the task's tree is running.</param>
+/// <param name="Processes">Each live process of the tree (none once it has ended).</param>
+public sealed record ProcessLedger(bool Running, List<LiveProcess> Processes);
 
 /// <summary>A page of tasks, newest first.</summary>
 /// <param name="Items">The tasks.</param>

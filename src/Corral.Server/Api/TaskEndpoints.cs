@@ -43,6 +43,7 @@ public static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("Server-sent events; replay from Last-Event-ID or ?after=N; task.end is last.");
         group.MapGet("/{id}/transcript", TranscriptAsync).Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson")
             .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("Everything the agent printed, as NDJSON.");
+        group.MapGet("/{id}/processes", ProcessesAsync).WithSummary("The task's live processes now (pid, parent, command, state, RSS, CPU, how found); empty once it has ended.");
         group.MapGet("/{id}/output", OutputAsync).Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
             .ProducesProblem(StatusCodes.Status404NotFound).WithSummary("The exact bytes the agent wrote to stdout or stderr (?stream=), up to the task's output cap.");
         return group;
@@ -180,6 +181,15 @@ public static class TaskEndpoints
 
         context.Response.ContentType = "application/x-ndjson";
         await services.Transcript.WriteAsync(context.Response.BodyWriter, id, context.RequestAborted);
+    }
+
+    private static async Task<Results<JsonHttpResult<ProcessLedger>, ProblemHttpResult>> ProcessesAsync(HttpContext context, [AsParameters] TaskServices services, string id)
+    {
+        if (services.Scheduler.Find(id) is { Tree: { } tree } active && !active.Record.IsTerminal)
+            return TypedResults.Json(new ProcessLedger(true, [.. tree.GetProcesses()]), ApiJson.Options);
+        return await services.Scheduler.GetAsync(id, context.RequestAborted) is { } record
+            ? TypedResults.Json(new ProcessLedger(record.Status == TaskState.Running, []), ApiJson.Options)
+            : Problems.NotFound(context, id);
     }
 
     private static async Task OutputAsync(HttpContext context, [AsParameters] TaskServices services, RawOutput raw, string id, string? stream)

@@ -66,8 +66,80 @@ public sealed class CorralOptions
     /// <summary>Below this much free space in the data directory, new tasks are refused with 507 <c>storage_full</c>. Default: 64.</summary>
     public long MinFreeDiskMb { get; set; } = 64;
 
+    /// <summary>How task trees are contained: <c>Auto</c> (a cgroup where the host allows it, else a session), <c>Cgroup</c> (required), <c>Session</c>. Default: Auto.</summary>
+    public Corral.Processes.ContainmentMode Containment { get; set; } = Corral.Processes.ContainmentMode.Auto;
+
+    /// <summary>Who tasks run as (each its own uid, by default when the server runs as root).</summary>
+    public IsolationOptions Isolation { get; set; } = new();
+
+    /// <summary>Default and largest resource limits of a task, and how the node's memory is shared out.</summary>
+    public LimitOptions Limits { get; set; } = new();
+
     /// <summary>Space kept in reserve (a file in the data directory) and given back when the disk fills up, so that final records can still be written. Default: 8.</summary>
     public long DiskReserveMb { get; set; } = 8;
+}
+
+/// <summary>Who tasks run as (section <c>Corral:Isolation</c>).</summary>
+public sealed class IsolationOptions
+{
+    /// <summary>The value of <see cref="User"/> that gives every task a fresh uid of its own.</summary>
+    public const string Dynamic = "dynamic";
+
+    /// <summary>The value of <see cref="User"/> that runs tasks as the server's own user.</summary>
+    public const string None = "none";
+
+    /// <summary>
+    /// <c>dynamic</c> (a fresh uid per task from <see cref="UidRangeStart"/>; the default when the server runs as root),
+    /// <c>none</c> (the server's own user; the default otherwise), or a user name or <c>UID[:GID]</c> every task runs as.
+    /// </summary>
+    public string? User { get; set; }
+
+    /// <summary>
+    /// First uid of the dynamic range. Default: 1,900,000,000, above the container ranges systemd documents and below
+    /// 2^31, so it collides with no host user, no DynamicUser= and no subordinate range of useradd's defaults (the
+    /// server checks /etc/passwd and /etc/subuid at start).
+    /// </summary>
+    public int UidRangeStart { get; set; } = 1_900_000_000;
+
+    /// <summary>How many uids the dynamic range holds. Default: 65,536.</summary>
+    public int UidRangeCount { get; set; } = 65_536;
+
+    /// <summary>
+    /// The group every dynamic uid is a member of (supplementary): give it access to shared workdirs (the workspace
+    /// root is made group-owned by it and setgid; for absolute workdirs, <c>chgrp</c> them to it). Default: <see cref="UidRangeStart"/> − 1.
+    /// </summary>
+    public int? AgentsGroup { get; set; }
+}
+
+/// <summary>Resource limits of tasks (section <c>Corral:Limits</c>): defaults for tasks that set none, and the largest a task may ask for.</summary>
+public sealed class LimitOptions
+{
+    /// <summary>Default <c>limits.memoryMaxMb</c>. Default: none.</summary>
+    public long? MemoryMaxMb { get; set; }
+
+    /// <summary>Largest <c>limits.memoryMaxMb</c> a task may ask for. Default: none.</summary>
+    public long? MaxMemoryMaxMb { get; set; }
+
+    /// <summary>Default <c>limits.pidsMax</c> (a fork bomb stops there). Default: 4,096.</summary>
+    public int? PidsMax { get; set; } = 4096;
+
+    /// <summary>Largest <c>limits.pidsMax</c>. Default: none.</summary>
+    public int? MaxPidsMax { get; set; }
+
+    /// <summary>Default <c>limits.cpuMax</c>, in cores. Default: none.</summary>
+    public double? CpuMax { get; set; }
+
+    /// <summary>Largest <c>limits.cpuMax</c>. Default: none.</summary>
+    public double? MaxCpuMax { get; set; }
+
+    /// <summary>Memory kept for everything but tasks: a task whose memory limit does not fit what is left waits in the queue. Default: 512.</summary>
+    public long MemoryReserveMb { get; set; } = 512;
+
+    /// <summary>What the node gives tasks in all, in MiB; default: its MemTotal. Tasks' memory limits together stay within it less the reserve.</summary>
+    public long? NodeMemoryMb { get; set; }
+
+    /// <summary>While the node's memory pressure (PSI <c>some avg10</c>, percent) is above this, no task starts. Default: 20.</summary>
+    public double MaxMemoryPressure { get; set; } = 20;
 }
 
 /// <summary>
@@ -93,6 +165,12 @@ public sealed class AgentOptions
 
     /// <summary>Secret variables every task of this agent gets (name → value): masked wherever the task's output is kept or sent.</summary>
     public Dictionary<string, string> Secrets { get; set; } = [];
+
+    /// <summary>
+    /// With a uid per task: a directory copied into every task's fresh HOME (owned by the task's uid), e.g. the
+    /// <c>.claude</c> directory and <c>.claude.json</c> Claude Code needs for its credentials and settings.
+    /// </summary>
+    public string? HomeSeed { get; set; }
 
     /// <summary>Names of the server's own environment variables passed as secrets (e.g. <c>ANTHROPIC_API_KEY</c>): masked like <see cref="Secrets"/>.</summary>
     public List<string> PassSecrets { get; set; } = [];

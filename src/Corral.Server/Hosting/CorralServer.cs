@@ -9,6 +9,7 @@ using Corral.Server.Api;
 using Corral.Server.Internal;
 using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Agents;
+using Corral.Server.Internal.Isolation;
 using Corral.Server.Internal.Recovery;
 using Corral.Server.Internal.Retention;
 using Corral.Server.Internal.Running;
@@ -62,7 +63,16 @@ public static class CorralServer
 
         await using (app.ConfigureAwait(false))
         {
-            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (ServerConfigurationException e)
+            {
+                await Console.Error.WriteLineAsync("corral serve: " + e.Message).ConfigureAwait(false);
+                return 2;
+            }
+
             var guard = app.Services.GetRequiredService<BindGuard>();
             if (guard.Violation is null)
             {
@@ -135,7 +145,7 @@ public static class CorralServer
             });
         });
         builder.Services.AddOpenApi();
-        AddTaskCore(builder.Services, data, corral.WorkspaceRoot);
+        AddTaskCore(builder.Services, data, corral);
 
         var guard = new BindGuard(token is not null);
         builder.Services.AddSingleton(guard);
@@ -163,16 +173,23 @@ public static class CorralServer
     /// The task core, in the order a request meets it: agents, admission, scheduler, runner, store; and the hosted
     /// services around it (storage guard, recovery before the first request, retention).
     /// </summary>
-    private static void AddTaskCore(IServiceCollection services, string data, string? workspaceRoot)
+    private static void AddTaskCore(IServiceCollection services, string data, CorralOptions corral)
     {
         services.AddSingleton(TimeProvider.System);
-        services.AddSingleton(new ServerPaths(data, Path.GetFullPath(workspaceRoot ?? Path.Combine(data, "workspaces"))));
+        // Tasks with uids of their own pass through the data directory to reach their own directories (never list it).
+        bool ownUsers = (corral.Isolation.User ?? (Interop.Libc.geteuid() == 0 ? IsolationOptions.Dynamic : IsolationOptions.None)) != IsolationOptions.None;
+        services.AddSingleton(new ServerPaths(data, Path.GetFullPath(corral.WorkspaceRoot ?? Path.Combine(data, "workspaces")))
+        {
+            DirectoryMode = ownUsers ? Files.TraverseOnly : Files.PrivateDirectory,
+        });
         services.AddCorralAgent("ClaudeCode", o => new ClaudeCodeAdapter(new ClaudeCodeSettings { Executable = o.Executable ?? "claude", ExtraArguments = [.. o.ExtraArguments] }));
         services.AddCorralAgent("Command", _ => new CommandAdapter());
         services.AddCorralAgent("Codex", o => new CodexAdapter(o.Executable ?? "codex"));
         services.AddCorralAgent("Gemini", o => new GeminiAdapter(o.Executable ?? "gemini"));
         services.AddSingleton<AgentCatalog>();
         services.AddSingleton(ServerEnvironment.Current());
+        services.AddSingleton<TaskUsers>();
+        services.AddSingleton<TaskWorkspace>();
         services.AddSingleton<Admission>();
         services.AddSingleton<StorageGuard>();
         services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
@@ -186,6 +203,7 @@ public static class CorralServer
         services.AddSingleton<RawOutput>();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
+        services.AddHostedService(sp => sp.GetRequiredService<TaskUsers>());
         services.AddHostedService<Recovery>();
         services.AddHostedService(sp => sp.GetRequiredService<Scheduler>());
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());

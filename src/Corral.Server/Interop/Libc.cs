@@ -18,6 +18,19 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int syncfs(SafeFileHandle fd);
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int lchown(string path, int owner, int group);
+
+    [LibraryImport("libc")]
+    public static partial int geteuid();
+
+    /// <summary>Gives a file or directory (never the target of a link) to <paramref name="uid"/>:<paramref name="gid"/>. Throws on failure.</summary>
+    public static void Chown(string path, int uid, int gid)
+    {
+        if (lchown(path, uid, gid) != 0)
+            throw new IOException($"chown {path} to {uid}:{gid} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+    }
+
     /// <summary>The kernel's <c>struct statvfs</c> on 64-bit Linux.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct StatVfs

@@ -46,6 +46,9 @@ internal sealed class TestServer : IAsyncDisposable
         ["Corral:TerminateGraceSeconds"] = "1",
         ["Corral:KeepAliveSeconds"] = "1",
         ["Logging:LogLevel:Default"] = "Warning",
+        // Tests run as root, where the default gives every task a uid of its own; most tests are about something
+        // else and hand the task root-owned directories, so they opt out. The isolation tests opt back in.
+        ["Corral:Isolation:User"] = "none",
     };
 
     public static async Task<TestServer> StartAsync(Action<Dictionary<string, string>>? configure = null, string? token = null, string? dataDirectory = null)

@@ -14,7 +14,7 @@ namespace Corral.Server.Internal.Admission;
 /// here (numbers against documented ranges), the agent's own rules through its adapter, the working directory against
 /// the file system. Nothing is created, so a refused request leaves no row, no file and no descriptor.
 /// </summary>
-internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> options, ServerPaths paths, ServerEnvironment server)
+internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> options, ServerPaths paths, ServerEnvironment server, Isolation.TaskUsers users)
 {
     /// <summary>The largest <c>limits.timeoutSeconds</c> and <c>limits.stallTimeoutSeconds</c>: 7 days.</summary>
     public const double MaxTimeoutSeconds = 7 * 24 * 3600;
@@ -47,6 +47,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             errors.Add(new("limits.maxTurns", $"must be 1 to {MaxTurns}."));
         if (limits?.MaxOutputBytes is { } cap && (cap < 1 || cap > _options.MaxOutputBytes))
             errors.Add(new("limits.maxOutputBytes", $"must be 1 to {_options.MaxOutputBytes} (Corral:MaxOutputBytes)."));
+        var resources = Resources(limits, _options.Limits, errors);
         CheckVariables(body.Env, "env", errors);
         CheckVariables(body.Secrets, "secrets", errors);
         foreach (var (key, value) in body.Secrets ?? [])
@@ -64,14 +65,15 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
         if (errors.Count > 0)
             return (null, Refusal.Invalid(errors));
 
-        var (environment, secrets) = TaskEnvironment.Build(id, entry.Options, body.Env, body.Secrets, server);
+        var own = users.Isolated ? (Path.Combine(taskDirectory, "home"), Path.Combine(taskDirectory, "tmp")) : ((string, string)?)null;
+        var (environment, secrets) = TaskEnvironment.Build(id, entry.Options, body.Env, body.Secrets, server, own);
         var mask = Secrets.SecretMask.Create(secrets);
         var request = new AgentRequest
         {
             Prompt = body.Prompt,
             Command = body.Command,
             WorkingDirectory = workdir!,
-            TaskDirectory = taskDirectory,
+            TaskDirectory = Path.Combine(taskDirectory, "agent"),
             ResumeSessionId = body.ResumeSessionId,
             Model = body.Model,
             MaxTurns = limits?.MaxTurns,
@@ -106,6 +108,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             Timeout = timeout > 0 ? TimeSpan.FromSeconds(Math.Min(timeout, MaxTimeoutSeconds)) : null,
             StallTimeout = stall > 0 ? TimeSpan.FromSeconds(Math.Min(stall, MaxTimeoutSeconds)) : null,
             MaxOutputBytes = limits?.MaxOutputBytes ?? _options.MaxOutputBytes,
+            Resources = resources,
             SessionKey = body.ResumeSessionId,
             SessionId = newSessionId ?? body.ResumeSessionId,
             IdempotencyKey = body.IdempotencyKey,
@@ -115,6 +118,37 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             HasRequestSecrets = body.Secrets is { Count: > 0 },
             RequestHash = Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(json))),
         }, null);
+    }
+
+    /// <summary>The largest memory limit a task may ask for without a configured maximum: 1 TiB.</summary>
+    public const long MaxMemoryMaxMb = 1 << 20;
+
+    /// <summary>The largest process limit without a configured maximum.</summary>
+    public const int MaxPidsMax = 1 << 22;
+
+    /// <summary>The tree's limits: the request's within the configured maxima, else the defaults.</summary>
+    private static Corral.Processes.ResourceLimits? Resources(TaskLimits? limits, LimitOptions options, List<FieldError> errors)
+    {
+        long maxMemory = options.MaxMemoryMaxMb ?? MaxMemoryMaxMb;
+        int maxPids = options.MaxPidsMax ?? MaxPidsMax;
+        double maxCpu = options.MaxCpuMax ?? Environment.ProcessorCount;
+        if (limits?.MemoryMaxMb is { } memory && (memory < 1 || memory > maxMemory))
+            errors.Add(new("limits.memoryMaxMb", $"must be 1 to {maxMemory} MiB."));
+        if (limits?.PidsMax is { } pids && (pids < 1 || pids > maxPids))
+            errors.Add(new("limits.pidsMax", $"must be 1 to {maxPids}."));
+        if (limits?.CpuMax is { } cpu && (!double.IsFinite(cpu) || cpu < 0.01 || cpu > maxCpu))
+            errors.Add(new("limits.cpuMax", $"must be 0.01 to {maxCpu} cores."));
+        long? memoryMb = limits?.MemoryMaxMb ?? options.MemoryMaxMb;
+        int? pidsMax = limits?.PidsMax ?? options.PidsMax;
+        double? cpuMax = limits?.CpuMax ?? options.CpuMax;
+        if (memoryMb is null && pidsMax is null && cpuMax is null)
+            return null;
+        return new Corral.Processes.ResourceLimits
+        {
+            MemoryMaxBytes = memoryMb is { } mb ? mb << 20 : null,
+            PidsMax = pidsMax,
+            CpuMax = cpuMax,
+        };
     }
 
     private static void CheckVariables(Dictionary<string, string>? variables, string field, List<FieldError> errors)

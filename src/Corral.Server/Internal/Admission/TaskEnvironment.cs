@@ -34,8 +34,10 @@ internal static class TaskEnvironment
     public static readonly string[] Reserved = [TaskIdVariable, "CORRAL_TREE_ID", CorralServer.TokenVariable];
 
     /// <summary>The environment and the secrets to mask for a task of an agent with <paramref name="agent"/> settings.</summary>
+    /// <remarks><paramref name="own"/>: a task with a uid of its own gets its own HOME and TMPDIR (the request may still set them).</remarks>
     public static (Dictionary<string, string> Variables, List<KeyValuePair<string, string>> Secrets) Build(
-        string taskId, AgentOptions agent, IReadOnlyDictionary<string, string>? env, IReadOnlyDictionary<string, string>? secrets, ServerEnvironment server)
+        string taskId, AgentOptions agent, IReadOnlyDictionary<string, string>? env, IReadOnlyDictionary<string, string>? secrets, ServerEnvironment server,
+        (string Home, string Tmp)? own = null)
     {
         var variables = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (string name in Minimal)
@@ -45,6 +47,12 @@ internal static class TaskEnvironment
         }
 
         variables.TryAdd("LANG", "C.UTF-8");
+        if (own is { } dirs)
+        {
+            variables["HOME"] = dirs.Home;
+            variables["TMPDIR"] = dirs.Tmp;
+        }
+
         foreach (var (name, value) in agent.Environment)
             variables[name] = value;
         foreach (string name in agent.PassEnvironment)

@@ -25,6 +25,9 @@ internal sealed record TaskPlan
 
     public required long MaxOutputBytes { get; init; }
 
+    /// <summary>The tree's resource limits (the request's, else the server's defaults); <c>null</c> for none.</summary>
+    public Corral.Processes.ResourceLimits? Resources { get; init; }
+
     /// <summary>The session this task holds while queued or running (its <c>resumeSessionId</c>).</summary>
     public string? SessionKey { get; init; }
 

@@ -93,7 +93,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         {
             try
             {
-                killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath).ConfigureAwait(false);
+                killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath, exclusiveUid: tree.Uid).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

@@ -30,6 +30,8 @@ internal static class ErrorCodes
     public const string ResultLost = "result_lost";
     public const string SpawnFailed = "spawn_failed";
     public const string StorageFull = "storage_full";
+    public const string MemoryLimit = "memory_limit";
+    public const string PidsLimit = "pids_limit";
     public const string Interrupted = "interrupted";
     public const string Internal = "internal_error";
 }
@@ -38,12 +40,22 @@ internal static class ErrorCodes
 internal static class TaskOutcome
 {
     /// <summary>The final status and error.</summary>
-    public static (TaskState Status, TaskError? Error) Decide(AgentOutcome? agent, StopReason? stop, RunFailure? failure, TimeSpan? timeout, TimeSpan? stall)
+    public static (TaskState Status, TaskError? Error) Decide(AgentOutcome? agent, StopReason? stop, RunFailure? failure, TimeSpan? timeout, TimeSpan? stall,
+        ResourceUsage? resources = null)
     {
         if (failure is not null)
             return (TaskState.Failed, new TaskError(failure.Code, failure.Message));
         if (stop == StopReason.StorageFull)
             return (TaskState.Failed, new TaskError(ErrorCodes.StorageFull, "The disk of the data directory is full: the task's output could not be stored."));
+        switch (resources?.LimitHit)
+        {
+            case ResourceLimitKind.Memory:
+                return (TaskState.Failed, new TaskError(ErrorCodes.MemoryLimit,
+                    $"The task's tree reached its memory limit{(resources.OomKills is > 0 ? $"; the kernel killed {resources.OomKills} process(es)" : "")}."));
+            case ResourceLimitKind.Pids:
+                return (TaskState.Failed, new TaskError(ErrorCodes.PidsLimit, "The task's tree reached its limit of processes: a fork failed."));
+        }
+
         if (agent?.Kind == AgentOutcomeKind.Succeeded)
             return (TaskState.Succeeded, null);
         switch (stop)
@@ -70,7 +82,7 @@ internal static class TaskOutcome
     /// <summary>The final record of a task that ran (or was stopped before it could), ending at <paramref name="now"/>.</summary>
     public static TaskRecord Final(TaskRecord current, RunResult run, TimeSpan? timeout, TimeSpan? stall, DateTimeOffset now)
     {
-        var (status, error) = Decide(run.Agent, run.Stop, run.Failure, timeout, stall);
+        var (status, error) = Decide(run.Agent, run.Stop, run.Failure, timeout, stall, run.Process?.Resources);
         return current with
         {
             Status = status,

@@ -15,7 +15,8 @@ namespace Corral.Server.Internal.Running;
 /// takes its output into the journal, enforces its deadlines, and stops it through the ladder when asked (agent
 /// interrupt first, then close stdin, SIGTERM, SIGKILL). It decides nothing about the task's final status.
 /// </summary>
-internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerPaths paths, IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
+internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerPaths paths, Isolation.TaskUsers users, Isolation.TaskWorkspace workspace,
+    IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
 {
     /// <summary>Unread output the process core may hold per stream before the child waits for us (the ingest is fast).</summary>
     private const long BufferedBytes = 1 << 20;
@@ -27,20 +28,39 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
 
     public async Task<RunResult> RunAsync(ActiveTask task)
     {
-        var plan = task.Plan!;
-        IAgentRun run;
+        var user = users.Allocate();
+        bool clean = true;
         try
         {
-            if (plan.CreateWorkdir)
-            {
-                Files.CreatePrivateDirectory(plan.Request.WorkingDirectory);
-                // A link planted in the workspace root since admission must not take the task out of it.
-                if (!plan.Request.WorkingDirectory.StartsWith(task.Journal.Directory, StringComparison.Ordinal)
-                    && !Admission.Workdirs.StaysInside(plan.Request.WorkingDirectory, paths.WorkspaceRoot))
-                    return Failed(ErrorCodes.SpawnFailed, "The working directory leaves the workspace root through a symbolic link.");
-            }
+            var result = await RunAsAsync(task, user).ConfigureAwait(false);
+            clean = result.Process is not { HolderSurvived: true };
+            return result;
+        }
+        catch
+        {
+            clean = false;
+            throw;
+        }
+        finally
+        {
+            users.Release(user, clean);
+        }
+    }
 
-            run = plan.Adapter.Prepare(plan.Request);
+    private async Task<RunResult> RunAsAsync(ActiveTask task, ProcessUser? user)
+    {
+        var plan = task.Plan!;
+        IAgentRun run;
+        AgentRequest request;
+        try
+        {
+            request = workspace.Prepare(plan, user);
+            // A link planted in the workspace root since admission must not take the task out of it.
+            if (plan.CreateWorkdir && !request.WorkingDirectory.StartsWith(task.Journal.Directory, StringComparison.Ordinal)
+                && !Admission.Workdirs.StaysInside(request.WorkingDirectory, paths.WorkspaceRoot))
+                return Failed(ErrorCodes.SpawnFailed, "The working directory leaves the workspace root through a symbolic link.");
+            run = plan.Adapter.Prepare(request);
+            workspace.Adopt(request, user);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -53,7 +73,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             return new RunResult(null, null, early, null, null);
 
         var started = time.GetUtcNow();
-        task.Record = task.Record with { Status = TaskState.Running, StartedAt = started };
+        task.Record = task.Record with { Status = TaskState.Running, StartedAt = started, QueueReason = null, Uid = user?.Uid };
         var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask);
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.
@@ -64,6 +84,9 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         {
             // The environment is the one admission built (the request's holds all of it): nothing of the server's.
             InheritEnvironment = false,
+            User = user,
+            ResourceLimits = plan.Resources,
+            Containment = _options.Containment,
             Teardown = new TeardownOptions
             {
                 CloseInputGrace = TimeSpan.FromSeconds(_options.CloseInputGraceSeconds),
@@ -84,7 +107,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
 
         await using (tree.ConfigureAwait(false))
         {
-            var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid);
+            var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid, user is { Exclusive: true } ? user.Uid : null);
+            task.Tree = tree;
             task.Journal.AddMeta(JournalNotes.Tree, identity);
             ingest.Commit();
             _ = RecordRunningAsync(task, identity, tree.Completion);
@@ -120,8 +144,17 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             }
 
             var outcome = await tree.Completion.ConfigureAwait(false);
+            task.Tree = null;
             await watchdog.ConfigureAwait(false);
             var agent = run.Complete(outcome, ingest.StdoutTail);
+            try
+            {
+                workspace.Finish(plan, user, agent.SessionId);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                logger.LogWarning(e, "Task {Id}: could not keep its session's state for a later resume", task.Id);
+            }
             outcome = outcome with
             {
                 StandardOutputTruncated = outcome.StandardOutputTruncated || ingest.DroppedBytes(OutputStream.StandardOutput) > 0,

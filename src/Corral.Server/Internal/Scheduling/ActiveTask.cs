@@ -40,6 +40,9 @@ internal sealed class ActiveTask
 
     public JournalWriter Journal { get; }
 
+    /// <summary>The running process tree (for the live process ledger); <c>null</c> before it starts and after it ends.</summary>
+    public Corral.Processes.ProcessTree? Tree { get; set; }
+
     /// <summary>The newest record; secret values are masked in it as it is set, before anyone can read or store it.</summary>
     public TaskRecord Record
     {

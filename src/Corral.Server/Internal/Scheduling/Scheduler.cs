@@ -46,6 +46,8 @@ internal sealed class Scheduler : IHostedService
     private readonly HashSet<Task> _publishing = [];
     private readonly CancellationTokenSource _stopping = new();
     private int _slotsTaken;
+    private long _committedMemory; // the memory limits of the tasks holding slots
+    private ITimer? _recheck;
     private int _queueReserved;
     private volatile bool _draining;
     private Task? _syncLoop;
@@ -136,13 +138,21 @@ internal sealed class Scheduler : IHostedService
             else
             {
                 int queued = _queue.Count + _queueReserved;
-                slot = _slotsTaken < _options.MaxConcurrentTasks;
+                // First come, first served: a free slot goes to the queue's head before a newcomer, and only to a task
+                // whose memory fits.
+                slot = _slotsTaken < _options.MaxConcurrentTasks && queued == 0
+                    && (record = WithQueueReason(record, MemoryReason(plan))).QueueReason is null;
                 if (!slot && queued >= _options.MaxQueuedTasks)
                     return Submission.Refused(RefusalCode.Busy, $"{_slotsTaken} tasks are running and {queued} are queued.");
                 if (slot)
+                {
                     _slotsTaken++;
+                    _committedMemory += MemoryOf(plan);
+                }
                 else
+                {
                     _queueReserved++;
+                }
             }
         }
 
@@ -163,7 +173,7 @@ internal sealed class Scheduler : IHostedService
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Unreserve(null, slot);
+            Unreserve(null, plan, slot);
             DeleteFiles(plan.Id);
             if (Files.IsOutOfSpace(e))
             {
@@ -185,7 +195,7 @@ internal sealed class Scheduler : IHostedService
         }
         catch (Exception e) when (e is StoreException or OperationCanceledException)
         {
-            Unreserve(task, slot);
+            Unreserve(task, plan, slot);
             journal.Dispose();
             DeleteFiles(plan.Id);
             task.Inserted(false);
@@ -217,6 +227,8 @@ internal sealed class Scheduler : IHostedService
                 _queue.AddLast(task);
                 if (_draining)
                     ReleaseQueuedLocked();
+                else
+                    StartNextLocked(); // a slot may have freed meanwhile, or the wait for memory must be watched
             }
         }
 
@@ -348,6 +360,8 @@ internal sealed class Scheduler : IHostedService
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
+        lock (_gate)
+            _recheck?.Dispose();
         if (_syncLoop is not null)
             await _syncLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         try
@@ -406,11 +420,48 @@ internal sealed class Scheduler : IHostedService
     {
         while (!_draining && _slotsTaken < _options.MaxConcurrentTasks && _queue.First is { } next)
         {
+            var task = next.Value;
+            if (MemoryReason(task.Plan) is { } reason)
+            {
+                // It waits, and says why; memory is looked at again in a second (or when a task ends).
+                if (task.Record.QueueReason != reason)
+                {
+                    task.Record = task.Record with { QueueReason = reason };
+                    task.Journal.AddEvent("task.status", new { status = TaskState.Queued, at = _time.GetUtcNow(), queueReason = reason });
+                    try
+                    {
+                        task.Journal.Commit();
+                    }
+                    catch (IOException)
+                    {
+                    }
+                }
+
+                _recheck ??= _time.CreateTimer(_ =>
+                {
+                    lock (_gate)
+                    {
+                        _recheck?.Dispose();
+                        _recheck = null;
+                        StartNextLocked();
+                    }
+                }, null, TimeSpan.FromSeconds(1), Timeout.InfiniteTimeSpan);
+                return;
+            }
+
             _queue.RemoveFirst();
             _slotsTaken++;
-            StartLocked(next.Value);
+            _committedMemory += MemoryOf(task.Plan);
+            StartLocked(task);
         }
     }
+
+    /// <summary>Why memory keeps a task from starting now, or <c>null</c>.</summary>
+    private string? MemoryReason(TaskPlan? plan) => MemoryGate.Check(plan?.Resources?.MemoryMaxBytes, _committedMemory, MemoryFacts.Read(), _options.Limits);
+
+    private static long MemoryOf(TaskPlan? plan) => plan?.Resources?.MemoryMaxBytes ?? 0;
+
+    private static TaskRecord WithQueueReason(TaskRecord record, string? reason) => reason is null ? record : record with { QueueReason = reason };
 
     private async Task RunAndPublishAsync(ActiveTask task)
     {
@@ -444,6 +495,7 @@ internal sealed class Scheduler : IHostedService
             if (heldSlot)
             {
                 _slotsTaken--;
+                _committedMemory -= MemoryOf(task.Plan);
                 StartNextLocked();
             }
         }
@@ -534,7 +586,7 @@ internal sealed class Scheduler : IHostedService
         }
     }
 
-    private void Unreserve(ActiveTask? task, bool slot)
+    private void Unreserve(ActiveTask? task, TaskPlan plan, bool slot)
     {
         lock (_gate)
         {
@@ -544,6 +596,7 @@ internal sealed class Scheduler : IHostedService
             if (slot)
             {
                 _slotsTaken--;
+                _committedMemory -= MemoryOf(plan);
                 StartNextLocked();
             }
             else

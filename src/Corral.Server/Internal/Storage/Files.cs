@@ -8,6 +8,12 @@ internal static class Files
     public const UnixFileMode PrivateDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     public const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    /// <summary>0711: others may pass through (to a task's own directory inside) but not list or read.</summary>
+    public const UnixFileMode TraverseOnly = PrivateDirectory | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+
+    /// <summary>2770: a shared directory of the agents group; what is made in it stays in the group.</summary>
+    public const UnixFileMode SharedDirectory = PrivateDirectory | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.SetGroup;
+
     /// <summary>Creates <paramref name="path"/> and every missing directory above it, each 0700.</summary>
     public static void CreatePrivateDirectory(string path)
     {
@@ -18,11 +24,47 @@ internal static class Files
         Directory.CreateDirectory(path, PrivateDirectory);
     }
 
-    /// <summary>Narrows an existing directory (the data directory an operator made) to its owner.</summary>
-    public static void MakePrivate(string directory)
+    /// <summary>Narrows an existing directory (the data directory an operator made) to <paramref name="mode"/>.</summary>
+    public static void Restrict(string directory, UnixFileMode mode = PrivateDirectory)
     {
-        if ((File.GetUnixFileMode(directory) & ~PrivateDirectory) != 0)
-            File.SetUnixFileMode(directory, PrivateDirectory);
+        if (File.GetUnixFileMode(directory) != mode)
+            File.SetUnixFileMode(directory, mode);
+    }
+
+    /// <summary>Creates a directory (its parents must exist) owned by <paramref name="uid"/>:<paramref name="gid"/>, 0700.</summary>
+    public static void CreateOwnedDirectory(string path, int uid, int gid, UnixFileMode mode = PrivateDirectory)
+    {
+        Directory.CreateDirectory(path, mode);
+        File.SetUnixFileMode(path, mode); // past the umask, and the setgid bit
+        Interop.Libc.Chown(path, uid, gid);
+    }
+
+    /// <summary>Gives a directory and everything in it to <paramref name="uid"/>:<paramref name="gid"/> (links themselves, never their targets).</summary>
+    public static void Own(string path, int uid, int gid)
+    {
+        Interop.Libc.Chown(path, uid, gid);
+        if (!Directory.Exists(path) || new DirectoryInfo(path).LinkTarget is not null)
+            return;
+        foreach (string entry in Directory.EnumerateFileSystemEntries(path, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+            Interop.Libc.Chown(entry, uid, gid);
+    }
+
+    /// <summary>Copies a directory tree (links as links), for seeding a task's HOME.</summary>
+    public static void CopyTree(string from, string to)
+    {
+        foreach (var entry in new DirectoryInfo(from).EnumerateFileSystemInfos())
+        {
+            string target = Path.Combine(to, entry.Name);
+            if (entry.LinkTarget is { } link)
+                File.CreateSymbolicLink(target, link);
+            else if (entry is DirectoryInfo dir)
+            {
+                Directory.CreateDirectory(target, File.GetUnixFileMode(dir.FullName));
+                CopyTree(dir.FullName, target);
+            }
+            else
+                File.Copy(entry.FullName, target);
+        }
     }
 
     public static SafeFileHandle OpenPrivate(string path, FileMode mode)

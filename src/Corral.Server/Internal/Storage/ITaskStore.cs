@@ -56,8 +56,8 @@ internal enum Durability
 /// <summary>A new task's row: its first record, the request as received (for a restart to queue it again) and that request's hash.</summary>
 internal sealed record NewTask(TaskRecord Record, string RequestJson, string RequestHash);
 
-/// <summary>How to find what is left of a task's process tree after a crash.</summary>
-internal sealed record TreeIdentity(string TreeId, string? CgroupPath, int Pid);
+/// <summary>How to find what is left of a task's process tree after a crash (<c>Uid</c>: its exclusive uid, when it had one).</summary>
+internal sealed record TreeIdentity(string TreeId, string? CgroupPath, int Pid, int? Uid = null);
 
 /// <summary>The task an idempotency key names, with the hash of the body it was created with.</summary>
 internal sealed record IdempotentMatch(TaskRecord Record, string? RequestHash);

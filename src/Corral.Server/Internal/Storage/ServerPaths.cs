@@ -3,6 +3,15 @@ namespace Corral.Server.Internal.Storage;
 /// <summary>Where the server keeps its files, under the data directory.</summary>
 internal sealed record ServerPaths(string DataDirectory, string WorkspaceRoot)
 {
+    /// <summary>
+    /// The mode of the data directory and <c>tasks/</c>, and of each task's directory: 0700, or 0711 when tasks run as
+    /// uids of their own, which must pass through them (never list or read) to reach their HOME, TMPDIR and workdir.
+    /// </summary>
+    public UnixFileMode DirectoryMode { get; init; } = Files.PrivateDirectory;
+
+    /// <summary>Where a resumable agent session's state waits between the tasks of that session (tasks with a uid of their own).</summary>
+    public string Sessions => Path.Combine(DataDirectory, "sessions");
+
     public string Database => Path.Combine(DataDirectory, "corral.db");
 
     public string Tasks => Path.Combine(DataDirectory, "tasks");

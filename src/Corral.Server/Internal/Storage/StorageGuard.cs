@@ -30,7 +30,7 @@ internal sealed class StorageGuard : BackgroundService
         _minFree = Math.Max(0, options.Value.MinFreeDiskMb) << 20;
         _reserve = Math.Max(0, options.Value.DiskReserveMb) << 20;
         Files.CreatePrivateDirectory(paths.DataDirectory);
-        Files.MakePrivate(paths.DataDirectory);
+        Files.Restrict(paths.DataDirectory, paths.DirectoryMode);
         TryPutReserveBack();
     }
 

@@ -20,13 +20,14 @@ internal sealed class JournalVolume : IDisposable
     {
         _paths = paths;
         Files.CreatePrivateDirectory(paths.Tasks);
+        Files.Restrict(paths.Tasks, paths.DirectoryMode);
         // syncfs takes any descriptor on the file system; .NET opens no directories, so an empty file stands in.
         _directory = Files.OpenPrivate(Path.Combine(paths.Tasks, ".volume"), FileMode.OpenOrCreate);
     }
 
-    public JournalWriter Create(string id) => JournalWriter.Create(_paths.TaskDirectory(id), Committed);
+    public JournalWriter Create(string id) => JournalWriter.Create(_paths.TaskDirectory(id), _paths.DirectoryMode, Committed);
 
-    public JournalWriter Open(string id) => JournalWriter.Open(_paths.TaskDirectory(id), Committed);
+    public JournalWriter Open(string id) => JournalWriter.Open(_paths.TaskDirectory(id), _paths.DirectoryMode, Committed);
 
     /// <summary>Makes every journal written since the last call durable; nothing to do when none was.</summary>
     public void Sync()

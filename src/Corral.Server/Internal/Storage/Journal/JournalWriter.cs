@@ -59,10 +59,15 @@ internal sealed class JournalWriter : IDisposable
     /// <summary>Whether the writer is closed: no more records will come.</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
 
-    /// <summary>Creates the directory (0700) and a new, empty journal in it; <paramref name="onCommit"/> hears of every commit.</summary>
-    public static JournalWriter Create(string directory, Action? onCommit = null)
+    /// <summary>Creates the directory (<paramref name="mode"/>, 0700 by default) and a new, empty journal in it; <paramref name="onCommit"/> hears of every commit.</summary>
+    public static JournalWriter Create(string directory, UnixFileMode mode = Files.PrivateDirectory, Action? onCommit = null)
     {
-        Files.CreatePrivateDirectory(directory);
+        if (!System.IO.Directory.Exists(directory))
+        {
+            Files.CreatePrivateDirectory(Path.GetDirectoryName(directory)!);
+            System.IO.Directory.CreateDirectory(directory, mode); // 0700 and 0711 have no bit the umask could take away
+        }
+
         var journal = Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew);
         RandomAccess.Write(journal, JournalFormat.Header, 0);
         return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0, onCommit);
@@ -72,11 +77,11 @@ internal sealed class JournalWriter : IDisposable
     /// Opens an existing journal to append to it (a task queued before a restart, or one whose end is written after a
     /// crash): reads it to its last whole record and cuts off a torn tail. A missing or unreadable journal starts anew.
     /// </summary>
-    public static JournalWriter Open(string directory, Action? onCommit = null)
+    public static JournalWriter Open(string directory, UnixFileMode mode = Files.PrivateDirectory, Action? onCommit = null)
     {
         string path = Path.Combine(directory, JournalFormat.FileName);
         if (!File.Exists(path))
-            return Create(directory, onCommit);
+            return Create(directory, mode, onCommit);
         long end, events;
         using (var reader = new JournalReader(directory))
         {

@@ -1,0 +1,244 @@
+using System.Globalization;
+using Corral.Processes;
+using Corral.Server.Hosting;
+using Corral.Server.Internal.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Corral.Server.Internal.Isolation;
+
+/// <summary>How tasks are separated from the server and from each other.</summary>
+internal enum IsolationMode
+{
+    /// <summary>Tasks run as the server's own user.</summary>
+    None,
+
+    /// <summary>Every task runs as one configured user.</summary>
+    Fixed,
+
+    /// <summary>Every task runs as a uid of its own, never reused while a process of it lives.</summary>
+    Dynamic,
+}
+
+/// <summary>
+/// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a fresh uid from a range that collides with
+/// no host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went),
+/// a member of the agents group, taken round-robin and never handed out while a process of it may live (a uid whose
+/// teardown left something behind, or that a process held at start-up, is skipped).
+/// </summary>
+internal sealed class TaskUsers : IHostedService
+{
+    private readonly IsolationOptions _options;
+    private readonly ILogger<TaskUsers> _logger;
+    private readonly Lock _gate = new();
+    private readonly HashSet<int> _inUse = [];
+    private readonly HashSet<int> _quarantined = [];
+    private ProcessUser? _fixed;
+    private int _cursor;
+
+    private readonly ServerPaths _paths;
+
+    public TaskUsers(IOptions<CorralOptions> options, ServerPaths paths, ILogger<TaskUsers> logger)
+    {
+        _paths = paths;
+        _options = options.Value.Isolation;
+        _logger = logger;
+        bool root = Interop.Libc.geteuid() == 0;
+        string requested = _options.User ?? (root ? IsolationOptions.Dynamic : IsolationOptions.None);
+        Explicit = _options.User is not null;
+        Mode = requested switch
+        {
+            IsolationOptions.None => IsolationMode.None,
+            IsolationOptions.Dynamic => IsolationMode.Dynamic,
+            _ => IsolationMode.Fixed,
+        };
+        if (Mode == IsolationMode.Fixed)
+        {
+            try
+            {
+                _fixed = ProcessUser.Parse(requested);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ServerConfigurationException($"Corral:Isolation:User: {e.Message}");
+            }
+        }
+
+        if (Mode == IsolationMode.Dynamic)
+        {
+            if (!root)
+                throw new ServerConfigurationException("Corral:Isolation:User=dynamic needs the server to run as root (to give tasks uids of their own).");
+            if (_options.UidRangeStart < 1000 || _options.UidRangeCount < 1 || (long)_options.UidRangeStart + _options.UidRangeCount > int.MaxValue)
+                throw new ServerConfigurationException("Corral:Isolation:UidRangeStart/UidRangeCount: a range of uids from 1000 up to 2^31 - 1.");
+            if (Collision(_options.UidRangeStart, _options.UidRangeCount) is { } collision)
+                throw new ServerConfigurationException($"Corral:Isolation:UidRangeStart: the dynamic uid range {_options.UidRangeStart}–{_options.UidRangeStart + _options.UidRangeCount - 1} {collision}.");
+            _cursor = Random.Shared.Next(_options.UidRangeCount);
+        }
+    }
+
+    public IsolationMode Mode { get; private set; }
+
+    /// <summary>Whether the mode was configured rather than chosen by default.</summary>
+    public bool Explicit { get; }
+
+    /// <summary>Whether tasks run as a user other than the server's.</summary>
+    public bool Isolated => Mode != IsolationMode.None;
+
+    /// <summary>The group every dynamic uid belongs to (shared workdirs).</summary>
+    public int AgentsGroup => _options.AgentsGroup ?? _options.UidRangeStart - 1;
+
+    /// <summary>The identity for a new task's tree, or <c>null</c> for the server's own. Release it when the task ends.</summary>
+    public ProcessUser? Allocate()
+    {
+        if (Mode == IsolationMode.Fixed)
+            return _fixed;
+        if (Mode == IsolationMode.None)
+            return null;
+        lock (_gate)
+        {
+            for (int tried = 0; tried < _options.UidRangeCount; tried++)
+            {
+                int uid = _options.UidRangeStart + _cursor;
+                _cursor = (_cursor + 1) % _options.UidRangeCount;
+                if (_inUse.Contains(uid) || _quarantined.Contains(uid))
+                    continue;
+                _inUse.Add(uid);
+                return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
+            }
+        }
+
+        throw new InvalidOperationException("Every uid of the dynamic range is in use.");
+    }
+
+    /// <summary>
+    /// A task is done with its uid. <paramref name="clean"/>: its teardown left nothing of it alive; otherwise the uid
+    /// is not handed out again by this process (a survivor might still run as it).
+    /// </summary>
+    public void Release(ProcessUser? user, bool clean)
+    {
+        if (Mode != IsolationMode.Dynamic || user is null)
+            return;
+        lock (_gate)
+        {
+            _inUse.Remove(user.Uid);
+            if (!clean)
+                _quarantined.Add(user.Uid);
+        }
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (Mode != IsolationMode.Dynamic)
+            return;
+
+        // A task's own directories are inside the data directory: its uid must be able to pass through every parent.
+        if (Unreachable(_paths.DataDirectory) is { } closed)
+        {
+            string why = $"'{closed}' does not let other users through (no o+x), so tasks with uids of their own could not reach their directories under {_paths.DataDirectory}";
+            if (Explicit)
+                throw new ServerConfigurationException($"Corral:Isolation:User=dynamic: {why}: chmod o+x it, or keep the data elsewhere (e.g. /var/lib/corral).");
+            _logger.LogWarning("Tasks run as the server's own user: {Why}. Keep the data elsewhere (e.g. /var/lib/corral) to give each task a uid of its own", why);
+            Mode = IsolationMode.None;
+            return;
+        }
+
+        // Can this host change a child's identity at all (Corral's native spawn)? One real spawn says.
+        var probe = new ProcessUser(_options.UidRangeStart + _cursor, _options.UidRangeStart + _cursor) { SupplementaryGroups = [AgentsGroup] };
+        try
+        {
+            await ProcessTree.RunAsync(new ProcessSpec("/bin/true") { User = probe, WorkingDirectory = "/", InheritEnvironment = false }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ProcessSpawnException e) when (e.Failure == SpawnFailure.UserUnavailable)
+        {
+            if (Explicit)
+                throw new ServerConfigurationException("Corral:Isolation:User=dynamic, but this host cannot start a process as another user: " + e.Message);
+            _logger.LogWarning("Tasks run as the server's own user: this host cannot start a process as another user ({Reason})", e.Message);
+            Mode = IsolationMode.None;
+            return;
+        }
+
+        // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
+        foreach (int uid in UidsInUse())
+        {
+            if (uid >= _options.UidRangeStart && uid - _options.UidRangeStart < _options.UidRangeCount)
+                _quarantined.Add(uid);
+        }
+
+        if (_quarantined.Count > 0)
+            _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: they are not handed out", _quarantined.Count);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>The first parent of <paramref name="directory"/> that others cannot pass through, or <c>null</c>.</summary>
+    private static string? Unreachable(string directory)
+    {
+        for (var dir = Path.GetDirectoryName(Path.GetFullPath(directory)); dir is not null; dir = Path.GetDirectoryName(dir))
+        {
+            if (Directory.Exists(dir) && (File.GetUnixFileMode(dir) & UnixFileMode.OtherExecute) == 0)
+                return dir;
+        }
+
+        return null;
+    }
+
+    /// <summary>What in the host's user databases overlaps the range, or <c>null</c>.</summary>
+    private static string? Collision(int start, int count)
+    {
+        long end = (long)start + count;
+        foreach (string line in ReadLines("/etc/passwd"))
+        {
+            var fields = line.Split(':');
+            if (fields.Length > 2 && long.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out long uid) && uid >= start && uid < end)
+                return $"holds uid {uid} of user '{fields[0]}' (/etc/passwd)";
+        }
+
+        foreach (string file in new[] { "/etc/subuid", "/etc/subgid" })
+        {
+            foreach (string line in ReadLines(file))
+            {
+                var fields = line.Split(':');
+                if (fields.Length > 2 && long.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out long first)
+                    && long.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out long n) && first < end && first + n > start)
+                    return $"overlaps the subordinate range {first}–{first + n - 1} of '{fields[0]}' ({file})";
+            }
+        }
+
+        return null;
+    }
+
+    private static IEnumerable<string> ReadLines(string path) => File.Exists(path) ? File.ReadLines(path) : [];
+
+    /// <summary>The real uids of every process now (from /proc/PID/status).</summary>
+    private static HashSet<int> UidsInUse()
+    {
+        var uids = new HashSet<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out _))
+                continue;
+            try
+            {
+                foreach (string line in File.ReadLines(Path.Combine(dir, "status")))
+                {
+                    if (!line.StartsWith("Uid:", StringComparison.Ordinal))
+                        continue;
+                    foreach (string field in line[4..].Split('\t', StringSplitOptions.RemoveEmptyEntries))
+                    {
+                        if (int.TryParse(field, out int uid))
+                            uids.Add(uid);
+                    }
+
+                    break;
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // gone meanwhile
+            }
+        }
+
+        return uids;
+    }
+}

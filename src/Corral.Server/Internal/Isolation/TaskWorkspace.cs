@@ -1,0 +1,79 @@
+using Corral.Agents;
+using Corral.Processes;
+using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Agents;
+using Corral.Server.Internal.Storage;
+
+namespace Corral.Server.Internal.Isolation;
+
+/// <summary>
+/// What a task runs in. Without a user of its own: its working directory, when Corral makes it. With one
+/// (<c>tasks/&lt;id&gt;/</c> is then traverse-only, 0711): a working directory, a HOME (seeded from the agent's
+/// <c>HomeSeed</c>, with a resumed session's state) and a TMPDIR, each owned by the task's uid and 0700; relative
+/// workdirs in the workspace root are shared by the agents group (2770, setgid).
+/// </summary>
+internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCatalog catalog)
+{
+    /// <summary>Creates the task's directories and returns the request to run (its environment completed for the user).</summary>
+    public AgentRequest Prepare(TaskPlan plan, ProcessUser? user)
+    {
+        var request = plan.Request;
+        if (user is null)
+        {
+            if (plan.CreateWorkdir)
+                Files.CreatePrivateDirectory(request.WorkingDirectory);
+            return request;
+        }
+
+        string taskDirectory = paths.TaskDirectory(plan.Id);
+        if (plan.CreateWorkdir)
+        {
+            if (request.WorkingDirectory.StartsWith(taskDirectory + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                Files.CreateOwnedDirectory(request.WorkingDirectory, user.Uid, user.Gid);
+            else
+                CreateShared(request.WorkingDirectory);
+        }
+
+        string home = Path.Combine(taskDirectory, "home");
+        Files.CreateOwnedDirectory(home, user.Uid, user.Gid);
+        if (catalog.Find(plan.Agent)?.Options.HomeSeed is { } seed && Directory.Exists(seed))
+            Files.CopyTree(seed, home);
+        plan.Adapter.RestoreSession(request, home, paths.Sessions);
+        Files.Own(home, user.Uid, user.Gid);
+        Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
+
+        var environment = new Dictionary<string, string>(request.Environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        environment.TryAdd("USER", $"corral-{user.Uid}");
+        environment.TryAdd("LOGNAME", $"corral-{user.Uid}");
+        return request with { Environment = environment };
+    }
+
+    /// <summary>After <see cref="IAgentAdapter.Prepare"/>: the files it wrote for the task become the task's.</summary>
+    public void Adopt(AgentRequest request, ProcessUser? user)
+    {
+        if (user is not null && Directory.Exists(request.TaskDirectory))
+            Files.Own(request.TaskDirectory, user.Uid, user.Gid);
+    }
+
+    /// <summary>After the run: the session's state, for the next task that resumes it.</summary>
+    public void Finish(TaskPlan plan, ProcessUser? user, string? sessionId)
+    {
+        if (user is null || sessionId is null)
+            return;
+        Files.CreatePrivateDirectory(paths.Sessions);
+        plan.Adapter.SaveSession(sessionId, Path.Combine(paths.TaskDirectory(plan.Id), "home"), paths.Sessions);
+    }
+
+    /// <summary>Creates a workdir under the workspace root, and the root itself, as directories the agents group shares.</summary>
+    private void CreateShared(string path)
+    {
+        if (Directory.Exists(path))
+            return;
+        if (Path.GetDirectoryName(path) is { } parent && parent.Length >= paths.WorkspaceRoot.Length && !Directory.Exists(parent))
+            CreateShared(parent);
+        else if (!Directory.Exists(paths.WorkspaceRoot))
+            Files.CreateOwnedDirectory(paths.WorkspaceRoot, 0, users.AgentsGroup, Files.SharedDirectory);
+        if (!Directory.Exists(path))
+            Files.CreateOwnedDirectory(path, 0, users.AgentsGroup, Files.SharedDirectory);
+    }
+}

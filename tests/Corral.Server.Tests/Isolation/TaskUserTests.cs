@@ -1,0 +1,107 @@
+using System.Net;
+using Corral.Server.Tests.Support;
+
+namespace Corral.Server.Tests.Isolation;
+
+/// <summary>With a uid of its own (the default when the server is root), a task cannot reach its neighbours, the server's data or its own containment.</summary>
+public sealed class TaskUserTests
+{
+    private static void RequireRoot()
+    {
+        if (Environment.UserName != "root")
+            Assert.Skip("Giving tasks uids of their own needs the server to run as root (CI runs as root).");
+    }
+
+    /// <summary>A server with the default isolation: as root, a fresh uid per task.</summary>
+    private static Task<TestServer> StartAsync(Action<Dictionary<string, string>>? configure = null) =>
+        TestServer.StartAsync(s =>
+        {
+            s.Remove("Corral:Isolation:User");
+            configure?.Invoke(s);
+        });
+
+    private static Dictionary<string, string> Lines(string text) =>
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
+
+    [Fact(Timeout = 120_000)]
+    public async Task Each_task_runs_as_a_fresh_unprivileged_uid_with_its_own_home_and_tmpdir()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        string script = "echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G); echo home=$HOME; echo tmp=$TMPDIR; echo cwd=$(pwd); " +
+                        "echo owner=$(stat -c %u $HOME); echo mode=$(stat -c %a $HOME); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); touch $HOME/x && echo write=ok";
+        var first = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 30);
+        var second = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+        var a = Lines(first.Body!["result"]!["text"]!.GetValue<string>());
+        var b = Lines(second.Body!["result"]!["text"]!.GetValue<string>());
+
+        int uid = int.Parse(a["uid"]);
+        Assert.True(uid >= 1_900_000_000, $"uid {uid}");
+        Assert.NotEqual(a["uid"], b["uid"]);
+        Assert.Equal(uid, first.Body["uid"]!.GetValue<int>());
+        Assert.Equal(a["uid"], a["owner"]);
+        Assert.Equal("700", a["mode"]);
+        Assert.Equal("1", a["nnp"]);
+        Assert.Equal("ok", a["write"]);
+        string taskDir = Path.Combine(server.DataDirectory, "tasks", first.Id!);
+        Assert.Equal(Path.Combine(taskDir, "home"), a["home"]);
+        Assert.Equal(Path.Combine(taskDir, "tmp"), a["tmp"]);
+        Assert.Equal(Path.Combine(taskDir, "work"), a["cwd"]);
+        Assert.DoesNotContain("0", a["groups"].Split(' '));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_task_cannot_signal_another_tasks_process_read_the_database_or_move_itself_out_of_its_cgroup()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        var victim = await server.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
+        await server.Http.WaitForAsync(victim.Id!, t => t["status"]!.GetValue<string>() == "running");
+        int victimPid = 0;
+        await Proc.WaitForAsync(async () =>
+        {
+            var ledger = (await server.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{victim.Id}/processes")).Body!;
+            var sleep = ledger["processes"]!.AsArray().FirstOrDefault(p => p!["command"]!.GetValue<string>().Contains("sleep 60"));
+            victimPid = sleep?["pid"]?.GetValue<int>() ?? 0;
+            return victimPid > 0;
+        }, TimeSpan.FromSeconds(30), "the victim's sleep in its process ledger");
+
+        string database = Path.Combine(server.DataDirectory, "corral.db");
+        string otherHome = Path.Combine(server.DataDirectory, "tasks", victim.Id!, "home");
+        string script = $"kill -TERM {victimPid} 2>/dev/null; echo kill=$?; cat {database} > /dev/null 2>&1; echo db=$?; " +
+                        $"ls {otherHome} > /dev/null 2>&1; echo home=$?; ls {server.DataDirectory} > /dev/null 2>&1; echo list=$?; " +
+                        "cat /proc/self/cgroup | tail -1 | sed 's/^/cgroup=/'; echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null; echo move=$?";
+        var attacker = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 30);
+        var seen = Lines(attacker.Body!["result"]!["text"]!.GetValue<string>());
+        Assert.NotEqual("0", seen["kill"]);
+        Assert.NotEqual("0", seen["db"]);
+        Assert.NotEqual("0", seen["home"]);
+        Assert.NotEqual("0", seen["list"]);
+        Assert.NotEqual("0", seen["move"]);
+        Assert.True(Proc.IsAlive(victimPid), "the victim must survive its neighbour");
+        Assert.Equal("running", (await server.Http.GetTaskAsync(victim.Id!)).TaskStatus);
+        await server.Http.CancelAsync(victim.Id!);
+        Assert.Equal("cancelled", (await server.Http.WaitForEndAsync(victim.Id!))["status"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task In_session_mode_an_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_uid()
+    {
+        RequireRoot();
+        await using var server = await StartAsync(s => s["Corral:Containment"] = "Session");
+        string pidFile = Path.Combine(Path.GetTempPath(), "corral-escapee-" + Guid.NewGuid().ToString("N"));
+        string script = $"setsid env -i /bin/sh -c 'echo $$ > {pidFile}.tmp; mv {pidFile}.tmp {pidFile}; exec sleep 300' < /dev/null > /dev/null 2>&1 & " +
+                        $"while [ ! -s {pidFile} ]; do sleep 0.05; done; exit 0";
+        // The escapee writes where the test can read it: /tmp is world-writable.
+        var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 60);
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        int escapee = int.Parse(File.ReadAllText(pidFile).Trim());
+        File.Delete(pidFile);
+        var killed = r.Body!["process"]!["killed"]!.AsArray();
+        var entry = Assert.Single(killed, k => k!["pid"]!.GetValue<int>() == escapee);
+        Assert.Equal("uid", entry!["foundBy"]!.GetValue<string>());
+        Assert.Equal("session", r.Body["process"]!["containment"]!.GetValue<string>());
+        await Proc.WaitForAsync(() => !Proc.IsAlive(escapee), TimeSpan.FromSeconds(10), "the escapee to be gone");
+    }
+}
