@@ -201,6 +201,28 @@ public sealed record TaskOutput(long StoredBytes, long DroppedBytes, long MaxByt
 /// <param name="Message">For people.</param>
 public sealed record TaskError(string Code, string Message);
 
+/// <summary>A task at a glance, as the live feed (<c>GET /v1/events</c>) tells it: the record without its result, usage and process facts.</summary>
+/// <param name="Id">The task id.</param>
+/// <param name="Status">Where it is.</param>
+/// <param name="Agent">The agent.</param>
+/// <param name="CreatedAt">When it was accepted.</param>
+/// <param name="StartedAt">When its process started.</param>
+/// <param name="EndedAt">When it ended.</param>
+/// <param name="QueueReason">Why it waits, when it does.</param>
+/// <param name="ErrorCode">Why it did not succeed.</param>
+/// <param name="CostUsd">Its cost, when the agent reported one.</param>
+/// <param name="Uid">The uid it ran as, when it had its own.</param>
+public sealed record TaskSummary(string Id, TaskState Status, string Agent, DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt,
+    string? QueueReason, string? ErrorCode, double? CostUsd, int? Uid)
+{
+    /// <summary>The summary of a record.</summary>
+    public static TaskSummary From(TaskRecord r) => new(r.Id, r.Status, r.Agent, r.CreatedAt, r.StartedAt, r.EndedAt, r.QueueReason, r.Error?.Code, r.CostUsd, r.Uid);
+}
+
+/// <summary>How many tasks there are in each status (<c>GET /v1/stats</c>).</summary>
+/// <param name="Counts">Tasks by status, over the whole history kept.</param>
+public sealed record TaskStats(Dictionary<TaskState, long> Counts);
+
 /// <summary>A task's live processes, as <c>GET /v1/tasks/{id}/processes</c> found them.</summary>
 /// <param name="Running">Whether the task's tree is running.</param>
 /// <param name="Processes">Each live process of the tree (none once it has ended).</param>

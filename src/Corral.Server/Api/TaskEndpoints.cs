@@ -35,7 +35,7 @@ public static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status507InsufficientStorage)
             .WithSummary("Create a task; ?wait=SECONDS waits for the end and maps the outcome to the status code.");
-        group.MapGet("/", ListAsync).WithSummary("Tasks, newest first, filtered by status and session.");
+        group.MapGet("/", ListAsync).WithSummary("Tasks, newest first, filtered by status, session, agent and a text (?q=) found in the task.");
         group.MapGet("/{id}", GetAsync).WithSummary("The task record.");
         group.MapDelete("/{id}", DeleteAsync).WithSummary("Delete a finished task with its files (409 while it is queued or running).");
         group.MapPost("/{id}/cancel", CancelAsync).WithSummary("Cancel (idempotent): Claude gets an interrupt first, then the process ladder.");
@@ -51,7 +51,7 @@ public static class TaskEndpoints
 
     /// <summary>What the task handlers use.</summary>
     internal readonly record struct TaskServices(Scheduler Scheduler, Admission Admission, EventStream Events, Transcript Transcript,
-        ServerPaths Paths, IOptions<CorralOptions> Options, TimeProvider Time);
+        ServerPaths Paths, IOptions<CorralOptions> Options, TimeProvider Time, TaskObservers Observers);
 
     private static async Task<IResult> CreateAsync(HttpContext context, [AsParameters] TaskServices services, string? wait)
     {
@@ -85,13 +85,14 @@ public static class TaskEndpoints
             return Problems.Invalid(context, "", "The body must be a JSON object.");
 
         var (plan, refusal) = services.Admission.Plan(body, Admission.NewId());
-        if (refusal is not null)
-            return Problems.From(refusal, context, options.RetryAfterSeconds);
-        var submission = await services.Scheduler.SubmitAsync(plan!, acknowledgeAtOnce: seconds is null, context.RequestAborted);
-        if (submission.Refusal is { } refused)
+        var submission = refusal is null ? await services.Scheduler.SubmitAsync(plan!, acknowledgeAtOnce: seconds is null, context.RequestAborted) : null;
+        if ((refusal ?? submission!.Refusal) is { } refused)
+        {
+            services.Observers.Refused(body.Agent, refused.Code);
             return Problems.From(refused, context, options.RetryAfterSeconds);
+        }
 
-        var record = submission.Record!;
+        var record = submission!.Record!;
         context.Response.Headers.Location = $"/v1/tasks/{record.Id}";
         if (seconds is not { } limit)
             return TypedResults.Json(record, ApiJson.Options, statusCode: submission.Existing ? 200 : 202);
@@ -132,8 +133,10 @@ public static class TaskEndpoints
             : Problems.NotFound(context, id);
 
     private static async Task<Results<JsonHttpResult<TaskPage>, ProblemHttpResult>> ListAsync(HttpContext context, [AsParameters] TaskServices services,
-        string? status, string? sessionId, string? limit, string? cursor)
+        string? status, string? sessionId, string? limit, string? cursor, string? agent, string? q)
     {
+        if (q is { Length: > 200 })
+            return Problems.Invalid(context, "q", "at most 200 characters.");
         TaskState? state = null;
         if (status is not null)
         {
@@ -153,7 +156,7 @@ public static class TaskEndpoints
             before = c;
         }
 
-        var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before), context.RequestAborted);
+        var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before, agent, q is { Length: > 0 } ? q : null), context.RequestAborted);
         string? next = page.LastSeq?.ToString(CultureInfo.InvariantCulture);
         return TypedResults.Json(new TaskPage([.. page.Items], next), ApiJson.Options);
     }

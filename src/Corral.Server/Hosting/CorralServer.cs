@@ -165,6 +165,7 @@ public static class CorralServer
             app.Use(RequireToken(token));
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
+        app.MapFeedEndpoints();
         app.MapOpenApi();
         return app;
     }
@@ -201,6 +202,9 @@ public static class CorralServer
         services.AddSingleton<EventStream>();
         services.AddSingleton<Transcript>();
         services.AddSingleton<RawOutput>();
+        services.AddSingleton<TaskFeed>();
+        services.AddSingleton<ITaskObserver>(sp => sp.GetRequiredService<TaskFeed>());
+        services.AddSingleton<TaskObservers>();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
         services.AddHostedService(sp => sp.GetRequiredService<TaskUsers>());

@@ -16,7 +16,7 @@ namespace Corral.Server.Internal.Running;
 /// interrupt first, then close stdin, SIGTERM, SIGKILL). It decides nothing about the task's final status.
 /// </summary>
 internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerPaths paths, Isolation.TaskUsers users, Isolation.TaskWorkspace workspace,
-    IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
+    TaskObservers observers, IOptions<CorralOptions> options, TimeProvider time, ILogger<TaskRunner> logger)
 {
     /// <summary>Unread output the process core may hold per stream before the child waits for us (the ingest is fast).</summary>
     private const long BufferedBytes = 1 << 20;
@@ -74,6 +74,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
 
         var started = time.GetUtcNow();
         task.Record = task.Record with { Status = TaskState.Running, StartedAt = started, QueueReason = null, Uid = user?.Uid };
+        observers.Started(task.Record);
         var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask);
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.

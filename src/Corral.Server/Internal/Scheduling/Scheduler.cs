@@ -32,6 +32,7 @@ internal sealed class Scheduler : IHostedService
 
     private readonly ITaskStore _store;
     private readonly JournalVolume _journals;
+    private readonly TaskObservers _observers;
     private readonly TaskRunner _runner;
     private readonly StorageGuard _storage;
     private readonly ServerPaths _paths;
@@ -53,8 +54,9 @@ internal sealed class Scheduler : IHostedService
     private Task? _syncLoop;
 
     public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, JournalVolume journals, ServerPaths paths, IOptions<CorralOptions> options,
-        TimeProvider time, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger)
+        TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger)
     {
+        _observers = observers;
         _journals = journals;
         _store = store;
         _runner = runner;
@@ -215,6 +217,7 @@ internal sealed class Scheduler : IHostedService
         }
 
         task.Inserted(true);
+        _observers.Accepted(task.Record);
         lock (_gate)
         {
             if (slot)
@@ -427,6 +430,7 @@ internal sealed class Scheduler : IHostedService
                 if (task.Record.QueueReason != reason)
                 {
                     task.Record = task.Record with { QueueReason = reason };
+                    _observers.Updated(task.Record);
                     task.Journal.AddEvent("task.status", new { status = TaskState.Queued, at = _time.GetUtcNow(), queueReason = reason });
                     try
                     {
@@ -519,6 +523,7 @@ internal sealed class Scheduler : IHostedService
         }
 
         task.MarkEnded(final);
+        _observers.Ended(final);
         _logger.LogInformation("Task {Id} ended: {Status} {Code}", task.Id, final.Status, final.Error?.Code);
         try
         {

@@ -36,6 +36,9 @@ internal interface ITaskStore : IAsyncDisposable
     /// <summary>A page of tasks, newest first.</summary>
     ValueTask<TaskListing> ListAsync(TaskQuery query, CancellationToken cancellationToken);
 
+    /// <summary>How many tasks are stored in each status.</summary>
+    ValueTask<Dictionary<TaskState, long>> CountByStatusAsync(CancellationToken cancellationToken);
+
     /// <summary>Tasks stored as queued or running: what a previous process left.</summary>
     ValueTask<IReadOnlyList<UnfinishedTask>> ListUnfinishedAsync(CancellationToken cancellationToken);
 
@@ -62,8 +65,11 @@ internal sealed record TreeIdentity(string TreeId, string? CgroupPath, int Pid, 
 /// <summary>The task an idempotency key names, with the hash of the body it was created with.</summary>
 internal sealed record IdempotentMatch(TaskRecord Record, string? RequestHash);
 
-/// <summary>A query of the history: by status and session, a page of <c>Limit</c>, before the <see cref="TaskListing.LastSeq"/> of the previous page.</summary>
-internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before);
+/// <summary>
+/// A query of the history: by status, session, agent and a text found in the task (its id, request or record), a
+/// page of <c>Limit</c>, before the <see cref="TaskListing.LastSeq"/> of the previous page.
+/// </summary>
+internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before, string? Agent = null, string? Text = null);
 
 /// <summary>A page of the history, with where the next one starts.</summary>
 internal sealed record TaskListing(IReadOnlyList<TaskRecord> Items, long? LastSeq);

@@ -157,8 +157,12 @@ internal sealed class SqliteTaskStore : ITaskStore
         using var cmd = Command(db, """
             SELECT seq, record_json FROM tasks
             WHERE ($status IS NULL OR status = $status) AND ($session IS NULL OR session_id = $session) AND ($before IS NULL OR seq < $before)
+              AND ($agent IS NULL OR agent = $agent)
+              AND ($text IS NULL OR instr(id, $text) > 0 OR instr(request_json, $text) > 0 OR instr(record_json, $text) > 0)
             ORDER BY seq DESC LIMIT $limit
             """);
+        cmd.Parameters.AddWithValue("$agent", (object?)query.Agent ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$text", (object?)query.Text ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$status", query.Status is { } s ? StatusName(s) : DBNull.Value);
         cmd.Parameters.AddWithValue("$session", (object?)query.SessionId ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$before", (object?)query.Before ?? DBNull.Value);
@@ -173,6 +177,21 @@ internal sealed class SqliteTaskStore : ITaskStore
         }
 
         return ValueTask.FromResult(new TaskListing(items, last));
+    }
+
+    public ValueTask<Dictionary<TaskState, long>> CountByStatusAsync(CancellationToken cancellationToken)
+    {
+        using var db = OpenReader();
+        using var cmd = Command(db, "SELECT status, count(*) FROM tasks GROUP BY status");
+        using var reader = cmd.ExecuteReader();
+        var counts = Enum.GetValues<TaskState>().ToDictionary(s => s, _ => 0L);
+        while (reader.Read())
+        {
+            if (Enum.TryParse<TaskState>(reader.GetString(0), ignoreCase: true, out var state))
+                counts[state] = reader.GetInt64(1);
+        }
+
+        return ValueTask.FromResult(counts);
     }
 
     public ValueTask<IReadOnlyList<UnfinishedTask>> ListUnfinishedAsync(CancellationToken cancellationToken)

@@ -1,0 +1,58 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Corral.Server.Tests.Support;
+
+namespace Corral.Server.Tests.Api;
+
+/// <summary>What a dashboard watches: the live feed of every task, counts by status, and the history filtered.</summary>
+public sealed class FeedTests
+{
+    [Fact(Timeout = 120_000)]
+    public async Task The_feed_tells_each_task_as_it_is_accepted_starts_and_ends()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/events");
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+
+        var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "fed" } }, wait: 30);
+        var seen = new List<(string Name, JsonNode Data)>();
+        string? name = null;
+        while (seen.All(e => e.Name != "task.ended") && await reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            if (line.StartsWith("event: "))
+                name = line[7..];
+            else if (line.StartsWith("data: ") && name is not null)
+                seen.Add((name, JsonNode.Parse(line[6..])!));
+        }
+
+        var mine = seen.Where(e => e.Data["id"]!.GetValue<string>() == r.Id).ToList();
+        Assert.Equal(["task.accepted", "task.started", "task.ended"], mine.Select(e => e.Name));
+        Assert.Equal("succeeded", mine[^1].Data["status"]!.GetValue<string>());
+        Assert.Null(mine[^1].Data["result"]); // a summary, not the record
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Stats_count_tasks_by_status_and_the_history_filters_by_agent_and_text()
+    {
+        await using var server = await TestServer.StartAsync();
+        string marker = "needle-" + Guid.NewGuid().ToString("N")[..8];
+        var ok = await server.Http.CreateAsync(new { agent = "command", command = new[] { "echo", marker } }, wait: 30);
+        var bad = await server.Http.CreateAsync(new { agent = "command", command = new[] { "false" } }, wait: 30);
+        var claude = await server.Http.ClaudeAsync("hello");
+        Assert.Equal(HttpStatusCode.OK, claude.Status);
+
+        var stats = (await server.Http.SendAsync(HttpMethod.Get, "/v1/stats")).Body!["counts"]!;
+        Assert.Equal(2, stats["succeeded"]!.GetValue<long>());
+        Assert.Equal(1, stats["failed"]!.GetValue<long>());
+        Assert.Equal(0, stats["running"]!.GetValue<long>());
+
+        var commands = (await server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?agent=command")).Body!["items"]!.AsArray();
+        Assert.Equal([bad.Id, ok.Id], commands.Select(t => t!["id"]!.GetValue<string>()));
+        var found = (await server.Http.SendAsync(HttpMethod.Get, $"/v1/tasks?q={marker}")).Body!["items"]!.AsArray();
+        Assert.Equal(ok.Id, Assert.Single(found)!["id"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.BadRequest, (await server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?q=" + new string('x', 201))).Status);
+    }
+}
