@@ -113,6 +113,9 @@ public enum StopSignal
 
     /// <summary>SIGHUP (1).</summary>
     Hangup = 1,
+
+    /// <summary>SIGKILL (9) at once, without closing stdin first: for a tree that must be gone now (a node that lost its lease).</summary>
+    Kill = 9,
 }
 
 /// <summary>How a tree is contained.</summary>

@@ -1,7 +1,7 @@
 using Corral.Server.Hosting;
 using Microsoft.Data.Sqlite;
 
-// corral serve [--urls URL] [--data DIR] [--token TOKEN] [more --Key=Value configuration]
+// corral serve [--urls URL] [--data DIR] [--token TOKEN] [--postgres CONNECTION] [--node-id NAME] [more --Key=Value configuration]
 // or: --hold-lock DATABASE SECONDS (holds an exclusive lock on a SQLite database, as another process would)
 if (args is ["--hold-lock", string database, string seconds])
 {
@@ -16,7 +16,7 @@ if (args is ["--hold-lock", string database, string seconds])
     return 0;
 }
 
-string? urls = null, data = null, token = null, tokenFile = null;
+string? urls = null, data = null, token = null, tokenFile = null, postgres = null, nodeId = null;
 var rest = new List<string>();
 for (int i = 0; i < args.Length; i++)
 {
@@ -26,9 +26,11 @@ for (int i = 0; i < args.Length; i++)
         case "--data" when i + 1 < args.Length: data = args[++i]; break;
         case "--token" when i + 1 < args.Length: token = args[++i]; break;
         case "--token-file" when i + 1 < args.Length: tokenFile = args[++i]; break;
+        case "--postgres" when i + 1 < args.Length: postgres = args[++i]; break;
+        case "--node-id" when i + 1 < args.Length: nodeId = args[++i]; break;
         default: rest.Add(args[i]); break;
     }
 }
 
 using var stop = new CancellationTokenSource();
-return await CorralServer.RunAsync(new ServerOptions { Urls = urls, DataDirectory = data, Token = token, TokenFile = tokenFile }, rest.ToArray(), stop.Token);
+return await CorralServer.RunAsync(new ServerOptions { Urls = urls, DataDirectory = data, Token = token, TokenFile = tokenFile, Postgres = postgres, NodeId = nodeId }, rest.ToArray(), stop.Token);

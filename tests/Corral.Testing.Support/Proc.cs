@@ -152,6 +152,9 @@ public static partial class Proc
             KillIf(p.Pid, () => StartTime(p.Pid) == p.StartTime);
     }
 
+    /// <summary>Sends <paramref name="signal"/> (e.g. SIGSTOP, SIGCONT) to the process if it still lives, never to a recycled PID; whether it was sent.</summary>
+    public static bool Signal(Identity process, int signal) => SignalIf(process.Pid, signal, () => StartTime(process.Pid) == process.StartTime);
+
     /// <summary>
     /// SIGKILLs <paramref name="pid"/> only if it lives and its environment holds <paramref name="environmentEntry"/>
     /// (e.g. the scratch directory the test gave its scripts): a cleanup that only knows PIDs written to files.
@@ -159,18 +162,19 @@ public static partial class Proc
     public static void KillIfAlive(int pid, string environmentEntry) =>
         KillIf(pid, () => HasEnvironmentEntry(pid, environmentEntry));
 
+    private static void KillIf(int pid, Func<bool> stillOurs) => SignalIf(pid, SIGKILL, stillOurs);
+
     /// <summary>The check runs with a pidfd open, so a PID recycled after it cannot receive the signal.</summary>
-    private static void KillIf(int pid, Func<bool> stillOurs)
+    private static bool SignalIf(int pid, int signal, Func<bool> stillOurs)
     {
         if (pid <= 0)
-            return;
+            return false;
         int pidfd = pidfd_open(pid, 0);
         if (pidfd < 0)
-            return;
+            return false;
         try
         {
-            if (IsAlive(pid) && stillOurs())
-                pidfd_send_signal(pidfd, SIGKILL, 0, 0);
+            return IsAlive(pid) && stillOurs() && pidfd_send_signal(pidfd, signal, 0, 0) == 0;
         }
         finally
         {

@@ -28,6 +28,16 @@ internal static class ServeCommand
             Description = "Read the token from FILE (its content, trimmed), so it does not appear in the process list.",
             HelpName = "FILE",
         };
+        var postgres = new Option<string?>("--postgres")
+        {
+            Description = "Join a fleet: keep tasks, their events and the queue in this PostgreSQL (an Npgsql connection string; also Corral:Postgres:ConnectionString). Default: SQLite in the data directory, one node.",
+            HelpName = "CONNECTION",
+        };
+        var nodeId = new Option<string?>("--node-id")
+        {
+            Description = "This node's name in the fleet (records say which node ran a task). Default: the host name and a random suffix, kept in the data directory.",
+            HelpName = "NAME",
+        };
 
         var serve = new DocumentedCommand("serve",
             "Run the HTTP runtime: agent tasks (Claude Code, commands) with live events, cancel, history, and " +
@@ -53,8 +63,18 @@ internal static class ServeCommand
         serve.Add(data);
         serve.Add(token);
         serve.Add(tokenFile);
+        serve.Add(postgres);
+        serve.Add(nodeId);
         serve.SetAction((parse, cancellationToken) => CorralServer.RunAsync(
-            new ServerOptions { Urls = parse.GetValue(urls), DataDirectory = parse.GetValue(data), Token = parse.GetValue(token), TokenFile = parse.GetValue(tokenFile) },
+            new ServerOptions
+            {
+                Urls = parse.GetValue(urls),
+                DataDirectory = parse.GetValue(data),
+                Token = parse.GetValue(token),
+                TokenFile = parse.GetValue(tokenFile),
+                Postgres = parse.GetValue(postgres),
+                NodeId = parse.GetValue(nodeId),
+            },
             parse.UnmatchedTokens.ToArray(),
             cancellationToken));
         return serve;

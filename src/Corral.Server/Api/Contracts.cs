@@ -148,6 +148,9 @@ public sealed record TaskRecord
     /// <summary>The uid the task ran as (its own, with isolation), when it is not the server's.</summary>
     public int? Uid { get; init; }
 
+    /// <summary>The node of the fleet that runs or ran it (fleet mode only).</summary>
+    public string? Node { get; init; }
+
     /// <summary>When its process started.</summary>
     public DateTimeOffset? StartedAt { get; init; }
 

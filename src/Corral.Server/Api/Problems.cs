@@ -49,3 +49,19 @@ internal static class Problems
         return TypedResults.Problem(problem);
     }
 }
+
+/// <summary>
+/// A database that cannot be reached while a request reads or writes it (the shared PostgreSQL of a fleet restarting,
+/// say) is a 503 <c>storage_unavailable</c> with <c>Retry-After</c>, never a 500: the request may simply be sent again.
+/// </summary>
+internal sealed class StoreUnavailableHandler(Microsoft.Extensions.Options.IOptions<Hosting.CorralOptions> options) : Microsoft.AspNetCore.Diagnostics.IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
+    {
+        if (exception is not (Internal.Storage.StoreException or Npgsql.NpgsqlException or TimeoutException) || context.Response.HasStarted)
+            return false;
+        await Problems.Problem(context, 503, "storage_unavailable", "Storage unavailable", "The task database could not be reached: " + exception.Message,
+            retryAfterSeconds: options.Value.RetryAfterSeconds).ExecuteAsync(context);
+        return true;
+    }
+}

@@ -96,20 +96,10 @@ public static class TaskEndpoints
         context.Response.Headers.Location = $"/v1/tasks/{record.Id}";
         if (seconds is not { } limit)
             return TypedResults.Json(record, ApiJson.Options, statusCode: submission.Existing ? 200 : 202);
-        if (submission.Task is { } task)
-        {
-            var over = await Task.WhenAny(task.Ended, task.Released, Task.Delay(TimeSpan.FromSeconds(limit), services.Time, context.RequestAborted));
-            if (over == task.Ended)
-            {
-                record = await task.Ended;
-            }
-            else
-            {
-                // The wait ends first: the client learns of a task that has not ended, so its row must be on disk.
-                await services.Scheduler.MakeDurableAsync(task);
-                record = task.Record;
-            }
-        }
+        (record, bool ended) = await services.Scheduler.WaitAsync(submission, TimeSpan.FromSeconds(limit), context.RequestAborted);
+        // The wait ends first: the client learns of a task that has not ended, so its row must be on disk.
+        if (!ended && submission.Task is { } task)
+            await services.Scheduler.MakeDurableAsync(task);
 
         return TypedResults.Json(record, ApiJson.Options, statusCode: OutcomeStatus(record));
     }

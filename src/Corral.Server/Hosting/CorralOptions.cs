@@ -77,6 +77,33 @@ public sealed class CorralOptions
 
     /// <summary>Space kept in reserve (a file in the data directory) and given back when the disk fills up, so that final records can still be written. Default: 8.</summary>
     public long DiskReserveMb { get; set; } = 8;
+
+    /// <summary>The shared PostgreSQL of a fleet (section <c>Corral:Postgres</c>); without it, the node keeps its tasks in SQLite.</summary>
+    public PostgresOptions Postgres { get; set; } = new();
+
+    /// <summary>How the nodes of a fleet share the work (section <c>Corral:Fleet</c>).</summary>
+    public FleetOptions Fleet { get; set; } = new();
+}
+
+/// <summary>The fleet's database (section <c>Corral:Postgres</c>).</summary>
+public sealed class PostgresOptions
+{
+    /// <summary>An Npgsql connection string, e.g. <c>Host=db;Username=corral;Password=…;Database=corral</c>. Default: none (one node, SQLite).</summary>
+    public string? ConnectionString { get; set; }
+}
+
+/// <summary>How the nodes of a fleet share the work (section <c>Corral:Fleet</c>).</summary>
+public sealed class FleetOptions
+{
+    /// <summary>
+    /// How long a node's hold on its running tasks lasts without a renewal (renewed every third of it, on the database's
+    /// clock). A node that cannot renew kills its trees before it runs out; another node then marks them interrupted.
+    /// Default: 15.
+    /// </summary>
+    public double LeaseSeconds { get; set; } = 15;
+
+    /// <summary>This node's name in the fleet (the records' <c>node</c>). Default: the host name and a short random suffix, kept in the data directory.</summary>
+    public string? NodeId { get; set; }
 }
 
 /// <summary>Who tasks run as (section <c>Corral:Isolation</c>).</summary>

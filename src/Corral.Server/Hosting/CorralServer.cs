@@ -8,6 +8,8 @@ using Corral.Agents.Gemini;
 using Corral.Server.Api;
 using Corral.Server.Internal;
 using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Fleet;
+using Corral.Server.Internal.Storage.Postgres;
 using Corral.Server.Internal.Agents;
 using Corral.Server.Internal.Isolation;
 using Corral.Server.Internal.Recovery;
@@ -144,8 +146,10 @@ public static class CorralServer
                 _ => "invalid_request",
             });
         });
+        builder.Services.AddExceptionHandler<StoreUnavailableHandler>();
         builder.Services.AddOpenApi();
-        AddTaskCore(builder.Services, data, corral);
+        string? postgres = options.Postgres ?? corral.Postgres.ConnectionString;
+        AddTaskCore(builder.Services, data, corral, postgres is { Length: > 0 } ? new FleetSettings(postgres, NodeId(options.NodeId ?? corral.Fleet.NodeId, data)) : null);
 
         var guard = new BindGuard(token is not null);
         builder.Services.AddSingleton(guard);
@@ -174,7 +178,7 @@ public static class CorralServer
     /// The task core, in the order a request meets it: agents, admission, scheduler, runner, store; and the hosted
     /// services around it (storage guard, recovery before the first request, retention).
     /// </summary>
-    private static void AddTaskCore(IServiceCollection services, string data, CorralOptions corral)
+    private static void AddTaskCore(IServiceCollection services, string data, CorralOptions corral, FleetSettings? fleet)
     {
         services.AddSingleton(TimeProvider.System);
         // Tasks with uids of their own pass through the data directory to reach their own directories (never list it).
@@ -193,10 +197,17 @@ public static class CorralServer
         services.AddSingleton<TaskWorkspace>();
         services.AddSingleton<Admission>();
         services.AddSingleton<StorageGuard>();
-        services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
-            TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
-            sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
-        services.AddSingleton<IJournalStore, FileJournalStore>();
+        if (fleet is null)
+        {
+            services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
+                TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
+                sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
+            services.AddSingleton<IJournalStore, FileJournalStore>();
+        }
+        else
+        {
+            AddFleet(services, fleet, corral);
+        }
         services.AddSingleton<TaskRunner>();
         services.AddSingleton<Scheduler>();
         services.AddSingleton<EventStream>();
@@ -208,10 +219,73 @@ public static class CorralServer
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
         services.AddHostedService(sp => sp.GetRequiredService<TaskUsers>());
-        services.AddHostedService<Recovery>();
+        if (fleet is not null)
+            services.AddHostedService<FleetService>(); // the schema and this node exist before recovery reads them
+        services.AddSingleton<Recovery>();
+        services.AddHostedService(sp => sp.GetRequiredService<Recovery>());
         services.AddHostedService(sp => sp.GetRequiredService<Scheduler>());
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
     }
+
+    /// <summary>A node of a fleet: the shared PostgreSQL as the task store, the journal store and the queue.</summary>
+    private static void AddFleet(IServiceCollection services, FleetSettings fleet, CorralOptions corral)
+    {
+        Npgsql.NpgsqlConnectionStringBuilder connection;
+        try
+        {
+            connection = new Npgsql.NpgsqlConnectionStringBuilder(fleet.ConnectionString);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ServerConfigurationException("the PostgreSQL connection string is not valid: " + e.Message);
+        }
+
+        connection.ApplicationName ??= "corral-" + fleet.NodeId;
+        services.AddKeyedSingleton("tasks", (_, _) => Npgsql.NpgsqlDataSource.Create(connection.ConnectionString));
+        // Journal chunks are durable within the WAL writer's delay, like journal files within the sync interval;
+        // final records are written synchronously.
+        var chunks = new Npgsql.NpgsqlConnectionStringBuilder(connection.ConnectionString) { Options = (connection.Options + " -c synchronous_commit=off").Trim() };
+        services.AddKeyedSingleton("journal", (_, _) => Npgsql.NpgsqlDataSource.Create(chunks.ConnectionString));
+        services.AddSingleton(sp => new PostgresTaskStore(sp.GetRequiredKeyedService<Npgsql.NpgsqlDataSource>("tasks"), fleet.NodeId, sp.GetRequiredService<TimeProvider>(),
+            TimeSpan.FromSeconds(corral.StoreWriteTimeoutSeconds), sp.GetRequiredService<ILogger<PostgresTaskStore>>()));
+        services.AddSingleton<ITaskStore>(sp => sp.GetRequiredService<PostgresTaskStore>());
+        services.AddSingleton(sp => new PostgresNotifications(sp.GetRequiredKeyedService<Npgsql.NpgsqlDataSource>("tasks"), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<PostgresNotifications>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<PostgresNotifications>());
+        services.AddSingleton(sp => new PostgresJournalStore(sp.GetRequiredKeyedService<Npgsql.NpgsqlDataSource>("tasks"), sp.GetRequiredKeyedService<Npgsql.NpgsqlDataSource>("journal"),
+            sp.GetRequiredService<PostgresTaskStore>(), sp.GetRequiredService<PostgresNotifications>(), sp.GetRequiredService<ServerPaths>(),
+            TimeSpan.FromSeconds(corral.Fleet.LeaseSeconds)));
+        services.AddSingleton<IJournalStore>(sp => sp.GetRequiredService<PostgresJournalStore>());
+        services.AddSingleton(sp => new FleetNode(sp.GetRequiredService<PostgresTaskStore>(), sp.GetRequiredService<PostgresJournalStore>(),
+            sp.GetRequiredService<PostgresNotifications>(), sp.GetRequiredService<IOptions<CorralOptions>>().Value));
+    }
+
+    /// <summary>This node's name: the one given, else the one kept in the data directory, else a new one (host name and a random suffix) kept there.</summary>
+    internal static string NodeId(string? given, string data)
+    {
+        if (given is { Length: > 0 })
+            return ValidNodeId(given) ? given : throw new ServerConfigurationException($"the node id '{given}' must be 1 to 64 letters, digits, '.', '_' or '-'.");
+        string file = Path.Combine(data, "node-id");
+        try
+        {
+            if (File.Exists(file) && File.ReadAllText(file).Trim() is { Length: > 0 } kept && ValidNodeId(kept))
+                return kept;
+            string host = new([.. Environment.MachineName.Where(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_').Take(48)]);
+            string id = (host.Length > 0 ? host : "node") + "-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
+            Files.CreatePrivateDirectory(data);
+            File.WriteAllText(file, id + "\n");
+            return id;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ServerConfigurationException($"cannot keep the node id in '{file}': {e.Message}; pass --node-id.");
+        }
+    }
+
+    private static bool ValidNodeId(string id) => id.Length is >= 1 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_');
+
+    /// <summary>The shared database and this node's name in it.</summary>
+    private sealed record FleetSettings(string ConnectionString, string NodeId);
 
     private static string? ReadTokenFile(string? path)
     {

@@ -23,4 +23,10 @@ public sealed record ServerOptions
 
     /// <summary>A file whose content (trimmed) is the token: unlike <see cref="Token"/>, it does not show in <c>ps</c>.</summary>
     public string? TokenFile { get; init; }
+
+    /// <summary>The connection string of a PostgreSQL shared by a fleet of nodes (<c>--postgres</c>); without it, SQLite in the data directory.</summary>
+    public string? Postgres { get; init; }
+
+    /// <summary>This node's name in the fleet (<c>--node-id</c>).</summary>
+    public string? NodeId { get; init; }
 }

@@ -72,6 +72,29 @@ public class LadderTests
         Assert.Equal(130, outcome.ShellExitCode);
     }
 
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
+    public async Task Cancel_with_Kill_skips_the_stdin_grace_and_the_signal_grace_and_kills_an_escapee_at_once(ContainmentMode mode)
+    {
+        Modes.SkipIfUnavailable(mode);
+        using var dir = new PidDir();
+        var spec = Modes.Bash("trap '' TERM; setsid sh -c 'trap \"\" TERM; echo $$ >> \"$D/pids\"; exec sleep 300' & echo $$ >> \"$D/pids\"; cat", mode) with
+        {
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            StandardInput = InputSource.Pipe,
+            Teardown = new TeardownOptions { CloseInputGrace = TimeSpan.FromSeconds(30), Grace = TimeSpan.FromSeconds(30) },
+        };
+        await using var tree = ProcessTree.Start(spec, Ct);
+        await Proc.WaitForAsync(() => dir.AllPids().Count == 2, TimeSpan.FromSeconds(10), "the child and the escapee to start");
+
+        tree.Cancel(StopSignal.Kill);
+        var outcome = await tree.Completion.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        Assert.Equal(ExitReason.Canceled, outcome.Reason);
+        Assert.Equal(9, outcome.Signal);
+        Assert.True(outcome.TeardownDuration < TimeSpan.FromSeconds(10), $"teardown took {outcome.TeardownDuration}: a grace was waited for");
+        Assert.All(dir.AllPids(), pid => Assert.False(Proc.IsAlive(pid)));
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Closing_stdin_first_lets_a_well_behaved_child_exit_without_a_signal()
     {

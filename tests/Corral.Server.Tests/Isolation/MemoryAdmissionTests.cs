@@ -49,5 +49,12 @@ public sealed class MemoryAdmissionTests
             Assert.Null(decided);
         else
             Assert.Contains(reason, decided);
+
+        // A fleet node claims up to the room: the same decision, read the other way.
+        long? room = MemoryGate.Room(committedMb << 20, facts, options);
+        if (reason == "pressure")
+            Assert.Null(room);
+        else
+            Assert.Equal(reason is null, (limitMb is { } m ? m << 20 : 0) <= room);
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 
 namespace Corral.Server.Tests.Support;
@@ -7,15 +8,26 @@ internal sealed class ServerProcess
 {
     private readonly Process _process;
 
-    private ServerProcess(Process process, Uri address)
+    private ServerProcess(Process process, Uri address, ConcurrentQueue<string> log)
     {
         _process = process;
+        Log = log;
+        Identity = Proc.Identify(process.Id);
         Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(2) };
     }
 
     public HttpClient Http { get; }
 
     public int Pid => _process.Id;
+
+    /// <summary>The server process, to signal it without ever reaching a recycled PID.</summary>
+    public Proc.Identity? Identity { get; }
+
+    /// <summary>What the server printed (stdout and stderr), for failure messages.</summary>
+    public ConcurrentQueue<string> Log { get; }
+
+    /// <summary>Sends a signal (SIGSTOP 19, SIGCONT 18…) to the server process.</summary>
+    public bool Signal(int signal) => Identity is { } id && Proc.Signal(id, signal);
 
     /// <summary>The server's resident memory now, from /proc.</summary>
     public long ResidentBytes => Proc.ResidentBytes(_process.Id);
@@ -38,17 +50,27 @@ internal sealed class ServerProcess
             info.Environment[key] = value;
         var process = Process.Start(info)!;
         var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var log = new ConcurrentQueue<string>();
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data?.StartsWith("Corral listening on ") == true)
+            if (e.Data is null)
+                return;
+            log.Enqueue(e.Data);
+            if (e.Data.StartsWith("Corral listening on "))
                 address.TrySetResult(new Uri(e.Data["Corral listening on ".Length..]));
         };
-        process.ErrorDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+                log.Enqueue(e.Data);
+        };
+        _ = process.WaitForExitAsync().ContinueWith(_ => address.TrySetException(new InvalidOperationException(
+            $"the server exited ({process.ExitCode}) before it listened:\n{string.Join('\n', log)}")), TaskScheduler.Default);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
         {
-            return new ServerProcess(process, await address.Task.WaitAsync(TimeSpan.FromSeconds(60)));
+            return new ServerProcess(process, await address.Task.WaitAsync(TimeSpan.FromSeconds(60)), log);
         }
         catch
         {

@@ -16,7 +16,7 @@ internal static class TeardownLadder
         InputPipeStream? stdin, bool includeChild, KillLog log)
     {
         var clock = Stopwatch.StartNew();
-        if (includeChild && options.CloseInputGrace is { } inputGrace && stdin is not null && !child.HasExited)
+        if (firstSignal != StopSignal.Kill && includeChild && options.CloseInputGrace is { } inputGrace && stdin is not null && !child.HasExited)
         {
             await stdin.DisposeAsync().ConfigureAwait(false);
             await Task.WhenAny(child.Exited, Task.Delay(inputGrace)).ConfigureAwait(false);

@@ -150,7 +150,8 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         Containment = tree?.CgroupPath is null ? ContainmentKind.Session : ContainmentKind.Cgroup,
     };
 
-    private async Task RemoveOrphansAsync(CancellationToken cancellationToken)
+    /// <summary>Removes the directories of tasks that have no record (a delete that stopped half-way, or one made through another node).</summary>
+    public async Task RemoveOrphansAsync(CancellationToken cancellationToken)
     {
         if (!Directory.Exists(paths.Tasks))
             return;

@@ -58,7 +58,10 @@ internal sealed class OutputIngest
     /// <summary>The last bytes of stdout (all of them, stored or not).</summary>
     public ReadOnlySpan<byte> StdoutTail => _tail.Contents;
 
-    private bool Storing => !Capped && StorageFailure is null;
+    /// <summary>Whether another node took the task over (its journal refused a write): nothing more of it may be written here.</summary>
+    public bool Fenced { get; private set; }
+
+    private bool Storing => !Capped && StorageFailure is null && !Fenced;
 
     /// <summary>Takes one chunk as read from a pipe.</summary>
     public void Write(OutputStream stream, ReadOnlySpan<byte> chunk)
@@ -128,6 +131,11 @@ internal sealed class OutputIngest
         catch (Exception e) when (Files.IsOutOfSpace(e))
         {
             StorageFailure ??= e;
+        }
+        catch (JournalFencedException)
+        {
+            Fenced = true;
+            _journal.DiscardStaged();
         }
     }
 

@@ -12,6 +12,9 @@ internal enum StopReason
     Stall,
     Shutdown,
     StorageFull,
+
+    /// <summary>This node lost its lease on the task (fleet mode): another node may decide its end, so its tree must go now.</summary>
+    Fenced,
 }
 
 /// <summary>Something that went wrong on Corral's side of a run: the task could not be started, or its output not stored.</summary>
@@ -68,6 +71,9 @@ internal static class TaskOutcome
                 return (TaskState.TimedOut, new TaskError(ErrorCodes.Stall, $"The agent printed nothing for {stall?.TotalSeconds}s."));
             case StopReason.Shutdown:
                 return (TaskState.Interrupted, new TaskError(ErrorCodes.Interrupted, "The server shut down while the task was running."));
+            case StopReason.Fenced:
+                return (TaskState.Interrupted, new TaskError(ErrorCodes.Interrupted,
+                    "The node running the task lost its lease on it (it could not reach the task database in time), so it killed the task's tree."));
         }
 
         if (agent?.Kind == AgentOutcomeKind.Failed)

@@ -115,6 +115,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             _ = RecordRunningAsync(task, identity, tree.Completion);
             var process = new AgentProcess(tree, run, _options, time, logger, task.Id);
             _ = task.StopRequested.ContinueWith(_ => process.StopAsync(), TaskScheduler.Default).Unwrap();
+            if (task.StopReason == StopReason.Fenced)
+                tree.Cancel(StopSignal.Kill); // fenced while it started: the ladder would outlast the lease
             var watchdog = WatchAsync(task, process, tree, plan);
             try
             {
@@ -128,6 +130,9 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                         storage.ReportFull();
                         task.RequestStop(StopReason.StorageFull);
                     }
+
+                    if (ingest.Fenced)
+                        task.Fence();
 
                     if (run.HasResult)
                         process.ResultSeen();

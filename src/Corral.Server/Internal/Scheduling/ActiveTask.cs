@@ -40,6 +40,9 @@ internal sealed class ActiveTask
 
     public JournalWriter Journal { get; }
 
+    /// <summary>When this node claimed the task from a fleet's queue (a <see cref="TimeProvider"/> timestamp); 0 otherwise.</summary>
+    public long ClaimedAt { get; init; }
+
     /// <summary>The running process tree (for the live process ledger); <c>null</c> before it starts and after it ends.</summary>
     public Corral.Processes.ProcessTree? Tree { get; set; }
 
@@ -67,6 +70,16 @@ internal sealed class ActiveTask
 
     /// <summary>Asks the task to stop; the first reason wins. Idempotent.</summary>
     public void RequestStop(StopReason reason) => _stop.TrySetResult(reason);
+
+    /// <summary>
+    /// This node lost its lease on the task: its tree is killed at once (no ladder: another node may declare the task's
+    /// end any moment, and nothing of it may outlive that).
+    /// </summary>
+    public void Fence()
+    {
+        RequestStop(Running.StopReason.Fenced);
+        Tree?.Cancel(Corral.Processes.StopSignal.Kill);
+    }
 
     /// <summary>Whether its row is in the database (false while the insert is pending, or when it was refused).</summary>
     public bool IsInserted => _inserted.Task.IsCompletedSuccessfully && _inserted.Task.Result;

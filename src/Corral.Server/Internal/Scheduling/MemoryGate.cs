@@ -64,4 +64,20 @@ internal static class MemoryGate
             return $"its memory limit of {limit >> 20} MiB is more than is available now ({Math.Max(0, facts.AvailableBytes - reserve) >> 20} MiB after the reserve)";
         return null;
     }
+
+    /// <summary>
+    /// The largest memory limit a task may have to start now (what a node of a fleet claims up to): 0 still admits tasks
+    /// without a limit; <c>null</c> when no task may start (memory pressure). The same rule as <see cref="Check"/>.
+    /// </summary>
+    public static long? Room(long committedBytes, MemoryFacts facts, LimitOptions options)
+    {
+        if (facts.Pressure is { } pressure && pressure > options.MaxMemoryPressure)
+            return null;
+        long reserve = Math.Max(0, options.MemoryReserveMb) << 20;
+        long node = options.NodeMemoryMb is { } mb ? mb << 20 : facts.TotalBytes;
+        long room = node - reserve - committedBytes;
+        if (options.NodeMemoryMb is null)
+            room = Math.Min(room, facts.AvailableBytes - reserve);
+        return Math.Max(0, room);
+    }
 }

@@ -1,6 +1,7 @@
 using Corral.Server.Api;
 using Corral.Server.Hosting;
 using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Fleet;
 using Corral.Server.Internal.Running;
 using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
@@ -25,6 +26,11 @@ internal sealed record Submission(ActiveTask? Task, TaskRecord? Record, bool Exi
 /// Cancels, deletes, and on shutdown stops running tasks through the ladder (queued ones stay queued for the next
 /// start). Knows nothing of HTTP.
 /// </summary>
+/// <remarks>
+/// In a fleet (<see cref="FleetNode"/>), the queue is the shared database's: a submission is a queued row that any
+/// node with a free slot may claim (<see cref="ReserveSlot"/>, <see cref="StartClaimed"/>), and only claimed tasks are
+/// held here; cancels and waits of tasks held elsewhere go through the database.
+/// </remarks>
 internal sealed class Scheduler : IHostedService
 {
     /// <summary>How long the end of a task waits for the database before it makes its journal durable instead.</summary>
@@ -39,6 +45,7 @@ internal sealed class Scheduler : IHostedService
     private readonly CorralOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<Scheduler> _logger;
+    private readonly FleetNode? _fleet;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, ActiveTask> _active = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ActiveTask> _keys = new(StringComparer.Ordinal);
@@ -54,8 +61,9 @@ internal sealed class Scheduler : IHostedService
     private Task? _syncLoop;
 
     public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, IJournalStore journals, ServerPaths paths, IOptions<CorralOptions> options,
-        TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger)
+        TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger, FleetNode? fleet = null)
     {
+        _fleet = fleet;
         _observers = observers;
         _journals = journals;
         _store = store;
@@ -123,6 +131,8 @@ internal sealed class Scheduler : IHostedService
             IdempotencyKey = plan.IdempotencyKey,
             Metadata = plan.Metadata,
         };
+        if (_fleet is not null)
+            return await SubmitToFleetAsync(_fleet, plan, record, cancellationToken).ConfigureAwait(false);
 
         bool slot = false;
         ActiveTask? raced = null;
@@ -166,25 +176,11 @@ internal sealed class Scheduler : IHostedService
 
     private async Task<Submission> CreateAsync(TaskPlan plan, TaskRecord record, bool slot, Durability durability, CancellationToken cancellationToken)
     {
-        JournalWriter journal;
-        try
-        {
-            journal = _journals.Create(plan.Id);
-            journal.AddEvent("task.status", new { status = TaskState.Queued, at = record.CreatedAt });
-            journal.Commit();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        var (journal, refused) = CreateJournal(plan, record);
+        if (journal is null)
         {
             Unreserve(null, plan, slot);
-            DeleteFiles(plan.Id);
-            if (Files.IsOutOfSpace(e))
-            {
-                _storage.ReportFull();
-                return Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full.");
-            }
-
-            _logger.LogError(e, "Task {Id}: could not create its journal", plan.Id);
-            return Submission.Refused(RefusalCode.StorageUnavailable, "The server could not write its data directory: " + e.Message);
+            return refused!;
         }
 
         var task = new ActiveTask(plan, record, journal);
@@ -201,19 +197,7 @@ internal sealed class Scheduler : IHostedService
             journal.Dispose();
             DeleteFiles(plan.Id);
             task.Inserted(false);
-            switch (e)
-            {
-                case StoreException { Failure: StoreFailure.Conflict } when plan.IdempotencyKey is { } key:
-                    return await FindIdempotentAsync(key, plan.RequestHash, cancellationToken).ConfigureAwait(false)
-                        ?? Submission.Refused(RefusalCode.StorageUnavailable, "The task could not be stored.");
-                case StoreException { Failure: StoreFailure.Full }:
-                    _storage.ReportFull();
-                    return Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full.");
-                case StoreException store:
-                    return Submission.Refused(RefusalCode.StorageUnavailable, store.Message);
-                default:
-                    throw;
-            }
+            return await InsertFailedAsync(e, plan, cancellationToken).ConfigureAwait(false);
         }
 
         task.Inserted(true);
@@ -236,6 +220,196 @@ internal sealed class Scheduler : IHostedService
         }
 
         return new Submission(task, task.Record, false, null);
+    }
+
+    /// <summary>A new task's journal with its first event, or the refusal when it cannot be written.</summary>
+    private (JournalWriter? Journal, Submission? Refused) CreateJournal(TaskPlan plan, TaskRecord record)
+    {
+        try
+        {
+            var journal = _journals.Create(plan.Id);
+            journal.AddEvent("task.status", new { status = TaskState.Queued, at = record.CreatedAt });
+            journal.Commit();
+            return (journal, null);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Npgsql.NpgsqlException)
+        {
+            DeleteFiles(plan.Id);
+            if (Files.IsOutOfSpace(e))
+            {
+                _storage.ReportFull();
+                return (null, Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full."));
+            }
+
+            _logger.LogError(e, "Task {Id}: could not create its journal", plan.Id);
+            return (null, Submission.Refused(RefusalCode.StorageUnavailable, "The server could not write the task's journal: " + e.Message));
+        }
+    }
+
+    /// <summary>What a client is told when a new task's row could not be written.</summary>
+    private async Task<Submission> InsertFailedAsync(Exception e, TaskPlan plan, CancellationToken cancellationToken)
+    {
+        switch (e)
+        {
+            case StoreException { Failure: StoreFailure.Conflict } when plan.IdempotencyKey is { } key:
+                return await FindIdempotentAsync(key, plan.RequestHash, cancellationToken).ConfigureAwait(false)
+                    ?? Submission.Refused(RefusalCode.StorageUnavailable, "The task could not be stored.");
+            case StoreException { Failure: StoreFailure.SessionBusy }:
+                return Submission.Refused(RefusalCode.SessionBusy, $"Session '{plan.SessionKey}' already has a queued or running task.");
+            case StoreException { Failure: StoreFailure.Full }:
+                _storage.ReportFull();
+                return Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full.");
+            case StoreException store:
+                return Submission.Refused(RefusalCode.StorageUnavailable, store.Message);
+            default:
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+                return null!;
+        }
+    }
+
+    /// <summary>
+    /// Fleet mode: the task becomes a queued row of the shared database, for whichever node has a free slot first (this
+    /// one is woken too). A request with secrets can run only here, where they are held in memory; a resumed session, only
+    /// on the node that holds its state.
+    /// </summary>
+    private async Task<Submission> SubmitToFleetAsync(FleetNode fleet, TaskPlan plan, TaskRecord record, CancellationToken cancellationToken)
+    {
+        if (_draining)
+            return Submission.Refused(RefusalCode.Draining, "The server is stopping.");
+        long queued = await fleet.Store.QueuedCountAsync(cancellationToken).ConfigureAwait(false);
+        if (queued >= _options.MaxQueuedTasks)
+            return Submission.Refused(RefusalCode.Busy, $"{queued} tasks are queued in the fleet.");
+        string? affinity = plan.HasRequestSecrets ? fleet.Node
+            : plan.SessionKey is { } session ? await fleet.Store.LastNodeOfSessionAsync(session, cancellationToken).ConfigureAwait(false)
+            : null;
+
+        var (journal, refused) = CreateJournal(plan, record);
+        if (journal is null)
+            return refused!;
+        journal.Dispose();
+        if (plan.HasRequestSecrets)
+            fleet.Hold(plan); // before the row exists: a claim may follow the insert at once
+        try
+        {
+            await _store.InsertAsync(new NewTask(record, plan.RequestJson, plan.RequestHash)
+            {
+                SessionKey = plan.SessionKey,
+                Affinity = affinity,
+                MemoryBytes = MemoryOf(plan),
+            }, Durability.Machine, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is StoreException or OperationCanceledException)
+        {
+            fleet.Take(plan.Id);
+            DeleteJournal(plan.Id);
+            return await InsertFailedAsync(e, plan, cancellationToken).ConfigureAwait(false);
+        }
+
+        _observers.Accepted(record);
+        fleet.Wake();
+        await fleet.Store.NotifyAsync(Storage.Postgres.PostgresNotifications.Queue, plan.Id).ConfigureAwait(false);
+        return new Submission(null, record, false, null);
+    }
+
+    /// <summary>
+    /// Fleet mode: takes a slot for a task this node is about to claim, and says up to how much memory its limit may hold;
+    /// <c>null</c> when no task may start here now (no free slot, stopping, memory pressure). Give it back with
+    /// <see cref="ReleaseSlot"/> when no task was claimed.
+    /// </summary>
+    public long? ReserveSlot()
+    {
+        lock (_gate)
+        {
+            if (_draining || _slotsTaken >= _options.MaxConcurrentTasks)
+                return null;
+            if (MemoryGate.Room(_committedMemory, MemoryFacts.Read(), _options.Limits) is not { } room)
+                return null;
+            _slotsTaken++;
+            return room;
+        }
+    }
+
+    /// <summary>Gives back a slot taken by <see cref="ReserveSlot"/> that no task was claimed for.</summary>
+    public void ReleaseSlot()
+    {
+        lock (_gate)
+            _slotsTaken--;
+    }
+
+    /// <summary>
+    /// Fleet mode: runs a task this node has claimed in the slot <see cref="ReserveSlot"/> took, or, when it cannot run
+    /// here (<paramref name="final"/>: refused by this node's admission, its secrets lost), ends it at once.
+    /// </summary>
+    public void StartClaimed(TaskPlan? plan, TaskRecord record, TaskRecord? final)
+    {
+        JournalWriter journal;
+        try
+        {
+            journal = _journals.Open(record.Id);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Npgsql.NpgsqlException)
+        {
+            _logger.LogError(e, "Task {Id}: could not open its journal after claiming it", record.Id);
+            ReleaseSlot();
+            var failed = record with { Status = TaskState.Failed, EndedAt = _time.GetUtcNow(), Error = new TaskError(ErrorCodes.SpawnFailed, "The node that claimed the task could not open its journal: " + e.Message) };
+            _ = _store.SaveAsync(failed, Durability.Machine).ContinueWith(t => _logger.LogError(t.Exception, "Task {Id}: its failure could not be recorded", record.Id),
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            return;
+        }
+
+        var task = new ActiveTask(record.Id, plan, record, journal) { ClaimedAt = _time.GetTimestamp() };
+        task.Inserted(true);
+        lock (_gate)
+        {
+            AddLocked(task);
+            if (final is null)
+            {
+                _committedMemory += MemoryOf(plan);
+                StartLocked(task);
+                return;
+            }
+        }
+
+        Track(PublishAsync(task, final, heldSlot: true));
+    }
+
+    /// <summary>The tasks this node runs now (not those only being recorded).</summary>
+    public IReadOnlyList<ActiveTask> Running()
+    {
+        lock (_gate)
+            return [.. _active.Values.Where(t => t.Plan is not null && !t.Record.IsTerminal && !_queue.Contains(t))];
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="limit"/> for a task to end: the final record and <c>true</c>, or the record as it is
+    /// then and <c>false</c>. A task held by another node of a fleet is waited for through the database.
+    /// </summary>
+    public async Task<(TaskRecord Record, bool Ended)> WaitAsync(Submission submission, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var deadline = Task.Delay(limit, _time, cancellationToken);
+        string id = submission.Record!.Id;
+        var task = submission.Task;
+        while (true)
+        {
+            task ??= Find(id);
+            if (task is not null)
+            {
+                var over = await Task.WhenAny(task.Ended, task.Released, deadline).ConfigureAwait(false);
+                if (over == task.Ended)
+                    return (await task.Ended.ConfigureAwait(false), true);
+                return (task.Record, false);
+            }
+
+            if (_fleet is null)
+                return (submission.Record, false);
+            // The signal is taken before the look, so an end in between is not missed; a lost one costs a poll.
+            var signal = _fleet.Notifications.Ended(id);
+            var record = await _store.GetAsync(id, CancellationToken.None).ConfigureAwait(false) ?? submission.Record;
+            if (record.IsTerminal)
+                return (record, true);
+            if (await Task.WhenAny(signal, deadline).ConfigureAwait(false) == deadline)
+                return (await GetAsync(id, CancellationToken.None).ConfigureAwait(false) ?? record, false);
+        }
     }
 
     /// <summary>A concurrent request with the same idempotency key: the same task once its row is durable, or a conflict.</summary>
@@ -284,11 +458,44 @@ internal sealed class Scheduler : IHostedService
         }
 
         if (task is null)
-            return await _store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+            return _fleet is null ? await _store.GetAsync(id, cancellationToken).ConfigureAwait(false) : await CancelInFleetAsync(_fleet, id, cancellationToken).ConfigureAwait(false);
         task.RequestStop(StopReason.Cancel);
         if (wasQueued)
             _ = Track(PublishAsync(task, TaskOutcome.Unstarted(task.Record, StopReason.Cancel, _time.GetUtcNow()), heldSlot: false));
         return task.Record; // final already for a queued task: PublishAsync sets it before it waits for anything
+    }
+
+    /// <summary>Fleet mode, a task this node does not hold: a queued one ends now; the node running one is told (it runs the ladder).</summary>
+    private async Task<TaskRecord?> CancelInFleetAsync(FleetNode fleet, string id, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        if (await fleet.Store.EndQueuedAsync(id, r => TaskOutcome.Unstarted(r, StopReason.Cancel, now), flagIfRunning: true, cancellationToken).ConfigureAwait(false) is not { } ended)
+            return await _store.GetAsync(id, cancellationToken).ConfigureAwait(false);
+        fleet.Take(id);
+        await RecordEndedElsewhereAsync(ended.Record, ended.Epoch).ConfigureAwait(false);
+        return ended.Record;
+    }
+
+    /// <summary>
+    /// Fleet mode: a task ended by this node without running here (cancelled while queued, taken over from a node that
+    /// stopped renewing): its final events go to its journal under the epoch that ended it, and the fleet is told.
+    /// </summary>
+    public async Task RecordEndedElsewhereAsync(TaskRecord final, long epoch)
+    {
+        var fleet = _fleet!;
+        try
+        {
+            using var journal = fleet.Journals.Open(final.Id, epoch);
+            await AppendEndAsync(journal, final).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or Npgsql.NpgsqlException)
+        {
+            // Followers still end: a journal without task.end ends with the record's status once the task is final.
+            _logger.LogWarning(e, "Task {Id}: its end could not be added to its journal", final.Id);
+        }
+
+        _observers.Ended(final);
+        await fleet.Store.NotifyAsync(Storage.Postgres.PostgresNotifications.End, final.Id).ConfigureAwait(false);
     }
 
     /// <summary>Deletes a finished task with its files: <c>null</c> when it is gone, or a refusal (unknown, or still active).</summary>
@@ -504,6 +711,8 @@ internal sealed class Scheduler : IHostedService
             }
         }
 
+        if (heldSlot)
+            _fleet?.Wake();
         var inJournal = journaled ? Task.CompletedTask : AppendEndAsync(task.Journal, final);
         var saved = _store.SaveAsync(final, Durability.Machine);
         // The end is durable once the database has it. If the database cannot take it in time (locked, full), the
@@ -528,11 +737,19 @@ internal sealed class Scheduler : IHostedService
         try
         {
             await saved.ConfigureAwait(false);
+            if (_fleet is not null)
+                await _fleet.Store.NotifyAsync(Storage.Postgres.PostgresNotifications.End, task.Id).ConfigureAwait(false);
+        }
+        catch (StoreException e) when (e.Failure == StoreFailure.Fenced)
+        {
+            _logger.LogWarning("Task {Id}: this node lost its lease on it; another node recorded its end", task.Id);
         }
         catch (Exception e)
         {
             _logger.LogError(e, "Task {Id}: its final record is only in its journal; the next start writes it to the database", task.Id);
         }
+
+        _fleet?.Store.Disown(task.Id);
 
         await inJournal.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         task.Journal.Dispose();
@@ -634,6 +851,19 @@ internal sealed class Scheduler : IHostedService
             _active.Remove(task.Id);
         if (task.IdempotencyKey is { } key && _keys.GetValueOrDefault(key) == task)
             _keys.Remove(key);
+    }
+
+    /// <summary>Deletes a journal that was written for a task that was then refused (its rows, in a fleet; its files).</summary>
+    private void DeleteJournal(string id)
+    {
+        try
+        {
+            _journals.Delete(id);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Npgsql.NpgsqlException)
+        {
+            _logger.LogWarning(e, "Task {Id}: could not delete the journal of a refused task", id);
+        }
     }
 
     private void DeleteFiles(string id)

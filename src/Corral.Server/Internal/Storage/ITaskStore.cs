@@ -57,7 +57,17 @@ internal enum Durability
 }
 
 /// <summary>A new task's row: its first record, the request as received (for a restart to queue it again) and that request's hash.</summary>
-internal sealed record NewTask(TaskRecord Record, string RequestJson, string RequestHash);
+internal sealed record NewTask(TaskRecord Record, string RequestJson, string RequestHash)
+{
+    /// <summary>The session it holds while queued or running (one task per session, fleet-wide).</summary>
+    public string? SessionKey { get; init; }
+
+    /// <summary>The node that must run it (the one whose memory holds its request's secrets); <c>null</c> for any.</summary>
+    public string? Affinity { get; init; }
+
+    /// <summary>Its memory limit, for a node to claim only what fits.</summary>
+    public long? MemoryBytes { get; init; }
+}
 
 /// <summary>How to find what is left of a task's process tree after a crash (<c>Uid</c>: its exclusive uid, when it had one).</summary>
 internal sealed record TreeIdentity(string TreeId, string? CgroupPath, int Pid, int? Uid = null);
@@ -88,6 +98,12 @@ internal enum StoreFailure
 
     /// <summary>A unique key exists already (an idempotency key).</summary>
     Conflict,
+
+    /// <summary>The session has a queued or running task already (in the whole fleet).</summary>
+    SessionBusy,
+
+    /// <summary>This node no longer owns the task: its lease was lost and another node decided its end.</summary>
+    Fenced,
 }
 
 /// <summary>A write that did not happen, and why.</summary>

@@ -53,3 +53,6 @@ internal interface IJournalSink : IDisposable
     /// <summary>Makes what was appended durable.</summary>
     void Sync();
 }
+
+/// <summary>An append refused because another node now holds the task (this node's lease on it was lost).</summary>
+internal sealed class JournalFencedException(string id) : IOException($"Task {id}'s journal belongs to another node now: this node's lease on it was lost.");

@@ -1,0 +1,321 @@
+using System.Collections.Concurrent;
+using Corral.Server.Internal.Storage.Journal;
+using Npgsql;
+
+namespace Corral.Server.Internal.Storage.Postgres;
+
+/// <summary>
+/// Journals as rows of the shared database, one per commit (<c>journal(task_id, seq, data)</c>), so that any node can
+/// replay and follow any task. The bytes are the same as in a journal file (<see cref="JournalFormat"/>); a journal's
+/// position is the sum of its chunks' lengths in <c>seq</c> order. Every append is fenced by the epoch its writer holds
+/// the task under, and tells the fleet (<c>NOTIFY corral_journal</c>) so that followers on other nodes wake within
+/// milliseconds. Chunks are written with <c>synchronous_commit</c> off (the journal file's per-interval durability);
+/// final records are written synchronously by the task store. The task's local directory (its workdir, when Corral
+/// made one) stays on the node that runs it.
+/// </summary>
+internal sealed class PostgresJournalStore : IJournalStore
+{
+    private readonly NpgsqlDataSource _db;
+    private readonly NpgsqlDataSource _chunks;
+    private readonly PostgresTaskStore _tasks;
+    private readonly PostgresNotifications _notifications;
+    private readonly ServerPaths _paths;
+    private readonly TimeSpan _outage;
+    private readonly ConcurrentDictionary<string, JournalWriter> _open = new(StringComparer.Ordinal);
+
+    /// <param name="db">The database, for reads.</param>
+    /// <param name="chunks">The same database with <c>synchronous_commit</c> off, for appends.</param>
+    /// <param name="tasks">Knows the epoch this node holds each of its tasks under.</param>
+    /// <param name="notifications">Wakes followers of tasks written by other nodes.</param>
+    /// <param name="paths">Where tasks' local directories are.</param>
+    /// <param name="outage">How long an append waits out an unreachable database before it fails.</param>
+    public PostgresJournalStore(NpgsqlDataSource db, NpgsqlDataSource chunks, PostgresTaskStore tasks, PostgresNotifications notifications, ServerPaths paths, TimeSpan outage)
+    {
+        _db = db;
+        _chunks = chunks;
+        _tasks = tasks;
+        _notifications = notifications;
+        _paths = paths;
+        _outage = outage;
+    }
+
+    public JournalWriter Create(string id) => Create(id, () => _tasks.EpochOf(id) ?? 0);
+
+    public JournalWriter Open(string id) => Open(id, () => _tasks.EpochOf(id) ?? 0);
+
+    /// <summary>Opens <paramref name="id"/>'s journal to append under <paramref name="epoch"/>: a node that has just taken a task over from another.</summary>
+    public JournalWriter Open(string id, long epoch) => Open(id, () => epoch);
+
+    public JournalReader Read(string id) => new(new Source(_db, id));
+
+    public JournalWatch Watch(string id, JournalReader reader)
+    {
+        if (_open.TryGetValue(id, out var writer) && !writer.IsClosed)
+            return new JournalWatch(writer.Committed, writer.Changed, true);
+
+        // Another node writes it (or nobody any more). The signal is taken before the length is read, so that a
+        // commit in between is not missed; a lost notification costs at most the poll.
+        var changed = _notifications.JournalChanged(id);
+        long length = reader.FileLength;
+        if (reader.Position >= length && !IsLive(id))
+            return new JournalWatch(length, Task.CompletedTask, false);
+        return new JournalWatch(length, changed, true);
+    }
+
+    public void Delete(string id)
+    {
+        using (var cmd = _db.CreateCommand("DELETE FROM journal WHERE task_id = $1"))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+            cmd.ExecuteNonQuery();
+        }
+
+        string dir = _paths.TaskDirectory(id);
+        if (Directory.Exists(dir))
+            Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>Nothing to do: a chunk is in the database's hands once written, and on disk within its WAL writer's delay.</summary>
+    public void Sync()
+    {
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private JournalWriter Create(string id, Func<long> epoch)
+    {
+        // Only the node that runs the task needs its directory (it makes it when it opens the journal to run it).
+        string dir = _paths.TaskDirectory(id);
+        var sink = new Sink(_chunks, id, epoch, 1, [], _outage);
+        sink.Append(JournalFormat.Header, 0);
+        return Register(id, new JournalWriter(dir, sink, JournalFormat.Header.Length, 0, null));
+    }
+
+    private JournalWriter Open(string id, Func<long> epoch)
+    {
+        var source = new Source(_db, id);
+        var chunks = source.Chunks();
+        if (chunks.Count == 0)
+        {
+            source.Dispose();
+            return Create(id, epoch);
+        }
+
+        var (end, events) = JournalWriter.Scan(new JournalReader(source));
+        var sink = new Sink(_chunks, id, epoch, chunks[^1].Seq + 1, [.. chunks.Select(c => c.Length)], _outage);
+        sink.Truncate(end);
+        return Register(id, new JournalWriter(LocalDirectory(id), sink, end, events, null));
+    }
+
+    /// <summary>The task's directory on this node (created: a workdir Corral makes lives in it).</summary>
+    private string LocalDirectory(string id)
+    {
+        string dir = _paths.TaskDirectory(id);
+        if (!Directory.Exists(dir))
+        {
+            Files.CreatePrivateDirectory(_paths.Tasks);
+            Directory.CreateDirectory(dir, _paths.DirectoryMode);
+        }
+
+        return dir;
+    }
+
+    /// <summary>Whether more may still be written to a journal: its task is queued or running (a deleted task is not).</summary>
+    private bool IsLive(string id)
+    {
+        using var cmd = _db.CreateCommand("SELECT status IN ('queued', 'running') FROM tasks WHERE id = $1");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+        return cmd.ExecuteScalar() is true;
+    }
+
+    private JournalWriter Register(string id, JournalWriter writer)
+    {
+        _open[id] = writer;
+        writer.Closed += () => _open.TryRemove(new KeyValuePair<string, JournalWriter>(id, writer));
+        return writer;
+    }
+
+    /// <summary>One journal's chunks, to append to, fenced by an epoch.</summary>
+    private sealed class Sink(NpgsqlDataSource db, string id, Func<long> epoch, int nextSeq, List<int> lengths, TimeSpan outage) : IJournalSink
+    {
+        private int _next = nextSeq;
+
+        public void Append(ReadOnlySpan<byte> bytes, long position)
+        {
+            byte[] data = bytes.ToArray();
+            var deadline = DateTime.UtcNow + outage;
+            var delay = TimeSpan.FromMilliseconds(50);
+            while (true)
+            {
+                try
+                {
+                    // Written only while no other node holds the task under a newer epoch (no row yet: it is being created).
+                    using var cmd = db.CreateCommand("""
+                        WITH written AS (
+                            INSERT INTO journal (task_id, seq, data)
+                            SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND epoch <> $4)
+                            RETURNING 1)
+                        SELECT pg_notify('corral_journal', $1) FROM written
+                        """);
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = data });
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = epoch() });
+                    using var reader = cmd.ExecuteReader();
+                    if (!reader.Read())
+                        throw new JournalFencedException(id);
+                    _next++;
+                    lengths.Add(data.Length);
+                    return;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+                {
+                    throw new JournalFencedException(id); // another writer appended: this one no longer owns the journal
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
+                {
+                    // The database is restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
+                    Thread.Sleep(delay);
+                    delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException)
+                {
+                    throw new IOException($"The task database could not take task {id}'s journal for {outage.TotalSeconds:0} s: {e.Message}", e);
+                }
+            }
+        }
+
+        /// <summary>Drops whole chunks past <paramref name="length"/> (chunks are written whole, so nothing else can be torn).</summary>
+        public void Truncate(long length)
+        {
+            long total = lengths.Sum(l => (long)l);
+            int drop = 0;
+            while (drop < lengths.Count && total > length)
+                total -= lengths[lengths.Count - 1 - drop++];
+            if (drop == 0)
+                return;
+            using var cmd = db.CreateCommand("DELETE FROM journal WHERE task_id = $1 AND seq >= $2");
+            cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _next - drop });
+            cmd.ExecuteNonQuery();
+            lengths.RemoveRange(lengths.Count - drop, drop);
+            _next -= drop;
+        }
+
+        public void Sync()
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>
+    /// One journal's chunks, to read: an index of their lengths (grown as the journal grows) and a read-ahead window of
+    /// whole chunks, fetched about 256 KiB at a time.
+    /// </summary>
+    private sealed class Source(NpgsqlDataSource db, string id) : IJournalSource
+    {
+        private const long Window = 256 * 1024;
+
+        private readonly List<Chunk> _index = [];
+        private long _length;
+        private byte[] _window = [];
+        private long _windowStart;
+
+        public long Length
+        {
+            get
+            {
+                Refresh();
+                return _length;
+            }
+        }
+
+        public List<Chunk> Chunks()
+        {
+            Refresh();
+            return _index;
+        }
+
+        public int Read(long position, Span<byte> buffer)
+        {
+            if (position + buffer.Length > _length)
+                Refresh();
+            int done = 0;
+            while (done < buffer.Length && position + done < _length)
+            {
+                long at = position + done;
+                if (at < _windowStart || at >= _windowStart + _window.Length)
+                    Fetch(at);
+                int from = (int)(at - _windowStart);
+                int n = Math.Min(buffer.Length - done, _window.Length - from);
+                if (n <= 0)
+                    break;
+                _window.AsSpan(from, n).CopyTo(buffer[done..]);
+                done += n;
+            }
+
+            return done;
+        }
+
+        public void Dispose()
+        {
+        }
+
+        /// <summary>Learns of chunks written since the last look.</summary>
+        private void Refresh()
+        {
+            using var cmd = db.CreateCommand("SELECT seq, octet_length(data) FROM journal WHERE task_id = $1 AND seq > $2 ORDER BY seq");
+            cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _index.Count > 0 ? _index[^1].Seq : 0 });
+            using var reader = cmd.ExecuteReader();
+            while (reader.Read())
+            {
+                var chunk = new Chunk(reader.GetInt32(0), _length, reader.GetInt32(1));
+                _index.Add(chunk);
+                _length += chunk.Length;
+            }
+        }
+
+        /// <summary>Loads the chunks from the one holding <paramref name="position"/> on, up to the window's size (at least one).</summary>
+        private void Fetch(long position)
+        {
+            int first = _index.BinarySearch(new Chunk(0, position, 0), ChunkByStart.Instance);
+            if (first < 0)
+                first = ~first - 1;
+            int last = first;
+            long size = _index[first].Length;
+            while (last + 1 < _index.Count && size + _index[last + 1].Length <= Window)
+                size += _index[++last].Length;
+
+            var window = new byte[size];
+            int filled = 0;
+            using (var cmd = db.CreateCommand("SELECT data FROM journal WHERE task_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq"))
+            {
+                cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = _index[first].Seq });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = _index[last].Seq });
+                using var reader = cmd.ExecuteReader();
+                while (reader.Read() && filled < window.Length)
+                    filled += (int)reader.GetBytes(0, 0, window, filled, window.Length - filled);
+            }
+
+            _window = filled == window.Length ? window : window[..filled];
+            _windowStart = _index[first].Start;
+        }
+    }
+
+    /// <summary>A chunk: its number, where it starts in the journal, its length.</summary>
+    private readonly record struct Chunk(int Seq, long Start, int Length);
+
+    private sealed class ChunkByStart : IComparer<Chunk>
+    {
+        public static readonly ChunkByStart Instance = new();
+
+        public int Compare(Chunk x, Chunk y) => x.Start.CompareTo(y.Start);
+    }
+}

@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Corral.Server.Internal.Storage.Postgres;
+
+/// <summary>
+/// The fleet's wake-ups: one connection per node that <c>LISTEN</c>s on the Corral channels and turns notifications
+/// into completed tasks (a journal written, a task ended) and callbacks (a task queued, a cancel asked for). The
+/// connection is re-established with backoff when it drops; every waiter is woken then, since notifications sent in
+/// between are lost, and callers poll as a safety net anyway.
+/// </summary>
+internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider time, ILogger<PostgresNotifications> logger) : BackgroundService
+{
+    public const string Queue = "corral_queue";
+    public const string Journal = "corral_journal";
+    public const string Cancel = "corral_cancel";
+    public const string End = "corral_end";
+
+    /// <summary>The longest a journal or end waiter waits for a notification before it looks for itself.</summary>
+    private static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _journals = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _ends = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>A task was queued somewhere in the fleet, or notifications may have been missed (a reconnect).</summary>
+    public event Action? Queued;
+
+    /// <summary>A caller on some node asked to cancel a running task (its id).</summary>
+    public event Action<string>? CancelRequested;
+
+    /// <summary>Completes once the first <c>LISTEN</c> is in place.</summary>
+    public Task Listening => _listening.Task;
+
+    /// <summary>Completes when task <paramref name="id"/>'s journal is next written by any node, or after a second.</summary>
+    public Task JournalChanged(string id) => Wait(_journals, id);
+
+    /// <summary>Completes when task <paramref name="id"/> next ends on any node, or after a second.</summary>
+    public Task Ended(string id) => Wait(_ends, id);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await db.OpenConnectionAsync(stoppingToken).ConfigureAwait(false);
+                connection.Notification += (_, e) => Dispatch(e.Channel, e.Payload);
+                await using (var listen = new NpgsqlCommand($"LISTEN {Queue}; LISTEN {Journal}; LISTEN {Cancel}; LISTEN {End}", connection))
+                    await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
+                _listening.TrySetResult();
+                WakeAll(); // what was sent while nobody listened is lost: everyone looks again
+                delay = TimeSpan.FromMilliseconds(100);
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    // A quiet connection is checked every few seconds: a dead one must not silence the node.
+                    if (!await connection.WaitAsync(TimeSpan.FromSeconds(5), stoppingToken).ConfigureAwait(false))
+                    {
+                        await using var ping = new NpgsqlCommand("SELECT 1", connection);
+                        await ping.ExecuteScalarAsync(stoppingToken).ConfigureAwait(false);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+            {
+                logger.LogWarning("The notification connection to the task database dropped ({Message}); reconnecting in {Delay} ms", e.Message, delay.TotalMilliseconds);
+                WakeAll();
+                try
+                {
+                    await Task.Delay(delay, time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
+            }
+        }
+    }
+
+    private void Dispatch(string channel, string payload)
+    {
+        switch (channel)
+        {
+            case Queue:
+                Queued?.Invoke();
+                break;
+            case Journal:
+                Complete(_journals, payload);
+                break;
+            case End:
+                Complete(_ends, payload);
+                Complete(_journals, payload); // the last word of its journal is written: no waiter of it is left behind
+                break;
+            case Cancel:
+                CancelRequested?.Invoke(payload);
+                break;
+        }
+    }
+
+    private Task Wait(ConcurrentDictionary<string, TaskCompletionSource> waiters, string id)
+    {
+        var signal = waiters.GetOrAdd(id, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        return Task.WhenAny(signal, Task.Delay(Poll, time));
+    }
+
+    private static void Complete(ConcurrentDictionary<string, TaskCompletionSource> waiters, string id)
+    {
+        if (waiters.TryRemove(id, out var signal))
+            signal.TrySetResult();
+    }
+
+    private void WakeAll()
+    {
+        foreach (var id in _journals.Keys)
+            Complete(_journals, id);
+        foreach (var id in _ends.Keys)
+            Complete(_ends, id);
+        Queued?.Invoke();
+    }
+}

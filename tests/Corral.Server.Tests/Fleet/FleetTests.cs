@@ -1,0 +1,331 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Corral.Server.Tests.Support;
+using Corral.Testing.Support.Postgres;
+
+namespace Corral.Server.Tests.Fleet;
+
+/// <summary>One real PostgreSQL for the fleet tests (each test gets a database of its own).</summary>
+public sealed class PostgresFixture : IAsyncLifetime
+{
+    private PostgresCluster? _cluster;
+
+    public PostgresCluster Cluster => _cluster ?? throw new InvalidOperationException(PostgresCluster.Unavailable);
+
+    public async ValueTask InitializeAsync()
+    {
+        if (PostgresCluster.Unavailable is null)
+            _cluster = await PostgresCluster.StartAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_cluster is not null)
+            await _cluster.DisposeAsync();
+    }
+}
+
+/// <summary>
+/// Several real nodes (server processes) on one real PostgreSQL: tasks placed on whichever node has room, followed,
+/// cancelled and read from any node, and recorded truthfully when a node dies, freezes or loses the database.
+/// </summary>
+public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>, IAsyncDisposable
+{
+    private const int SIGSTOP = 19;
+    private const int SIGCONT = 18;
+
+    private readonly List<ServerProcess> _nodes = [];
+    private readonly List<string> _directories = [];
+    private readonly List<Proc.Identity?> _processes = [];
+
+    [Fact(Timeout = 180_000)]
+    public async Task Tasks_sent_to_any_node_spread_over_the_fleet_and_keys_and_sessions_hold_fleet_wide()
+    {
+        string db = await DatabaseAsync();
+        var nodes = new[] { await NodeAsync(db, "a", s => s["Corral:MaxConcurrentTasks"] = "2"), await NodeAsync(db, "b", s => s["Corral:MaxConcurrentTasks"] = "2"),
+            await NodeAsync(db, "c", s => s["Corral:MaxConcurrentTasks"] = "2") };
+        var ids = new List<string>();
+        for (int i = 0; i < 12; i++)
+        {
+            var created = await nodes[i % 3].Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"sleep 0.5; echo done-{i}" } });
+            Assert.Equal(HttpStatusCode.Accepted, created.Status);
+            ids.Add(created.Id!);
+        }
+
+        var ranOn = new List<string>();
+        for (int i = 0; i < ids.Count; i++)
+        {
+            var ended = await nodes[(i + 1) % 3].Http.WaitForEndAsync(ids[i], TimeSpan.FromSeconds(60));
+            Assert.Equal("succeeded", ended["status"]!.GetValue<string>());
+            ranOn.Add(ended["node"]!.GetValue<string>());
+            Assert.Equal($"done-{i}\n", await nodes[(i + 2) % 3].Http.GetStringAsync($"/v1/tasks/{ids[i]}/output"));
+        }
+
+        // Two slots per node, twelve tasks queued at once: every node took some.
+        Assert.Equal(["a", "b", "c"], ranOn.Distinct().Order());
+        var page = (await nodes[1].Http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=100")).Body!;
+        Assert.Equal(12, page["items"]!.AsArray().Count);
+
+        // ?wait on a node that may not run the task itself.
+        var waited = await nodes[0].Http.CreateAsync(new { agent = "command", command = new[] { "echo", "waited" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, waited.Status);
+        Assert.Equal("succeeded", waited.TaskStatus);
+
+        // An idempotency key is the fleet's: the same task from another node, a conflict with another body.
+        var keyed = new { agent = "command", command = new[] { "echo", "once" }, idempotencyKey = "fleet-key" };
+        var first = await nodes[0].Http.CreateAsync(keyed);
+        var again = await nodes[1].Http.CreateAsync(keyed);
+        Assert.Equal(HttpStatusCode.OK, again.Status);
+        Assert.Equal(first.Id, again.Id);
+        var other = await nodes[2].Http.CreateAsync(new { agent = "command", command = new[] { "echo", "twice" }, idempotencyKey = "fleet-key" });
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+        Assert.Equal("idempotency_conflict", other.ErrorCode);
+
+        // One queued or running task per session, fleet-wide.
+        var holding = await nodes[0].Http.CreateAsync(new { agent = "claude-code", prompt = "hang", resumeSessionId = "fleet-session" });
+        Assert.Equal(HttpStatusCode.Accepted, holding.Status);
+        var busy = await nodes[1].Http.CreateAsync(new { agent = "claude-code", prompt = "hello", resumeSessionId = "fleet-session" });
+        Assert.Equal(HttpStatusCode.Conflict, busy.Status);
+        Assert.Equal("session_busy", busy.ErrorCode);
+        await nodes[2].Http.WaitForAsync(holding.Id!, t => t["status"]!.GetValue<string>() == "running");
+        await nodes[2].Http.CancelAsync(holding.Id!);
+        Assert.Equal("cancelled", (await nodes[1].Http.WaitForEndAsync(holding.Id!))["status"]!.GetValue<string>());
+        var resumed = await nodes[1].Http.CreateAsync(new { agent = "claude-code", prompt = "hello", resumeSessionId = "fleet-session" }, wait: 30);
+        Assert.Equal("succeeded", resumed.TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_task_created_on_one_node_is_followed_and_cancelled_from_another_while_a_third_runs_it()
+    {
+        string db = await DatabaseAsync();
+        // Only c has the memory for the task's limit, so c runs it whoever receives it.
+        var a = await NodeAsync(db, "a", Small);
+        var b = await NodeAsync(db, "b", Small);
+        var c = await NodeAsync(db, "c");
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "while :; do echo tick; sleep 0.1; done" },
+            limits = new { memoryMaxMb = 300 },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, created.Status);
+        string id = created.Id!;
+        var follower = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+        await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 6, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
+            TimeSpan.FromSeconds(60), "output to reach b");
+        Assert.Equal("c", (await b.Http.GetTaskAsync(id)).Body!["node"]!.GetValue<string>());
+        var local = (await c.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{id}/processes")).Body!;
+        Assert.NotEmpty(local["processes"]!.AsArray());
+
+        var cancelled = await b.Http.CancelAsync(id);
+        Assert.Equal(HttpStatusCode.Accepted, cancelled.Status);
+        var events = await follower;
+        Assert.Equal("task.end", events[^1].Name);
+        Assert.Equal("cancelled", events[^1].Data!["status"]!.GetValue<string>());
+        Assert.Contains(events, e => e.Name == "output" && e.Data!["text"]!.GetValue<string>() == "tick");
+        Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id));
+
+        // Replay from any node, from any point; the transcript and output too.
+        var replay = await a.Http.ReadEventsAsync(id, lastEventId: 3);
+        Assert.Equal(events.Skip(3).Select(e => e.Id), replay.Select(e => e.Id));
+        string output = await a.Http.GetStringAsync($"/v1/tasks/{id}/output");
+        Assert.StartsWith("tick\ntick\n", output);
+        Assert.Equal("cancelled", (await a.Http.GetTaskAsync(id)).Body!["status"]!.GetValue<string>());
+
+        // A queued task is cancelled by whichever node is asked, at once.
+        var waiting = await a.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "never" }, limits = new { memoryMaxMb = 100_000 } });
+        var gone = await b.Http.CancelAsync(waiting.Id!);
+        Assert.Equal(HttpStatusCode.OK, gone.Status);
+        Assert.Equal("cancelled", gone.TaskStatus);
+        Assert.Equal("task.end", (await c.Http.ReadEventsAsync(waiting.Id!))[^1].Name);
+
+        // And a finished task is deleted from any node.
+        Assert.Equal(HttpStatusCode.NoContent, (await a.Http.SendAsync(HttpMethod.Delete, $"/v1/tasks/{id}")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetTaskAsync(id)).Status);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_node_killed_mid_task_is_declared_interrupted_within_a_lease_and_kills_its_leftovers_when_it_is_back()
+    {
+        string db = await DatabaseAsync();
+        string dataA = Scratch("corral-fleet-a-");
+        string work = Scratch("corral-fleet-work-");
+        var a = await NodeAsync(db, "a", s => s["Corral:MaxConcurrentTasks"] = "1", dataA);
+        var b = await NodeAsync(db, "b", Small);
+        var running = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "setsid sleep 300 & echo $! > escapee; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        });
+        string id = running.Id!;
+        int escapee = await Proc.ReadPidFileAsync(Path.Combine(work, "escapee"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(escapee));
+        // A task with secrets can run only where they are held: a's memory.
+        var secret = await a.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "secret" }, secrets = new Dictionary<string, string> { ["TOKEN"] = "s3cr3t-value" } });
+        Assert.Equal(HttpStatusCode.Accepted, secret.Status);
+        var follower = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+        await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 8, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 5,
+            TimeSpan.FromSeconds(60), "output to reach b"); // half a second of output: the tree is in the database
+        Assert.Equal("queued", (await b.Http.GetTaskAsync(secret.Id!)).Body!["status"]!.GetValue<string>());
+
+        a.Kill();
+        var clock = Stopwatch.StartNew();
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+        var declared = clock.Elapsed;
+        Assert.Equal("interrupted", ended["status"]!.GetValue<string>());
+        Assert.Contains("stopped renewing", ended["error"]!["message"]!.GetValue<string>());
+        // Lease 3 s (renewed each second) and a look each second: well within one lease period after the last renewal.
+        Assert.True(declared < TimeSpan.FromSeconds(10), $"declared interrupted after {declared}");
+        var events = await follower;
+        Assert.Equal("task.end", events[^1].Name);
+        Assert.Equal("interrupted", events[^1].Data!["status"]!.GetValue<string>());
+        var lost = await b.Http.WaitForEndAsync(secret.Id!, TimeSpan.FromSeconds(30));
+        Assert.Equal("interrupted", lost["status"]!.GetValue<string>());
+        Assert.True(Proc.IsAlive(escapee), "the escapee outlives its killed node (that is what the restart is for)");
+
+        var back = await NodeAsync(db, "a", null, dataA);
+        await Proc.WaitForAsync(() => !Proc.IsAlive(escapee), TimeSpan.FromSeconds(30), "the restarted node to kill its leftover");
+        var after = (await back.Http.GetTaskAsync(id)).Body!;
+        Assert.Equal(ended.ToJsonString(), after.ToJsonString());
+        Assert.Equal("succeeded", (await back.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30)).TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_node_frozen_past_its_lease_fences_itself_when_it_thaws_and_its_late_writes_are_refused()
+    {
+        string db = await DatabaseAsync();
+        string work = Scratch("corral-fleet-work-");
+        var a = await NodeAsync(db, "a");
+        var b = await NodeAsync(db, "b", Small);
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "echo $$ > loop; setsid sleep 300 & echo $! > escapee; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        });
+        string id = created.Id!;
+        int loop = await Proc.ReadPidFileAsync(Path.Combine(work, "loop"), TimeSpan.FromSeconds(30));
+        int escapee = await Proc.ReadPidFileAsync(Path.Combine(work, "escapee"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(loop));
+        _processes.Add(Proc.Identify(escapee));
+        await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 5, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
+            TimeSpan.FromSeconds(60), "output to reach b");
+        var follower = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+
+        Assert.True(a.Signal(SIGSTOP));
+        try
+        {
+            var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+            Assert.Equal("interrupted", ended["status"]!.GetValue<string>());
+            Assert.Equal("task.end", (await follower)[^1].Name);
+        }
+        finally
+        {
+            a.Signal(SIGCONT);
+        }
+
+        var settled = (await b.Http.GetTaskAsync(id)).Body!.ToJsonString();
+        int eventCount = (await b.Http.ReadEventsAsync(id)).Count;
+        // Thawed, a finds its task taken and kills the tree at once; what it still writes is refused.
+        await Proc.WaitForAsync(() => !Proc.IsAlive(loop) && !Proc.IsAlive(escapee), TimeSpan.FromSeconds(20), "the thawed node to kill its tree");
+        await Proc.WaitForAsync(() => a.Log.Any(l => l.Contains("another node recorded its end")), TimeSpan.FromSeconds(20), "the thawed node to give up its record");
+        Assert.Equal(settled, (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        var events = await b.Http.ReadEventsAsync(id);
+        Assert.Equal(eventCount, events.Count);
+        Assert.Equal("task.end", events[^1].Name);
+        Assert.Equal("interrupted", events[^1].Data!["status"]!.GetValue<string>());
+        // a goes on serving.
+        Assert.Equal("succeeded", (await a.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30)).TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task Nodes_ride_out_a_database_restart_and_a_running_task_finishes_and_is_recorded_whole()
+    {
+        string db = await DatabaseAsync();
+        var a = await NodeAsync(db, "a", s => s["Corral:Fleet:LeaseSeconds"] = "15");
+        var b = await NodeAsync(db, "b", s =>
+        {
+            s["Corral:Fleet:LeaseSeconds"] = "15";
+            Small(s);
+        });
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "for i in $(seq 1 40); do echo line-$i; sleep 0.1; done" },
+            limits = new { memoryMaxMb = 300 },
+        });
+        string id = created.Id!;
+        await a.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+
+        await postgres.Cluster.RestartAsync(TimeSpan.FromSeconds(1));
+
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(60));
+        Assert.Equal("succeeded", ended["status"]!.GetValue<string>());
+        Assert.Equal(string.Concat(Enumerable.Range(1, 40).Select(i => $"line-{i}\n")), await b.Http.GetStringAsync($"/v1/tasks/{id}/output"));
+        var events = await b.Http.ReadEventsAsync(id);
+        Assert.Equal(40, events.Count(e => e.Name == "output"));
+        Assert.Equal("task.end", events[^1].Name);
+        // Both nodes listen again: a task sent to b after the restart is claimed and waited for.
+        Assert.Equal("succeeded", (await b.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30)).TaskStatus);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes)
+        {
+            node.Signal(SIGCONT);
+            node.Kill();
+        }
+
+        _processes.ForEach(Proc.KillIfAlive);
+        foreach (string dir in _directories)
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        await Task.CompletedTask;
+    }
+
+    /// <summary>A node without the memory for a task limited to 300 MiB: it takes only the others.</summary>
+    private static void Small(Dictionary<string, string> settings)
+    {
+        settings["Corral:Limits:NodeMemoryMb"] = "200";
+        settings["Corral:Limits:MemoryReserveMb"] = "0";
+    }
+
+    private async Task<string> DatabaseAsync()
+    {
+        if (PostgresCluster.Unavailable is { } why)
+            Assert.Skip(why);
+        return await postgres.Cluster.CreateDatabaseAsync();
+    }
+
+    private async Task<ServerProcess> NodeAsync(string database, string name, Action<Dictionary<string, string>>? configure = null, string? data = null)
+    {
+        var node = await ServerProcess.StartAsync(data ?? Scratch($"corral-fleet-{name}-"), s =>
+        {
+            s["Corral:Fleet:LeaseSeconds"] = "3";
+            s["Corral:Limits:MaxMemoryPressure"] = "100";
+            configure?.Invoke(s);
+        }, arguments: ["--postgres", database, "--node-id", name]);
+        _nodes.Add(node);
+        return node;
+    }
+
+    private string Scratch(string prefix)
+    {
+        string dir = Directory.CreateTempSubdirectory(prefix).FullName;
+        _directories.Add(dir);
+        return dir;
+    }
+}
