@@ -25,12 +25,14 @@ public static class HealthEndpoints
     {
         var agents = catalog.Names.Select(catalog.Availability).ToList();
         var listed = agents.Select(a => new { agent = a.Agent, available = a.Available, reason = a.Reason }).ToArray();
+        var fleet = context.RequestServices.GetService(typeof(Internal.Fleet.FleetNode)) as Internal.Fleet.FleetNode;
         string? reason = scheduler.Draining ? "The server is stopping."
             : storage.IsFull ? "The disk of the data directory is full."
+            : fleet is { Reachable: false } ? "The fleet's task database cannot be reached: this node cannot renew its leases or take tasks."
             : agents.Any(a => a.Available) ? null
             : "No agent can take tasks: " + string.Join(" ", agents.Select(a => a.Reason));
         if (reason is null)
-            return TypedResults.Json(new { status = "ready", agents = listed });
+            return fleet is null ? TypedResults.Json(new { status = "ready", agents = listed }) : TypedResults.Json(new { status = "ready", node = fleet.Node, agents = listed });
         context.Response.Headers.RetryAfter = options.Value.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return TypedResults.Json(new { status = "not_ready", code = "not_ready", detail = reason, agents = listed }, statusCode: 503);
     }

@@ -32,6 +32,9 @@ internal sealed class FleetNode(PostgresTaskStore store, PostgresJournalStore jo
 
     public void Wake() => ClaimSoon?.Invoke();
 
+    /// <summary>Whether the last lease renewal reached the database (readiness says so).</summary>
+    public bool Reachable { get; set; } = true;
+
     /// <summary>Keeps a plan whose secrets only this node's memory holds, until this node claims its task.</summary>
     public void Hold(TaskPlan plan) => _held[plan.Id] = plan;
 

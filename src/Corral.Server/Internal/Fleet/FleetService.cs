@@ -236,6 +236,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, Admissi
                 attempt.CancelAfter(interval);
                 var held = await fleet.Store.RenewAsync(fleet.Lease, attempt.Token).ConfigureAwait(false);
                 _lastRenewed = sent;
+                fleet.Reachable = true;
                 if (fencedAll)
                 {
                     logger.LogWarning("Node {Node} reaches the task database again", fleet.Node);
@@ -247,6 +248,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, Admissi
             catch (Exception e) when (e is NpgsqlException or TimeoutException or OperationCanceledException or IOException && !cancellationToken.IsCancellationRequested)
             {
                 var silent = time.GetElapsedTime(_lastRenewed);
+                fleet.Reachable = false;
                 logger.LogWarning("Node {Node} could not renew its lease ({Message}); last renewed {Seconds:0.#} s ago", fleet.Node, e.Message, silent.TotalSeconds);
                 if (silent >= fleet.Lease * 2 / 3 && scheduler.Running() is { Count: > 0 } running)
                 {
