@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using Corral.Client.Events;
+using Corral.Client.Tests.Support;
+
+namespace Corral.Client.Tests;
+
+/// <summary>An event stream reconnects by itself: every event once, in order, ending with task.end.</summary>
+public sealed class EventStreamTests
+{
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_stream_survives_a_server_kill_and_restart_without_a_gap_or_a_duplicate()
+    {
+        await using var server = await ClientServer.StartAsync();
+        using var client = server.Client(o =>
+        {
+            o.RetryDelay = TimeSpan.FromMilliseconds(100);
+            o.CircuitBreakDuration = TimeSpan.FromSeconds(0.5);
+            o.MaxCircuitBreakDuration = TimeSpan.FromSeconds(1);
+        });
+        var task = await client.CreateTaskAsync(Commands.Bash("for i in $(seq 1 400); do echo line$i; sleep 0.05; done"), Token);
+
+        var seen = new ConcurrentQueue<CorralEvent>();
+        var follow = Task.Run(async () =>
+        {
+            await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
+                seen.Enqueue(e);
+        }, Token);
+
+        await Proc.WaitForAsync(() => seen.OfType<OutputEvent>().Count() >= 10, TimeSpan.FromSeconds(30), "ten output lines");
+        server.Kill(); // kill -9 in the middle of the task and of the stream
+        int beforeRestart = seen.Count;
+        await server.RestartAsync(); // same data directory, same port: recovery ends the task as interrupted
+        await follow.WaitAsync(TimeSpan.FromSeconds(60), Token);
+
+        var events = seen.ToList();
+        Assert.True(events.Count > beforeRestart, "nothing came after the restart");
+        Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id)); // 1, 2, 3, … : no gap, no duplicate
+        var end = Assert.IsType<TaskEndEvent>(events[^1]);
+        Assert.Equal(CorralTaskStatus.Interrupted, end.Status);
+        Assert.Single(events, e => e is TaskEndEvent);
+        var lines = events.OfType<OutputEvent>().Select(o => o.Text).ToList();
+        Assert.Equal(Enumerable.Range(1, lines.Count).Select(i => $"line{i}"), lines);
+
+        // The server agrees: a fresh stream replays the same events.
+        var replay = new List<long?>();
+        await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
+            replay.Add(e.Id);
+        Assert.Equal(events.Select(e => e.Id), replay);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_stream_gives_up_when_the_server_stays_away()
+    {
+        await using var server = await ClientServer.StartAsync();
+        using var client = server.Client(o =>
+        {
+            o.MaxRetryAttempts = 0;
+            o.StreamReconnectWindow = TimeSpan.FromSeconds(2);
+            o.CircuitBreakDuration = TimeSpan.FromSeconds(0.5);
+        });
+        var task = await client.CreateTaskAsync(Commands.Bash("sleep 60"), Token);
+        server.Kill();
+        var e = await Assert.ThrowsAsync<CorralUnreachableException>(async () =>
+        {
+            await foreach (var _ in client.StreamEventsAsync(task.Id, cancellationToken: Token))
+            {
+            }
+        });
+        Assert.NotNull(e.InnerException);
+    }
+}
