@@ -24,6 +24,7 @@ public sealed partial class CorralClient
             var remaining = Remaining(timeout, clock);
             var wait = remaining < _options.MaxServerWait ? remaining : _options.MaxServerWait;
             CorralTask task;
+            var asked = clock.Elapsed;
             try
             {
                 using var response = await PostTaskAsync(request, wait, cancellationToken).ConfigureAwait(false);
@@ -38,7 +39,9 @@ public sealed partial class CorralClient
 
             if (task.IsTerminal || Remaining(timeout, clock) <= TimeSpan.Zero)
                 return task;
-            if (request.IdempotencyKey is null)
+            // Without a key, or from a server that did not hold the request for the wait (it answered in under half of it),
+            // poll instead of asking again.
+            if (request.IdempotencyKey is null || clock.Elapsed - asked < wait / 2)
                 return await WaitForTaskAsync(task.Id, Remaining(timeout, clock), cancellationToken).ConfigureAwait(false);
         }
     }

@@ -51,6 +51,23 @@ public sealed class EventStreamTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_stream_outlives_the_attempt_timeout_on_one_connection()
+    {
+        await using var server = await ClientServer.StartAsync();
+        using var logged = new LoggedClient(server, o => o.RequestTimeout = TimeSpan.FromSeconds(0.5));
+        var task = await logged.Client.CreateTaskAsync(Commands.Bash("for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done"), Token);
+        var lines = new List<string>();
+        await foreach (var e in logged.Client.StreamEventsAsync(task.Id, cancellationToken: Token))
+        {
+            if (e is OutputEvent o)
+                lines.Add(o.Text);
+        }
+
+        Assert.Equal(["1", "2", "3", "4", "5", "6"], lines);
+        Assert.Single(logged.Log.For($"/v1/tasks/{task.Id}/events")); // the timeout covers the headers, not the stream
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_stream_gives_up_when_the_server_stays_away()
     {
         await using var server = await ClientServer.StartAsync();
