@@ -51,6 +51,36 @@ public sealed class EventStreamTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_stream_reconnects_after_a_dropped_connection_and_after_a_silent_one()
+    {
+        await using var server = await ClientServer.StartAsync();
+        using var proxy = new LoopbackProxy(server.Address);
+        using var client = new CorralClient(new CorralClientOptions { BaseAddress = proxy.Address, StreamIdleTimeout = TimeSpan.FromSeconds(3) });
+        var task = await client.CreateTaskAsync(Commands.Bash("for i in $(seq 1 100); do echo line$i; sleep 0.1; done"), Token);
+
+        var seen = new ConcurrentQueue<CorralEvent>();
+        var follow = Task.Run(async () =>
+        {
+            await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
+                seen.Enqueue(e);
+        }, Token);
+
+        await Proc.WaitForAsync(() => seen.OfType<OutputEvent>().Count() >= 5, TimeSpan.FromSeconds(30), "five lines");
+        int connections = proxy.Accepted;
+        proxy.DropAll(); // a reset in the middle of the stream
+        await Proc.WaitForAsync(() => proxy.Accepted > connections && seen.OfType<OutputEvent>().Count() >= 15, TimeSpan.FromSeconds(30), "the stream to come back");
+        connections = proxy.Accepted;
+        proxy.SilenceOpenConnections(); // the connection stays up but nothing arrives, not even the server's keep-alives
+        await follow.WaitAsync(TimeSpan.FromSeconds(60), Token);
+
+        Assert.True(proxy.Accepted > connections, "the silent connection was not replaced");
+        var events = seen.ToList();
+        Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id));
+        Assert.Equal(Enumerable.Range(1, 100).Select(i => $"line{i}"), events.OfType<OutputEvent>().Select(o => o.Text));
+        Assert.Equal(CorralTaskStatus.Succeeded, Assert.IsType<TaskEndEvent>(events[^1]).Status);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_stream_outlives_the_attempt_timeout_on_one_connection()
     {
         await using var server = await ClientServer.StartAsync();
