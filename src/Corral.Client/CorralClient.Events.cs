@@ -28,7 +28,7 @@ public sealed partial class CorralClient
         string path = TaskPath(id) + "/events";
         long last = after;
         int failures = 0;
-        var quiet = Stopwatch.StartNew(); // since the last event (or the start)
+        var failing = Stopwatch.StartNew(); // since the stream last made progress (or started)
         while (true)
         {
             Exception? failure = null;
@@ -52,6 +52,8 @@ public sealed partial class CorralClient
 
             if (frames is not null)
             {
+                var connected = Stopwatch.StartNew();
+                bool progress = false;
                 try
                 {
                     while (true)
@@ -78,7 +80,7 @@ public sealed partial class CorralClient
                         }
 
                         failures = 0;
-                        quiet.Restart();
+                        progress = true;
                         yield return e2;
                         if (e2 is TaskEndEvent)
                             yield break;
@@ -89,18 +91,26 @@ public sealed partial class CorralClient
                     await frames.DisposeAsync().ConfigureAwait(false);
                     response!.Dispose();
                 }
+
+                // Progress: an event, or a connection that stayed up (a quiet task's stream, dropped after a while). A
+                // server that answers and hangs up at once, again and again, makes none, and the window runs out.
+                if (progress || connected.Elapsed >= MinimumUsefulConnection)
+                    failing.Restart();
             }
 
-            if (quiet.Elapsed >= _options.StreamReconnectWindow)
+            if (failing.Elapsed >= _options.StreamReconnectWindow)
             {
                 throw failure as CorralUnreachableException ?? new CorralUnreachableException(
-                    $"The event stream of {id} got no event for {_options.StreamReconnectWindow.TotalSeconds:0.#} s of reconnecting.",
+                    $"The event stream of {id} could not be resumed for {_options.StreamReconnectWindow.TotalSeconds:0.#} s.",
                     circuitOpen: false, null, failure);
             }
 
             await Task.Delay(ReconnectDelay(failure, failures++), cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>A connection that lasted this long counts as progress, even without an event.</summary>
+    private static readonly TimeSpan MinimumUsefulConnection = TimeSpan.FromSeconds(5);
 
     /// <summary>What a reconnecting stream waits for: what the breaker or the server asked, else 0.1 s doubling to 5 s.</summary>
     private static TimeSpan ReconnectDelay(Exception? failure, int failures)

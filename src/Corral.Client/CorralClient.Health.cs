@@ -8,12 +8,14 @@ public sealed partial class CorralClient
 {
     /// <summary>Liveness (<c>GET /healthz</c>, no token needed): whether the server answers at all.</summary>
     /// <param name="cancellationToken">Stops waiting.</param>
-    /// <returns><c>true</c> when it answered 200; <c>false</c> for any other answer or none (also while the circuit is open).</returns>
+    /// <returns><c>true</c> when it answered 200; <c>false</c> for any other answer or none (also while the circuit is open). Not retried.</returns>
     public async Task<bool> IsAliveAsync(CancellationToken cancellationToken = default)
     {
         try
         {
-            using var response = await SendAsync(Request(HttpMethod.Get, "healthz"), cancellationToken).ConfigureAwait(false);
+            var request = Request(HttpMethod.Get, "healthz");
+            request.Options.Set(CallOptions.NoRetry, true);
+            using var response = await SendAsync(request, cancellationToken).ConfigureAwait(false);
             return response.StatusCode == HttpStatusCode.OK;
         }
         catch (CorralUnreachableException)

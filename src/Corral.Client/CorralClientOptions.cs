@@ -70,7 +70,10 @@ public sealed class CorralClientOptions
     /// </summary>
     public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>How long an event stream keeps trying to reconnect without getting an event before it gives up with <see cref="CorralUnreachableException"/>. Default 2 min.</summary>
+    /// <summary>
+    /// How long an event stream keeps trying to reconnect before it gives up with <see cref="CorralUnreachableException"/>:
+    /// from the last event or connection that lasted (5 s or more), through failed or empty attempts. Default 2 min.
+    /// </summary>
     public TimeSpan StreamReconnectWindow { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>A copy, so a client's options cannot change under it.</summary>
