@@ -71,8 +71,8 @@ public sealed partial class CorralClient
 
                         if (!more)
                             break; // closed without task.end: the server is stopping; its next life goes on from here
-                        var e2 = EventParser.Parse(frames.Current);
-                        if (e2.Id is { } n)
+                        var next = EventParser.Parse(frames.Current);
+                        if (next.Id is { } n)
                         {
                             if (n <= last)
                                 continue; // already seen (a server never sends these after Last-Event-ID; a proxy might)
@@ -81,8 +81,8 @@ public sealed partial class CorralClient
 
                         failures = 0;
                         progress = true;
-                        yield return e2;
-                        if (e2 is TaskEndEvent)
+                        yield return next;
+                        if (next is TaskEndEvent)
                             yield break;
                     }
                 }

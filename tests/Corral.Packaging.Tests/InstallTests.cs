@@ -65,6 +65,15 @@ public sealed class InstallTests
             Assert.True(File.Exists(Path.Combine(dotnet.Feed, $"{id}.{Version}.snupkg")), $"no symbols package for {id}");
         }
 
+        // The client is for any OS: it depends on none of Corral's Linux-only assemblies.
+        using (var client = ZipFile.OpenRead(Path.Combine(dotnet.Feed, $"Corral.Client.{Version}.nupkg")))
+        {
+            Assert.Contains(client.Entries, e => e.FullName == "README.md");
+            string nuspec = new StreamReader(client.Entries.Single(e => e.FullName.EndsWith(".nuspec")).Open()).ReadToEnd();
+            Assert.Contains("Microsoft.Extensions.Http.Resilience", nuspec);
+            Assert.DoesNotContain("Corral.Processes", nuspec);
+        }
+
         string app = Path.Combine(dotnet.Root, "app");
         Directory.CreateDirectory(app);
         await File.WriteAllTextAsync(Path.Combine(app, "app.csproj"), $"""
