@@ -22,11 +22,7 @@ public sealed class EventStreamTests
         var task = await client.CreateTaskAsync(Commands.Bash("for i in $(seq 1 400); do echo line$i; sleep 0.05; done"), Token);
 
         var seen = new ConcurrentQueue<CorralEvent>();
-        var follow = Task.Run(async () =>
-        {
-            await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
-                seen.Enqueue(e);
-        }, Token);
+        var follow = client.FollowAsync(task.Id, seen);
 
         await Proc.WaitForAsync(() => seen.OfType<OutputEvent>().Count() >= 10, TimeSpan.FromSeconds(30), "ten output lines");
         server.Kill(); // kill -9 in the middle of the task and of the stream
@@ -44,10 +40,7 @@ public sealed class EventStreamTests
         Assert.Equal(Enumerable.Range(1, lines.Count).Select(i => $"line{i}"), lines);
 
         // The server agrees: a fresh stream replays the same events.
-        var replay = new List<long?>();
-        await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
-            replay.Add(e.Id);
-        Assert.Equal(events.Select(e => e.Id), replay);
+        Assert.Equal(events.Select(e => e.Id), (await client.CollectAsync(task.Id)).Select(e => e.Id));
     }
 
     [Fact(Timeout = 120_000)]
@@ -59,11 +52,7 @@ public sealed class EventStreamTests
         var task = await client.CreateTaskAsync(Commands.Bash("for i in $(seq 1 100); do echo line$i; sleep 0.1; done"), Token);
 
         var seen = new ConcurrentQueue<CorralEvent>();
-        var follow = Task.Run(async () =>
-        {
-            await foreach (var e in client.StreamEventsAsync(task.Id, cancellationToken: Token))
-                seen.Enqueue(e);
-        }, Token);
+        var follow = client.FollowAsync(task.Id, seen);
 
         await Proc.WaitForAsync(() => seen.OfType<OutputEvent>().Count() >= 5, TimeSpan.FromSeconds(30), "five lines");
         int connections = proxy.Accepted;
@@ -84,17 +73,12 @@ public sealed class EventStreamTests
     public async Task A_stream_outlives_the_attempt_timeout_on_one_connection()
     {
         await using var server = await ClientServer.StartAsync();
-        using var logged = new LoggedClient(server, o => o.RequestTimeout = TimeSpan.FromSeconds(0.5));
-        var task = await logged.Client.CreateTaskAsync(Commands.Bash("for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done"), Token);
-        var lines = new List<string>();
-        await foreach (var e in logged.Client.StreamEventsAsync(task.Id, cancellationToken: Token))
-        {
-            if (e is OutputEvent o)
-                lines.Add(o.Text);
-        }
-
-        Assert.Equal(["1", "2", "3", "4", "5", "6"], lines);
-        Assert.Single(logged.Log.For($"/v1/tasks/{task.Id}/events")); // the timeout covers the headers, not the stream
+        using var creator = server.Client();
+        var task = await creator.CreateTaskAsync(Commands.Bash("for i in $(seq 1 10); do echo $i; sleep 0.5; done"), Token);
+        using var logged = new LoggedClient(server, o => o.RequestTimeout = TimeSpan.FromSeconds(2));
+        var events = await logged.Client.CollectAsync(task.Id);
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => $"{i}"), events.OfType<OutputEvent>().Select(o => o.Text));
+        Assert.Single(logged.Log.For($"/v1/tasks/{task.Id}/events")); // 5 s on one connection: the timeout covers the headers, not the stream
     }
 
     [Fact(Timeout = 120_000)]

