@@ -15,7 +15,9 @@ base=localhost/corral-base:bookworm
 mkdir -p "$work"
 rm -rf "$work/context"
 mkdir -p "$work/context"
-dotnet publish src/Corral.Cli -c Release -r linux-x64 --self-contained -o "$work/context/corral" --nologo -v quiet
+# The image carries no PDB source links (they need a GitHub clone); build output goes to stderr: stdout is the tag.
+dotnet publish src/Corral.Cli -c Release -r linux-x64 --self-contained -o "$work/context/corral" --nologo -v quiet \
+  -p:EnableSourceLink=false >&2
 cp deploy/container/Containerfile "$work/context/Containerfile"
 
 if ! "${podman[@]}" image exists "$base"; then

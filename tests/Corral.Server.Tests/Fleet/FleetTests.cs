@@ -232,7 +232,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         int eventCount = (await b.Http.ReadEventsAsync(id)).Count;
         // Thawed, a finds its task taken and kills the tree at once; what it still writes is refused.
         await Proc.WaitForAsync(() => !Proc.IsAlive(loop) && !Proc.IsAlive(escapee), TimeSpan.FromSeconds(20), "the thawed node to kill its tree");
-        await Proc.WaitForAsync(() => a.Log.Any(l => l.Contains("another node recorded its end")), TimeSpan.FromSeconds(20), "the thawed node to give up its record");
+        await Proc.WaitForAsync(() => a.Log.Contains("another node recorded its end"), TimeSpan.FromSeconds(20), "the thawed node to give up its record");
         Assert.Equal(settled, (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
         var events = await b.Http.ReadEventsAsync(id);
         Assert.Equal(eventCount, events.Count);
