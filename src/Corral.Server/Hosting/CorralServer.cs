@@ -6,6 +6,7 @@ using Corral.Agents.Codex;
 using Corral.Agents.Command;
 using Corral.Agents.Gemini;
 using Corral.Server.Api;
+using Corral.Server.Dashboard;
 using Corral.Server.Internal;
 using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Agents;
@@ -18,6 +19,7 @@ using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Sqlite;
 using Corral.Server.Internal.Streaming;
+using Corral.Server.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -146,6 +148,8 @@ public static class CorralServer
         });
         builder.Services.AddOpenApi();
         AddTaskCore(builder.Services, data, corral);
+        var metrics = builder.AddCorralTelemetry();
+        builder.Services.AddDashboard();
 
         var guard = new BindGuard(token is not null);
         builder.Services.AddSingleton(guard);
@@ -162,10 +166,12 @@ public static class CorralServer
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         if (token is not null)
-            app.Use(RequireToken(token));
+            app.Use(RequireToken(token, path => DashboardEndpoints.IsPublic(path) || (metrics.Public && path.StartsWithSegments(TelemetrySetup.MetricsPath))));
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         app.MapFeedEndpoints();
+        app.MapDashboard();
+        app.MapCorralMetrics();
         app.MapOpenApi();
         return app;
     }
@@ -245,13 +251,14 @@ public static class CorralServer
         return null;
     }
 
-    private static Func<HttpContext, RequestDelegate, Task> RequireToken(string token)
+    /// <summary>Every request needs the token but the probes and what <paramref name="isPublic"/> names (the dashboard's own files, a public <c>/metrics</c>).</summary>
+    private static Func<HttpContext, RequestDelegate, Task> RequireToken(string token, Func<PathString, bool> isPublic)
     {
         byte[] expected = SHA256.HashData(Encoding.UTF8.GetBytes(token));
         return async (context, next) =>
         {
             var path = context.Request.Path;
-            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz"))
+            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz") || isPublic(path))
             {
                 await next(context);
                 return;
