@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
@@ -29,6 +30,14 @@ internal static class TelemetrySetup
     /// <summary>The scrape path.</summary>
     public const string MetricsPath = "/metrics";
 
+    /// <summary>The meters of one host: the task metrics, and ASP.NET Core's (requests, connections, routing).</summary>
+    private static readonly string[] LocalMeters =
+    [
+        TelemetryNames.Source, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "Microsoft.AspNetCore.Routing",
+        "Microsoft.AspNetCore.Diagnostics", "Microsoft.AspNetCore.Http.Connections", "Microsoft.AspNetCore.RateLimiting",
+        "Microsoft.AspNetCore.MemoryPool", "Microsoft.AspNetCore.Authentication", "Microsoft.AspNetCore.Authorization",
+    ];
+
     /// <summary>Registers the task observers and the providers. Returns the metrics settings.</summary>
     public static MetricsOptions AddCorralTelemetry(this WebApplicationBuilder builder)
     {
@@ -38,12 +47,18 @@ internal static class TelemetrySetup
         services.AddSingleton<TaskMetrics>();
         services.AddSingleton<ITaskObserver>(sp => sp.GetRequiredService<TaskMetrics>());
 
+        // The task meter and ASP.NET Core's are enabled for this host's own meter factory only (MeterScope.Local), not
+        // through AddMeter, whose listener takes every meter of that name in the process: two servers in one process (a
+        // test run, a custom host) would count each other's tasks. The runtime's meter is the process's own anyway.
+        services.AddMetrics(m =>
+        {
+            foreach (string meter in LocalMeters)
+                m.EnableMetrics(meter, instrumentName: null, listenerName: null, scopes: MeterScope.Local);
+        });
         var otel = services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } name ? name : "corral",
                 serviceVersion: typeof(TelemetrySetup).Assembly.GetName().Version?.ToString(), serviceInstanceId: Environment.MachineName))
             .WithMetrics(m => m
-                .AddMeter(TelemetryNames.Source)
-                .AddAspNetCoreInstrumentation()
                 .AddRuntimeInstrumentation()
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
