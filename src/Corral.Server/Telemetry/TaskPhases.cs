@@ -12,11 +12,11 @@ internal readonly record struct TaskPhase(string Name, DateTimeOffset Start, Dat
 /// </summary>
 internal static class TaskPhases
 {
-    /// <summary>The whole task: from its request (or its creation) to its final record stored.</summary>
+    /// <summary>The whole task: from its request (or its creation) to its final record stored (and never before its end).</summary>
     public static TaskPhase Whole(TaskRecord record, DateTimeOffset? requestStart, DateTimeOffset stored)
     {
         var start = Min(requestStart ?? record.CreatedAt, record.CreatedAt);
-        return new TaskPhase("task", start, Max(start, stored));
+        return new TaskPhase("task", start, Max(Max(start, stored), record.EndedAt ?? stored));
     }
 
     /// <summary>
