@@ -154,6 +154,12 @@ export function renderTask(main, id, { setLive, setTitle }) {
     if (stick) convScroll.scrollTop = convScroll.scrollHeight;
   }
 
+  /** A tool's input on one line, e.g. {"command":"ls"}, cut to fit. */
+  function preview(input) {
+    const text = input === undefined || input === null ? 'no input' : JSON.stringify(input);
+    return text.length > 140 ? text.slice(0, 139) + '…' : text;
+  }
+
   function jsonBlock(value) {
     return h('pre', { class: 'code' }, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
   }
@@ -190,7 +196,7 @@ export function renderTask(main, id, { setLive, setTitle }) {
         break;
       case 'agent.tool_use':
         add(item('tool', ['Tool call ', h('code', {}, d.name ?? '?')],
-          h('details', {}, h('summary', {}, 'Input'), jsonBlock(d.input ?? null))));
+          h('details', {}, h('summary', {}, h('span', { class: 'mono' }, preview(d.input))), jsonBlock(d.input ?? null))));
         break;
       case 'agent.tool_result': {
         const preview = d.contentPreview ?? '';
