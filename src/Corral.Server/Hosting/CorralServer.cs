@@ -202,7 +202,7 @@ public static class CorralServer
         services.AddSingleton<ITaskStore>(sp => new SqliteTaskStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<TimeProvider>(),
             TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
             sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
-        services.AddSingleton<JournalVolume>();
+        services.AddSingleton<IJournalStore, FileJournalStore>();
         services.AddSingleton<TaskRunner>();
         services.AddSingleton<Scheduler>();
         services.AddSingleton<EventStream>();

@@ -20,8 +20,8 @@ namespace Corral.Server.Internal.Recovery;
 /// </list>
 /// Directories of tasks that have no row (a delete that stopped half-way) are removed.
 /// </summary>
-internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.Admission admission, ServerPaths paths, TimeProvider time,
-    ILogger<Recovery> logger) : IHostedService
+internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.Admission admission, IJournalStore journals, ServerPaths paths,
+    TimeProvider time, ILogger<Recovery> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -45,8 +45,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
     private async Task SettleAsync(UnfinishedTask left)
     {
         var record = left.Record;
-        string directory = paths.TaskDirectory(record.Id);
-        var (ended, started, journaledTree) = ReadJournal(directory);
+        var (ended, started, journaledTree) = ReadJournal(journals.Read(record.Id));
         var treeIdentity = left.Tree ?? journaledTree;
         if (ended is not null)
         {
@@ -115,9 +114,9 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
     }
 
     /// <summary>What a task's journal says: its final record if it holds its end, whether the run started, its tree.</summary>
-    private static (TaskRecord? Final, bool Started, TreeIdentity? Tree) ReadJournal(string directory)
+    private static (TaskRecord? Final, bool Started, TreeIdentity? Tree) ReadJournal(JournalReader journal)
     {
-        using var reader = new JournalReader(directory);
+        using var reader = journal;
         long limit = reader.FileLength;
         JournalEntry? result = null;
         bool ended = false, started = false;

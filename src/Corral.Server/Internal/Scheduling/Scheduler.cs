@@ -31,7 +31,7 @@ internal sealed class Scheduler : IHostedService
     private static readonly TimeSpan DatabaseGrace = TimeSpan.FromMilliseconds(500);
 
     private readonly ITaskStore _store;
-    private readonly JournalVolume _journals;
+    private readonly IJournalStore _journals;
     private readonly TaskObservers _observers;
     private readonly TaskRunner _runner;
     private readonly StorageGuard _storage;
@@ -53,7 +53,7 @@ internal sealed class Scheduler : IHostedService
     private volatile bool _draining;
     private Task? _syncLoop;
 
-    public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, JournalVolume journals, ServerPaths paths, IOptions<CorralOptions> options,
+    public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, IJournalStore journals, ServerPaths paths, IOptions<CorralOptions> options,
         TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger)
     {
         _observers = observers;

@@ -19,7 +19,7 @@ namespace Corral.Server.Internal.Streaming;
 /// Written by hand rather than with <c>TypedResults.ServerSentEvents</c>: keep-alives are SSE comments, a large
 /// event is written in pieces, and a replay is flushed in batches instead of once per event.
 /// </remarks>
-internal sealed class EventStream(Scheduler scheduler, ServerPaths paths, TimeProvider time)
+internal sealed class EventStream(Scheduler scheduler, IJournalStore journals, TimeProvider time)
 {
     /// <summary>Unflushed bytes after which a flush is awaited (the back-pressure point).</summary>
     private const int FlushThreshold = 16 * 1024;
@@ -30,16 +30,16 @@ internal sealed class EventStream(Scheduler scheduler, ServerPaths paths, TimePr
     /// </summary>
     public async Task WriteAsync(PipeWriter output, string id, long after, TimeSpan keepAlive, TimeSpan slowClient, CancellationToken cancellationToken)
     {
-        using var reader = new JournalReader(paths.TaskDirectory(id));
+        using var reader = journals.Read(id);
         byte[] buffer = ArrayPool<byte>.Shared.Rent(8 * 1024);
         try
         {
             while (true)
             {
                 // Take the wake-up signal before reading, so a commit between the read and the wait is not missed.
-                var writer = scheduler.Find(id)?.Journal;
-                var changed = writer is { IsClosed: false } ? writer.Changed : null;
-                long limit = changed is not null ? writer!.Committed : reader.FileLength;
+                var watch = journals.Watch(id, reader);
+                var changed = watch.Open ? watch.Changed : null;
+                long limit = watch.Limit;
                 while (reader.TryRead(limit, out var e))
                 {
                     if (!e.IsEvent || e.EventId <= after)

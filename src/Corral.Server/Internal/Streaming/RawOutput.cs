@@ -8,16 +8,15 @@ using Corral.Server.Internal.Storage.Journal;
 namespace Corral.Server.Internal.Streaming;
 
 /// <summary>The exact bytes a task wrote to one stream, as stored (within its output cap, secrets masked), from its journal.</summary>
-internal sealed class RawOutput(Scheduler scheduler, ServerPaths paths)
+internal sealed class RawOutput(IJournalStore journals)
 {
     private const int FlushThreshold = 64 * 1024;
 
     /// <summary>Writes the stream's bytes as they are now (a running task's continue after this).</summary>
     public async Task WriteAsync(PipeWriter output, string id, OutputStream stream, CancellationToken cancellationToken)
     {
-        using var reader = new JournalReader(paths.TaskDirectory(id));
-        var writer = scheduler.Find(id)?.Journal;
-        long limit = writer is { IsClosed: false } ? writer.Committed : reader.FileLength;
+        using var reader = journals.Read(id);
+        long limit = journals.Watch(id, reader).Limit;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {

@@ -11,16 +11,15 @@ namespace Corral.Server.Internal.Streaming;
 /// order it was read; JSON lines of its protocol verbatim, anything else as
 /// <c>{"corral":"stdout"|"stderr","text":…}</c> (with <c>fragment</c> and <c>base64</c> where they apply).
 /// </summary>
-internal sealed class Transcript(Scheduler scheduler, ServerPaths paths)
+internal sealed class Transcript(IJournalStore journals)
 {
     private const int FlushThreshold = 64 * 1024;
 
     /// <summary>Writes the transcript as it is now (a running task's continues to grow after this).</summary>
     public async Task WriteAsync(PipeWriter output, string id, CancellationToken cancellationToken)
     {
-        using var reader = new JournalReader(paths.TaskDirectory(id));
-        var writer = scheduler.Find(id)?.Journal;
-        long limit = writer is { IsClosed: false } ? writer.Committed : reader.FileLength;
+        using var reader = journals.Read(id);
+        long limit = journals.Watch(id, reader).Limit;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {

@@ -1,5 +1,4 @@
 using Corral.Processes;
-using Microsoft.Win32.SafeHandles;
 
 namespace Corral.Server.Internal.Storage.Journal;
 
@@ -14,7 +13,7 @@ internal sealed class JournalReader : IDisposable
     private const int BufferSize = 8 * 1024;
     private const int AheadSize = 32 * 1024;
 
-    private readonly SafeFileHandle? _journal;
+    private readonly IJournalSource? _journal;
     private readonly byte[] _buffer = new byte[BufferSize];
     private long _bufferStart;
     private int _bufferLength;
@@ -27,14 +26,19 @@ internal sealed class JournalReader : IDisposable
     private readonly long[] _lineStart = new long[2];
     private readonly List<Segment>[] _segments = [[], []];
 
-    /// <summary>Opens the journal in <paramref name="directory"/>; a missing one reads as empty.</summary>
-    public JournalReader(string directory)
+    /// <summary>Reads the journal file in <paramref name="directory"/>; a missing one reads as empty.</summary>
+    public JournalReader(string directory) : this(FileJournalStore.OpenSource(directory))
     {
-        _journal = TryOpen(Path.Combine(directory, JournalFormat.FileName));
+    }
+
+    /// <summary>Reads <paramref name="source"/> (which it then owns); <c>null</c> reads as empty.</summary>
+    public JournalReader(IJournalSource? source)
+    {
+        _journal = source;
         Position = JournalFormat.Header.Length;
         if (_journal is not null)
         {
-            int n = RandomAccess.Read(_journal, _buffer.AsSpan(0, JournalFormat.Header.Length), 0);
+            int n = _journal.Read(0, _buffer.AsSpan(0, JournalFormat.Header.Length));
             if (!JournalFormat.HasHeader(_buffer.AsSpan(0, n)))
             {
                 _journal.Dispose();
@@ -49,8 +53,8 @@ internal sealed class JournalReader : IDisposable
     /// <summary>Events read so far (the SSE id of the last one).</summary>
     public long EventCount { get; private set; }
 
-    /// <summary>The journal's length on disk now: everything a finished task's writer committed.</summary>
-    public long FileLength => _journal is null ? 0 : RandomAccess.GetLength(_journal);
+    /// <summary>The journal's length now (on disk, or in the database): everything a finished task's writer committed.</summary>
+    public long FileLength => _journal?.Length ?? 0;
 
     /// <summary>Bytes of a stream's output read so far.</summary>
     public long StreamLength(OutputStream stream) => _streamLength[Index(stream)];
@@ -179,11 +183,11 @@ internal sealed class JournalReader : IDisposable
     private int ReadAt(long position, Span<byte> buffer)
     {
         if (buffer.Length >= AheadSize / 2)
-            return RandomAccess.Read(_journal!, buffer, position);
+            return _journal!.Read(position, buffer);
         if (position < _aheadStart || position + buffer.Length > _aheadStart + _aheadLength)
         {
             _aheadStart = position;
-            _aheadLength = RandomAccess.Read(_journal!, _ahead, position);
+            _aheadLength = _journal!.Read(position, _ahead);
         }
 
         int from = (int)(position - _aheadStart);
@@ -200,7 +204,7 @@ internal sealed class JournalReader : IDisposable
         if (Position < _bufferStart || Position + wanted > end)
         {
             _bufferStart = Position;
-            _bufferLength = RandomAccess.Read(_journal!, _buffer, Position);
+            _bufferLength = _journal!.Read(Position, _buffer);
         }
 
         int from = (int)(Position - _bufferStart);
@@ -208,18 +212,6 @@ internal sealed class JournalReader : IDisposable
     }
 
     private static int Index(OutputStream stream) => stream == OutputStream.StandardError ? 1 : 0;
-
-    private static SafeFileHandle? TryOpen(string path)
-    {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 
     /// <summary>A chunk of one stream: where its bytes start in the stream, and in the journal.</summary>
     private readonly record struct Segment(long StreamStart, long JournalPosition, long Length);

@@ -1,22 +1,20 @@
 using System.Buffers;
 using System.Text.Json;
 using Corral.Processes;
-using Corral.Server.Interop;
-using Microsoft.Win32.SafeHandles;
 
 namespace Corral.Server.Internal.Storage.Journal;
 
 /// <summary>
 /// Appends to a task's journal. Records are staged in memory and written by <see cref="Commit"/> in one write (group
 /// commit: one per chunk of output read, not one per line). Readers see what is committed, and are woken by
-/// <see cref="Changed"/>. Nothing is flushed to disk here: the <see cref="JournalVolume"/> does that for all journals
+/// <see cref="Changed"/>. Nothing is flushed to disk here: the <see cref="IJournalStore"/> does that for all journals
 /// every few seconds, and <see cref="Sync"/> for this one when it must be durable now (a crash of the server loses
 /// nothing the kernel has; a crash of the machine, at most the last interval). Thread-safe.
 /// </summary>
 internal sealed class JournalWriter : IDisposable
 {
     private readonly Lock _gate = new();
-    private readonly SafeFileHandle _journal;
+    private readonly IJournalSink _journal;
     private readonly ArrayBufferWriter<byte> _staged = new(4096);
     private int _stagedEvents;
     private long _committed;
@@ -26,7 +24,7 @@ internal sealed class JournalWriter : IDisposable
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action? _onCommit;
 
-    private JournalWriter(string directory, SafeFileHandle journal, long committed, long eventCount, Action? onCommit)
+    internal JournalWriter(string directory, IJournalSink journal, long committed, long eventCount, Action? onCommit)
     {
         _onCommit = onCommit;
         Directory = directory;
@@ -59,7 +57,7 @@ internal sealed class JournalWriter : IDisposable
     /// <summary>Whether the writer is closed: no more records will come.</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
 
-    /// <summary>Creates the directory (<paramref name="mode"/>, 0700 by default) and a new, empty journal in it; <paramref name="onCommit"/> hears of every commit.</summary>
+    /// <summary>Creates the directory (<paramref name="mode"/>, 0700 by default) and a new, empty journal file in it; <paramref name="onCommit"/> hears of every commit.</summary>
     public static JournalWriter Create(string directory, UnixFileMode mode = Files.PrivateDirectory, Action? onCommit = null)
     {
         if (!System.IO.Directory.Exists(directory))
@@ -68,13 +66,13 @@ internal sealed class JournalWriter : IDisposable
             System.IO.Directory.CreateDirectory(directory, mode); // 0700 and 0711 have no bit the umask could take away
         }
 
-        var journal = Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew);
-        RandomAccess.Write(journal, JournalFormat.Header, 0);
-        return new JournalWriter(directory, journal, JournalFormat.Header.Length, 0, onCommit);
+        var sink = new FileJournalStore.FileSink(Files.OpenPrivate(Path.Combine(directory, JournalFormat.FileName), FileMode.CreateNew));
+        sink.Append(JournalFormat.Header, 0);
+        return new JournalWriter(directory, sink, JournalFormat.Header.Length, 0, onCommit);
     }
 
     /// <summary>
-    /// Opens an existing journal to append to it (a task queued before a restart, or one whose end is written after a
+    /// Opens an existing journal file to append to it (a task queued before a restart, or one whose end is written after a
     /// crash): reads it to its last whole record and cuts off a torn tail. A missing or unreadable journal starts anew.
     /// </summary>
     public static JournalWriter Open(string directory, UnixFileMode mode = Files.PrivateDirectory, Action? onCommit = null)
@@ -82,31 +80,26 @@ internal sealed class JournalWriter : IDisposable
         string path = Path.Combine(directory, JournalFormat.FileName);
         if (!File.Exists(path))
             return Create(directory, mode, onCommit);
-        long end, events;
-        using (var reader = new JournalReader(directory))
+        var (end, events) = Scan(new JournalReader(directory));
+        var sink = new FileJournalStore.FileSink(Files.OpenPrivate(path, FileMode.Open));
+        sink.Truncate(end);
+        if (end == JournalFormat.Header.Length)
+            sink.Append(JournalFormat.Header, 0); // empty, or not a journal at all: a fresh one
+        return new JournalWriter(directory, sink, end, events, onCommit);
+    }
+
+    /// <summary>Where the last whole record of a journal ends (the header's end for an empty or foreign one), and its events.</summary>
+    internal static (long End, long Events) Scan(JournalReader reader)
+    {
+        using (reader)
         {
             long limit = reader.FileLength;
             while (reader.TryRead(limit, out _))
             {
             }
 
-            end = reader.Position;
-            events = reader.EventCount;
+            return (reader.Position, reader.EventCount);
         }
-
-        var journal = Files.OpenPrivate(path, FileMode.Open);
-        if (RandomAccess.GetLength(journal) < JournalFormat.Header.Length)
-        {
-            RandomAccess.SetLength(journal, 0);
-            RandomAccess.Write(journal, JournalFormat.Header, 0);
-            end = JournalFormat.Header.Length;
-        }
-        else if (RandomAccess.GetLength(journal) > end)
-        {
-            RandomAccess.SetLength(journal, end);
-        }
-
-        return new JournalWriter(directory, journal, end, events, onCommit);
     }
 
     /// <summary>Stages a chunk of output; the line records staged after it may cover its bytes.</summary>
@@ -160,12 +153,19 @@ internal sealed class JournalWriter : IDisposable
                 return;
             try
             {
-                RandomAccess.Write(_journal, _staged.WrittenSpan, _committed);
+                _journal.Append(_staged.WrittenSpan, _committed);
             }
             catch (IOException)
             {
                 // A short write (disk full) must not leave part of a record for the next write to follow.
-                TryTruncate(_journal, _committed);
+                try
+                {
+                    _journal.Truncate(_committed);
+                }
+                catch (IOException)
+                {
+                }
+
                 throw;
             }
 
@@ -199,12 +199,15 @@ internal sealed class JournalWriter : IDisposable
         {
             if (!_dirty || _closed)
                 return;
-            Libc.DataSync(_journal);
+            _journal.Sync();
             _dirty = false;
         }
     }
 
-    /// <summary>Closes the file; readers then read to the end and stop.</summary>
+    /// <summary>Raised once, when the writer is closed.</summary>
+    public event Action? Closed;
+
+    /// <summary>Closes the journal; readers then read to the end and stop.</summary>
     public void Dispose()
     {
         TaskCompletionSource changed;
@@ -217,6 +220,7 @@ internal sealed class JournalWriter : IDisposable
             changed = _changed;
         }
 
+        Closed?.Invoke();
         changed.TrySetResult();
     }
 
@@ -224,16 +228,5 @@ internal sealed class JournalWriter : IDisposable
     {
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
         return Mask is { } mask ? mask.Apply(json) : json;
-    }
-
-    private static void TryTruncate(SafeFileHandle file, long length)
-    {
-        try
-        {
-            RandomAccess.SetLength(file, length);
-        }
-        catch (IOException)
-        {
-        }
     }
 }
