@@ -25,6 +25,7 @@ public sealed class MetricsTests
         await RunAsync("echo", "two");
         await RunAsync("bash", "-c", "exit 3");
         await RunAsync("bash", "-c", "echo out; setsid sleep 30 & exit 0"); // an escapee, killed at the end
+        var claude = (await server.Http.ClaudeAsync("hello")).Body!; // a cost to count
 
         // A long task: counted running while it runs, then cancelled.
         var slow = await server.Http.CreateAsync(new { agent = Agent, command = new[] { "sleep", "30" } });
@@ -42,12 +43,17 @@ public sealed class MetricsTests
         Assert.Equal(HttpStatusCode.OK, (await neighbour.Http.CreateAsync(new { agent = Agent, command = new[] { "echo", "elsewhere" } }, wait: 60)).Status);
 
         // A task's end is told to the observers just after its waiters hear of it: wait for the last one to be counted.
-        var after = await Scrape.WaitAsync(server.Http, s => Delta(s, before, "corral_tasks_finished_total") >= records.Count,
+        var all = records.Append(claude).ToList();
+        var after = await Scrape.WaitAsync(server.Http, s => Delta(s, before, "corral_tasks_finished_total") >= all.Count,
             TimeSpan.FromSeconds(30), "every end counted");
         double D(string name, params (string, string)[] labels) => Delta(after, before, name, labels);
 
         Assert.Equal(records.Count, D("corral_tasks_started_total", ("agent", Agent)));
-        Assert.Equal(records.Count, D("corral_tasks_finished_total"));
+        Assert.Equal(all.Count, D("corral_tasks_finished_total"));
+        Assert.Equal(1, D("corral_tasks_started_total", ("agent", "claude-code")));
+        Assert.Equal(1, D("corral_tasks_finished_total", ("agent", "claude-code"), ("status", "succeeded")));
+        Assert.Equal(claude["costUsd"]!.GetValue<double>(), D("corral_task_cost_usd_total", ("agent", "claude-code")), 9);
+        Assert.Equal(0, D("corral_task_cost_usd_total", ("agent", Agent)));
         foreach (var group in records.GroupBy(r => (Status: r["status"]!.GetValue<string>(), Code: r["error"]?["code"]?.GetValue<string>())))
         {
             var labels = new List<(string, string)> { ("agent", Agent), ("status", group.Key.Status) };
@@ -61,11 +67,11 @@ public sealed class MetricsTests
 
         Assert.Equal(["cancelled", "failed", "succeeded"], records.Select(r => r["status"]!.GetValue<string>()).Distinct().Order());
         Assert.Equal(records.Count, D("corral_task_queue_wait_seconds_count", ("agent", Agent)));
-        Assert.Equal(records.Count, D("corral_task_drain_after_exit_seconds_count", ("agent", Agent)));
-        Assert.Equal(records.Sum(r => r["process"]!["drainAfterExitMs"]!.GetValue<double>()) / 1000.0,
-            D("corral_task_drain_after_exit_seconds_sum", ("agent", Agent)), 3);
+        Assert.Equal(all.Count, D("corral_task_drain_after_exit_seconds_count"));
+        Assert.Equal(all.Sum(r => r["process"]!["drainAfterExitMs"]!.GetValue<double>()) / 1000.0,
+            D("corral_task_drain_after_exit_seconds_sum"), 3);
 
-        var killed = records.SelectMany(r => r["process"]!["killed"]!.AsArray().Select(k => (Task: r, Killed: k!))).ToList();
+        var killed = all.SelectMany(r => r["process"]!["killed"]!.AsArray().Select(k => (Task: r, Killed: k!))).ToList();
         var escapees = killed.Where(k => k.Killed["pid"]!.GetValue<int>() != k.Task["process"]!["pid"]!.GetValue<int>()).ToList();
         Assert.NotEmpty(escapees); // the setsid sleep
         foreach (var foundBy in killed.Select(k => k.Killed["foundBy"]!.GetValue<string>()).Distinct())
@@ -76,7 +82,7 @@ public sealed class MetricsTests
 
         Assert.Equal(killed.Count, D("corral_processes_killed_total"));
         Assert.Equal(escapees.Count, D("corral_escapees_killed_total"));
-        Assert.Equal(records.Count(r => r["process"]!["holderSurvived"]!.GetValue<bool>()), D("corral_holders_survived_total"));
+        Assert.Equal(all.Count(r => r["process"]!["holderSurvived"]!.GetValue<bool>()), D("corral_holders_survived_total"));
 
         Assert.Equal(2, D("corral_admission_refusals_total", ("agent", "unknown"), ("reason", "invalid_request")));
         Assert.Equal(1, D("corral_admission_refusals_total", ("agent", Agent), ("reason", "invalid_request")));
