@@ -52,22 +52,16 @@ internal sealed class TaskMetrics : ITaskObserver
         var meter = meters.Create(TelemetryNames.Source);
         _started = meter.CreateCounter<long>("corral.tasks.started", "{task}", "Tasks whose process started.");
         _finished = meter.CreateCounter<long>("corral.tasks.finished", "{task}", "Tasks that reached a final status (status, error_code).");
-        _duration = meter.CreateHistogram("corral.task.duration", "s", "From a task's start to its end (durationMs of the record).",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TaskSeconds });
-        _queueWait = meter.CreateHistogram("corral.task.queue_wait", "s", "From a task's acceptance to its start.",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TaskSeconds });
-        _drain = meter.CreateHistogram("corral.task.drain_after_exit", "s", "From the direct child's exit to the task's output drained and tree gone.",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TeardownSeconds });
-        _teardown = meter.CreateHistogram("corral.task.teardown", "s", "Time teardown spent signalling and waiting for processes.",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TeardownSeconds });
+        _duration = Histogram(meter, "corral.task.duration", "s", "From a task's start to its end (durationMs of the record).", TaskSeconds);
+        _queueWait = Histogram(meter, "corral.task.queue_wait", "s", "From a task's acceptance to its start.", TaskSeconds);
+        _drain = Histogram(meter, "corral.task.drain_after_exit", "s", "From the direct child's exit to the task's output drained and tree gone.", TeardownSeconds);
+        _teardown = Histogram(meter, "corral.task.teardown", "s", "Time teardown spent signalling and waiting for processes.", TeardownSeconds);
         _killed = meter.CreateCounter<long>("corral.processes.killed", "{process}", "Processes teardown killed, by how each was found (found_by).");
         _escapees = meter.CreateCounter<long>("corral.escapees.killed", "{process}", "Killed processes other than the direct child: escapees and leftovers.");
         _holders = meter.CreateCounter<long>("corral.holders.survived", "{task}", "Tasks after which a process still held an output pipe.");
         _refusals = meter.CreateCounter<long>("corral.admission.refusals", "{request}", "Task requests refused before a task existed, by reason.");
-        _memoryPeak = meter.CreateHistogram("corral.task.memory.peak", "By", "The most memory a task's tree used at once (cgroup memory.peak).",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = MemoryBytes });
-        _pidsPeak = meter.CreateHistogram("corral.task.pids.peak", "{process}", "The most processes a task's tree had at once (pids.peak).",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ProcessCounts });
+        _memoryPeak = Histogram(meter, "corral.task.memory.peak", "By", "The most memory a task's tree used at once (cgroup memory.peak).", MemoryBytes);
+        _pidsPeak = Histogram(meter, "corral.task.pids.peak", "{process}", "The most processes a task's tree had at once (pids.peak).", ProcessCounts);
         _cpu = meter.CreateCounter<double>("corral.task.cpu.time", "s", "CPU time of finished tasks' trees (mode: user, system).");
         _oomKills = meter.CreateCounter<long>("corral.task.oom_kills", "{process}", "Processes of task trees the OOM killer killed.");
         _limitHits = meter.CreateCounter<long>("corral.task.limit_hits", "{task}", "Tasks that ran into a resource limit (limit: memory, pids).");
@@ -75,6 +69,9 @@ internal sealed class TaskMetrics : ITaskObserver
         meter.CreateObservableGauge("corral.tasks.running", () => Count(TaskState.Running), "{task}", "Tasks running now.");
         meter.CreateObservableGauge("corral.tasks.queued", () => Count(TaskState.Queued), "{task}", "Tasks waiting for a slot now.");
     }
+
+    private static Histogram<double> Histogram(Meter meter, string name, string unit, string description, double[] buckets) =>
+        meter.CreateHistogram(name, unit, description, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = buckets });
 
     public void Accepted(TaskRecord record) => _active[record.Id] = (record.Agent, record.Status);
 

@@ -77,6 +77,24 @@ public sealed partial class DashboardBrowserTests
         }
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task A_task_with_twenty_thousand_lines_keeps_the_last_five_thousand_on_its_page()
+    {
+        await using var server = await TestServer.StartAsync(token: Token);
+        var task = await server.Http.CreateAsync(new { agent = "command", command = new[] { "seq", "1", "20000" } }, wait: 60);
+        Assert.Equal("succeeded", task.TaskStatus);
+        await using var chromium = await Chromium.LaunchAsync();
+        var page = await chromium.PageAsync();
+
+        await page.GotoAsync(server.BaseAddress + $"?token={Token}#/tasks/{task.Id}");
+        await Expect(page.Locator(".conv .ev-end")).ToContainTextAsync("succeeded", new() { Timeout = 60_000 });
+        var lines = page.Locator(".conv .line");
+        await Expect(lines).ToHaveCountAsync(5000);
+        await Expect(lines.Last).ToHaveTextAsync("20000");
+        await Expect(lines.First).ToHaveTextAsync("15001");
+        await Expect(page.Locator("#panel-conversation")).ToContainTextAsync("the first 15000 are not shown here");
+    }
+
     /// <summary>What the seeded history holds: every tenth task failed, the rest succeeded.</summary>
     private static int Seeded(TaskState state) => state switch
     {

@@ -21,6 +21,7 @@ export function renderOverview(main, params, { setLive }) {
   let stats = null;
   let showNode = !!filters.node;
   let refreshTimer = null;
+  let activeTimer = null;
   let loadingHistory = null;
 
   // --- Layout -------------------------------------------------------------------------------------------------------
@@ -232,7 +233,11 @@ export function renderOverview(main, params, { setLive }) {
     }
     if (event.name === 'task.ended' || !(task.status === 'queued' || task.status === 'running')) active.delete(task.id);
     else active.set(task.id, { ...active.get(task.id), ...task });
-    renderActive();
+    // Drawn once per burst: a busy server sends many events a second.
+    activeTimer ??= setTimeout(() => {
+      activeTimer = null;
+      renderActive();
+    }, 100);
     scheduleRefresh();
   }
 
@@ -270,6 +275,7 @@ export function renderOverview(main, params, { setLive }) {
       feed.close();
       clearInterval(clock);
       clearTimeout(refreshTimer);
+      clearTimeout(activeTimer);
     },
   };
 }

@@ -5,6 +5,7 @@ import { ApiError, call, download, follow, json } from './api.js';
 import { badge, between, bytes, elapsed, empty, facts, h, isActive, ms, shortId, tick, time, usd, visuallyHidden } from './dom.js';
 
 const MAX_ITEMS = 3000; // conversation items kept on the page; the transcript has everything
+const MAX_LINES = 5000; // output lines kept on the page, over all output blocks
 const TRANSCRIPT_PREVIEW = 1 << 20;
 const POLL_MS = 1000;
 
@@ -27,6 +28,7 @@ export function renderTask(main, id, { setLive, setTitle }) {
   let ended = false;
   let eventCount = 0;
   let dropped = 0;
+  let lines = 0; // output lines on the page
   let lastOutput = null; // the open terminal block: {stream, pre}
   let transcriptLoaded = false;
   setTitle('Task ' + shortId(id));
@@ -116,14 +118,55 @@ export function renderTask(main, id, { setLive, setTitle }) {
   }
 
   // --- Conversation -------------------------------------------------------------------------------------------------
-  function add(item) {
+  // Events are drawn in batches (one layout and one scroll per batch): a replay of thousands is drawn at once.
+  const pending = [];
+  let flushTimer = null;
+  const lineQueue = []; // output line elements, oldest first (some may have left the page with their block)
+  let lineHead = 0;
+
+  function receive(event) {
+    pending.push(event);
+    flushTimer ??= setTimeout(flush, 16);
+  }
+
+  function flush() {
+    flushTimer = null;
     const stick = convScroll.scrollTop + convScroll.clientHeight >= convScroll.scrollHeight - 48;
-    convList.append(item);
+    for (const event of pending.splice(0)) onEvent(event);
+    trim();
+    if (stick) convScroll.scrollTop = convScroll.scrollHeight;
+    showState();
+  }
+
+  function trim() {
     while (convList.children.length > MAX_ITEMS) {
-      convList.firstElementChild.remove();
+      const first = convList.firstElementChild;
+      lines -= first.querySelectorAll('.line').length;
+      first.remove();
       dropped++;
     }
-    if (stick) convScroll.scrollTop = convScroll.scrollHeight;
+    while (lines > MAX_LINES && lineHead < lineQueue.length) {
+      const oldest = lineQueue[lineHead++];
+      if (!oldest.isConnected) continue;
+      const block = oldest.closest('li');
+      oldest.remove();
+      lines--;
+      dropped++;
+      if (!block.querySelector('.line')) block.remove();
+    }
+    if (lineHead > 4096) {
+      lineQueue.splice(0, lineHead);
+      lineHead = 0;
+    }
+  }
+
+  function showState() {
+    const hidden = dropped ? ` · the first ${dropped} are not shown here (see Transcript)` : '';
+    convState.textContent = `${eventCount} event${eventCount === 1 ? '' : 's'}${hidden} · ${ended ? 'ended' : 'live'}`;
+  }
+
+  function add(element) {
+    convList.append(element);
   }
 
   function item(kind, who, ...body) {
@@ -138,12 +181,14 @@ export function renderTask(main, id, { setLive, setTitle }) {
       add(h('li', { class: 'ev ev-output' }, h('div', { class: 'who' }, 'Output ', h('span', { class: 'legend' }, '(', h('span', { class: 'err' }, 'stderr'), ' in this colour)')), pre));
       lastOutput = { pre, open: null };
     }
-    const stick = convScroll.scrollTop + convScroll.clientHeight >= convScroll.scrollHeight - 48;
     // A fragment continues the line before it (a line longer than the limit arrives in pieces).
-    const line = lastOutput.open && lastOutput.open.dataset.stream === stream
-      ? lastOutput.open
-      : lastOutput.pre.appendChild(h('span', { class: stream === 'stderr' ? 'line err' : 'line', dataset: { stream } }));
-    if (stream === 'stderr' && !line.firstChild) line.append(visuallyHidden('stderr: '));
+    let line = lastOutput.open && lastOutput.open.dataset.stream === stream ? lastOutput.open : null;
+    if (!line) {
+      line = lastOutput.pre.appendChild(h('span', { class: stream === 'stderr' ? 'line err' : 'line', dataset: { stream } }));
+      if (stream === 'stderr') line.append(visuallyHidden('stderr: '));
+      lines++;
+      lineQueue.push(line);
+    }
     line.append(text);
     if (fragment) {
       lastOutput.open = line;
@@ -151,7 +196,6 @@ export function renderTask(main, id, { setLive, setTitle }) {
       line.append('\n');
       lastOutput.open = null;
     }
-    if (stick) convScroll.scrollTop = convScroll.scrollHeight;
   }
 
   /** A tool's input on one line, e.g. {"command":"ls"}, cut to fit. */
@@ -226,7 +270,6 @@ export function renderTask(main, id, { setLive, setTitle }) {
       default:
         add(item('notice', event.name, d ? jsonBlock(d) : null));
     }
-    convState.textContent = `${eventCount} event${eventCount === 1 ? '' : 's'}${dropped ? ` · the first ${dropped} are not shown here (see Transcript)` : ''}${ended ? '' : ' · live'}`;
   }
 
   async function finish() {
@@ -241,7 +284,7 @@ export function renderTask(main, id, { setLive, setTitle }) {
       // task.result had it
     }
     renderRecord();
-    convState.textContent = `${eventCount} events${dropped ? ` · the first ${dropped} are not shown here (see Transcript)` : ''} · ended`;
+    showState();
   }
 
   // --- Processes ----------------------------------------------------------------------------------------------------
@@ -480,7 +523,7 @@ export function renderTask(main, id, { setLive, setTitle }) {
     renderRecord();
     if (isActive(record.status)) startPolling();
     stream = follow(`/v1/tasks/${encodeURIComponent(id)}/events`, {
-      onEvent,
+      onEvent: receive,
       endEvent: 'task.end',
       onState: state => {
         if (!signal.aborted && !ended) setLive(state === 'closed' ? null : state);
@@ -499,6 +542,7 @@ export function renderTask(main, id, { setLive, setTitle }) {
       control.abort();
       stream?.close();
       stopPolling();
+      clearTimeout(flushTimer);
       clearInterval(clock);
     },
   };
