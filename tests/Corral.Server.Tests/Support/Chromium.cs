@@ -72,6 +72,24 @@ internal sealed class Chromium : IAsyncDisposable
         return path;
     }
 
+    /// <summary>Runs <paramref name="body"/>; when it fails, leaves a screenshot and the page's console in <c>artifacts/dashboard/failed-NAME.*</c>.</summary>
+    public async Task KeepEvidenceAsync(IPage page, string name, Func<Task> body)
+    {
+        var console = new List<string>();
+        page.Console += (_, message) => console.Add($"{message.Type}: {message.Text}");
+        page.PageError += (_, error) => console.Add("error: " + error);
+        try
+        {
+            await body();
+        }
+        catch
+        {
+            await ScreenshotAsync(page, "failed-" + name);
+            await File.WriteAllLinesAsync(Path.Combine(ArtifactsDirectory, $"failed-{name}.log"), [page.Url, .. console]);
+            throw;
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         try
