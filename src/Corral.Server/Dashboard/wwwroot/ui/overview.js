@@ -16,6 +16,7 @@ export function renderOverview(main, params, { setLive }) {
     q: params.get('q') ?? '',
   };
   const active = new Map(); // id → summary of every queued or running task
+  const truncated = { running: false, queued: false };
   const cursors = [null]; // cursors[n] opens page n
   let page = 0;
   let stats = null;
@@ -90,7 +91,8 @@ export function renderOverview(main, params, { setLive }) {
     const live = { queued: 0, running: 0 };
     for (const task of active.values()) live[task.status] = (live[task.status] ?? 0) + 1;
     counts.replaceChildren(...STATUSES.map(status => {
-      const n = status in live ? live[status] : stats?.counts?.[status];
+      // Queued and running are counted live, unless there were more than a list holds.
+      const n = status in live && !truncated[status] ? live[status] : stats?.counts?.[status];
       return h('li', {},
         h('a', { href: `#/?status=${status}`, class: `count-card s-${status}`, 'aria-current': filters.status === status ? 'true' : null },
           h('span', { class: 'n' }, n ?? '–'),
@@ -124,6 +126,8 @@ export function renderOverview(main, params, { setLive }) {
     const [running, queued] = await Promise.all(['running', 'queued'].map(status =>
       json(`/v1/tasks?status=${status}&limit=${ACTIVE_LIMIT}`, { signal: control.signal })));
     active.clear();
+    truncated.running = running.nextCursor !== null;
+    truncated.queued = queued.nextCursor !== null;
     for (const task of [...running.items, ...queued.items]) {
       if (task.status === 'running' || task.status === 'queued') active.set(task.id, task);
     }
