@@ -35,7 +35,7 @@ public static class TaskEndpoints
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status507InsufficientStorage)
             .WithSummary("Create a task; ?wait=SECONDS waits for the end and maps the outcome to the status code.");
-        group.MapGet("/", ListAsync).WithSummary("Tasks, newest first, filtered by status, session, agent and a text (?q=) found in the task.");
+        group.MapGet("/", ListAsync).WithSummary("Tasks, newest first, filtered by status, session, agent, node (in a fleet) and a text (?q=) found in the task.");
         group.MapGet("/{id}", GetAsync).WithSummary("The task record.");
         group.MapDelete("/{id}", DeleteAsync).WithSummary("Delete a finished task with its files (409 while it is queued or running).");
         group.MapPost("/{id}/cancel", CancelAsync).WithSummary("Cancel (idempotent): Claude gets an interrupt first, then the process ladder.");
@@ -123,7 +123,7 @@ public static class TaskEndpoints
             : Problems.NotFound(context, id);
 
     private static async Task<Results<JsonHttpResult<TaskPage>, ProblemHttpResult>> ListAsync(HttpContext context, [AsParameters] TaskServices services,
-        string? status, string? sessionId, string? limit, string? cursor, string? agent, string? q)
+        string? status, string? sessionId, string? limit, string? cursor, string? agent, string? node, string? q)
     {
         if (q is { Length: > 200 })
             return Problems.Invalid(context, "q", "at most 200 characters.");
@@ -146,7 +146,7 @@ public static class TaskEndpoints
             before = c;
         }
 
-        var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before, agent, q is { Length: > 0 } ? q : null), context.RequestAborted);
+        var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before, agent, q is { Length: > 0 } ? q : null, node is { Length: > 0 } ? node : null), context.RequestAborted);
         string? next = page.LastSeq?.ToString(CultureInfo.InvariantCulture);
         return TypedResults.Json(new TaskPage([.. page.Items], next), ApiJson.Options);
     }

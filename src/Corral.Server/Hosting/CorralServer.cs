@@ -6,6 +6,7 @@ using Corral.Agents.Codex;
 using Corral.Agents.Command;
 using Corral.Agents.Gemini;
 using Corral.Server.Api;
+using Corral.Server.Dashboard;
 using Corral.Server.Internal;
 using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Fleet;
@@ -20,6 +21,7 @@ using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Sqlite;
 using Corral.Server.Internal.Streaming;
+using Corral.Server.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -150,6 +152,8 @@ public static class CorralServer
         builder.Services.AddOpenApi();
         string? postgres = options.Postgres ?? corral.Postgres.ConnectionString;
         AddTaskCore(builder.Services, data, corral, postgres is { Length: > 0 } ? new FleetSettings(postgres, NodeId(options.NodeId ?? corral.Fleet.NodeId, data)) : null);
+        var metrics = builder.AddCorralTelemetry();
+        builder.Services.AddDashboard();
 
         var guard = new BindGuard(token is not null);
         builder.Services.AddSingleton(guard);
@@ -166,10 +170,12 @@ public static class CorralServer
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         if (token is not null)
-            app.Use(RequireToken(token));
+            app.Use(RequireToken(token, path => DashboardEndpoints.IsPublic(path) || (metrics.Public && path.StartsWithSegments(TelemetrySetup.MetricsPath))));
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         app.MapFeedEndpoints();
+        app.MapDashboard();
+        app.MapCorralMetrics();
         app.MapOpenApi();
         return app;
     }
@@ -319,13 +325,14 @@ public static class CorralServer
         return null;
     }
 
-    private static Func<HttpContext, RequestDelegate, Task> RequireToken(string token)
+    /// <summary>Every request needs the token but the probes and what <paramref name="isPublic"/> names (the dashboard's own files, a public <c>/metrics</c>).</summary>
+    private static Func<HttpContext, RequestDelegate, Task> RequireToken(string token, Func<PathString, bool> isPublic)
     {
         byte[] expected = SHA256.HashData(Encoding.UTF8.GetBytes(token));
         return async (context, next) =>
         {
             var path = context.Request.Path;
-            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz"))
+            if (path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz") || isPublic(path))
             {
                 await next(context);
                 return;

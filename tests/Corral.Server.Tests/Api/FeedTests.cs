@@ -54,5 +54,7 @@ public sealed class FeedTests
         var found = (await server.Http.SendAsync(HttpMethod.Get, $"/v1/tasks?q={marker}")).Body!["items"]!.AsArray();
         Assert.Equal(ok.Id, Assert.Single(found)!["id"]!.GetValue<string>());
         Assert.Equal(HttpStatusCode.BadRequest, (await server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?q=" + new string('x', 201))).Status);
+        // A single server is no fleet node: a node filter matches nothing.
+        Assert.Empty((await server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?node=a")).Body!["items"]!.AsArray());
     }
 }

@@ -66,6 +66,10 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Equal(["a", "b", "c"], ranOn.Distinct().Order());
         var page = (await nodes[1].Http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=100")).Body!;
         Assert.Equal(12, page["items"]!.AsArray().Count);
+        // ?node= lists what one node ran, on the database's side (the dashboard's node filter pages with it).
+        var onB = (await nodes[0].Http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=100&node=b")).Body!["items"]!.AsArray();
+        Assert.Equal(ranOn.Count(n => n == "b"), onB.Count);
+        Assert.All(onB, t => Assert.Equal("b", t!["node"]!.GetValue<string>()));
 
         // ?wait on a node that may not run the task itself.
         var waited = await nodes[0].Http.CreateAsync(new { agent = "command", command = new[] { "echo", "waited" } }, wait: 30);

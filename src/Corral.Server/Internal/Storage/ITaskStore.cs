@@ -79,7 +79,7 @@ internal sealed record IdempotentMatch(TaskRecord Record, string? RequestHash);
 /// A query of the history: by status, session, agent and a text found in the task (its id, request or record), a
 /// page of <c>Limit</c>, before the <see cref="TaskListing.LastSeq"/> of the previous page.
 /// </summary>
-internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before, string? Agent = null, string? Text = null);
+internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before, string? Agent = null, string? Text = null, string? Node = null);
 
 /// <summary>A page of the history, with where the next one starts.</summary>
 internal sealed record TaskListing(IReadOnlyList<TaskRecord> Items, long? LastSeq);

@@ -154,11 +154,11 @@ internal sealed class PostgresTaskStore : ITaskStore
         var rows = await QueryAsync("""
             SELECT seq, record_json FROM tasks
             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR session_id = $2) AND ($3::bigint IS NULL OR seq < $3)
-              AND ($4::text IS NULL OR agent = $4)
+              AND ($4::text IS NULL OR agent = $4) AND ($7::text IS NULL OR node = $7)
               AND ($5::text IS NULL OR strpos(id, $5) > 0 OR strpos(request_json, $5) > 0 OR strpos(record_json, $5) > 0)
             ORDER BY seq DESC LIMIT $6
             """, r => (Seq: r.GetInt64(0), Record: Deserialize(r.GetString(1))), cancellationToken,
-            query.Status is { } s ? StatusName(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit).ConfigureAwait(false);
+            query.Status is { } s ? StatusName(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit, query.Node).ConfigureAwait(false);
         return new TaskListing([.. rows.Select(r => r.Record)], rows.Count > 0 ? rows[^1].Seq : null);
     }
 

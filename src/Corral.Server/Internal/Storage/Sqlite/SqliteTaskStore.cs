@@ -157,11 +157,12 @@ internal sealed class SqliteTaskStore : ITaskStore
         using var cmd = Command(db, """
             SELECT seq, record_json FROM tasks
             WHERE ($status IS NULL OR status = $status) AND ($session IS NULL OR session_id = $session) AND ($before IS NULL OR seq < $before)
-              AND ($agent IS NULL OR agent = $agent)
+              AND ($agent IS NULL OR agent = $agent) AND ($node IS NULL OR json_extract(record_json, '$.node') = $node)
               AND ($text IS NULL OR instr(id, $text) > 0 OR instr(request_json, $text) > 0 OR instr(record_json, $text) > 0)
             ORDER BY seq DESC LIMIT $limit
             """);
         cmd.Parameters.AddWithValue("$agent", (object?)query.Agent ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$node", (object?)query.Node ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$text", (object?)query.Text ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$status", query.Status is { } s ? StatusName(s) : DBNull.Value);
         cmd.Parameters.AddWithValue("$session", (object?)query.SessionId ?? DBNull.Value);
