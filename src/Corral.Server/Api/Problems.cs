@@ -17,7 +17,7 @@ internal static class Problems
         var (status, code, title, retry) = refusal.Code switch
         {
             RefusalCode.InvalidRequest => (400, "invalid_request", "Invalid request", false),
-            RefusalCode.AgentNotAvailable => (503, "agent_not_available", "Agent not available", true),
+            RefusalCode.AgentNotAvailable => (503, "agent_not_available", "Agent not available", false), // a missing CLI does not appear by waiting
             RefusalCode.Draining => (503, "draining", "The server is stopping", true),
             RefusalCode.Busy => (429, "busy", "Too many tasks", true),
             RefusalCode.SessionBusy => (409, "session_busy", "Session busy", false),

@@ -47,6 +47,17 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         Assert.Contains(mentions, r.Body["detail"]!.GetValue<string>());
     }
 
+    [Theory(Timeout = 120_000)]
+    [InlineData("""{"agent":"command","commandx":["ls"]}""", "commandx")]
+    [InlineData("""{"agent":"command","command":["ls"],"limits":{"timeout":5}}""", "limits.timeout")]
+    [InlineData("""{"agent":"command","command":["ls"],"limits":{"timeoutSeconds":"soon"}}""", "limits.timeoutSeconds")]
+    public async Task A_bad_field_is_named_by_its_path_once(string body, string field)
+    {
+        var r = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: body);
+        Assert.Equal(HttpStatusCode.BadRequest, r.Status);
+        Assert.Equal(field, r.Body!["errors"]![0]!["field"]!.GetValue<string>());
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Bad_query_values_are_400()
     {
