@@ -215,11 +215,12 @@ public sealed record TaskError(string Code, string Message);
 /// <param name="ErrorCode">Why it did not succeed.</param>
 /// <param name="CostUsd">Its cost, when the agent reported one.</param>
 /// <param name="Uid">The uid it ran as, when it had its own.</param>
+/// <param name="Node">The fleet node running or that ran it (none on a single server).</param>
 public sealed record TaskSummary(string Id, TaskState Status, string Agent, DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt,
-    string? QueueReason, string? ErrorCode, double? CostUsd, int? Uid)
+    string? QueueReason, string? ErrorCode, double? CostUsd, int? Uid, string? Node = null)
 {
     /// <summary>The summary of a record.</summary>
-    public static TaskSummary From(TaskRecord r) => new(r.Id, r.Status, r.Agent, r.CreatedAt, r.StartedAt, r.EndedAt, r.QueueReason, r.Error?.Code, r.CostUsd, r.Uid);
+    public static TaskSummary From(TaskRecord r) => new(r.Id, r.Status, r.Agent, r.CreatedAt, r.StartedAt, r.EndedAt, r.QueueReason, r.Error?.Code, r.CostUsd, r.Uid, r.Node);
 }
 
 /// <summary>How many tasks there are in each status (<c>GET /v1/stats</c>).</summary>

@@ -176,14 +176,10 @@ public static class TaskEndpoints
         await services.Transcript.WriteAsync(context.Response.BodyWriter, id, context.RequestAborted);
     }
 
-    private static async Task<Results<JsonHttpResult<ProcessLedger>, ProblemHttpResult>> ProcessesAsync(HttpContext context, [AsParameters] TaskServices services, string id)
-    {
-        if (services.Scheduler.Find(id) is { Tree: { } tree } active && !active.Record.IsTerminal)
-            return TypedResults.Json(new ProcessLedger(true, [.. tree.GetProcesses()]), ApiJson.Options);
-        return await services.Scheduler.GetAsync(id, context.RequestAborted) is { } record
-            ? TypedResults.Json(new ProcessLedger(record.Status == TaskState.Running, []), ApiJson.Options)
+    private static async Task<Results<JsonHttpResult<ProcessLedger>, ProblemHttpResult>> ProcessesAsync(HttpContext context, [AsParameters] TaskServices services, string id) =>
+        await services.Scheduler.ProcessesAsync(id, context.RequestAborted) is { } ledger
+            ? TypedResults.Json(ledger, ApiJson.Options)
             : Problems.NotFound(context, id);
-    }
 
     private static async Task OutputAsync(HttpContext context, [AsParameters] TaskServices services, RawOutput raw, string id, string? stream)
     {

@@ -264,6 +264,10 @@ public static class CorralServer
         services.AddSingleton<IJournalStore>(sp => sp.GetRequiredService<PostgresJournalStore>());
         services.AddSingleton(sp => new FleetNode(sp.GetRequiredService<PostgresTaskStore>(), sp.GetRequiredService<PostgresJournalStore>(),
             sp.GetRequiredService<PostgresNotifications>(), sp.GetRequiredService<IOptions<CorralOptions>>().Value));
+        services.AddSingleton<FleetProcesses>();
+        services.AddSingleton<FleetFeed>();
+        services.AddSingleton<ITaskObserver>(sp => sp.GetRequiredService<FleetFeed>());
+        services.AddHostedService(sp => sp.GetRequiredService<FleetFeed>());
     }
 
     /// <summary>This node's name: the one given, else the one kept in the data directory, else a new one (host name and a random suffix) kept there.</summary>

@@ -11,23 +11,10 @@ public sealed class FeedTests
     public async Task The_feed_tells_each_task_as_it_is_accepted_starts_and_ends()
     {
         await using var server = await TestServer.StartAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/events");
-        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
-        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        using var feed = await FeedReader.OpenAsync(server.Http);
 
         var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "fed" } }, wait: 30);
-        var seen = new List<(string Name, JsonNode Data)>();
-        string? name = null;
-        while (seen.All(e => e.Name != "task.ended") && await reader.ReadLineAsync(cts.Token) is { } line)
-        {
-            if (line.StartsWith("event: "))
-                name = line[7..];
-            else if (line.StartsWith("data: ") && name is not null)
-                seen.Add((name, JsonNode.Parse(line[6..])!));
-        }
-
+        var seen = await feed.ReadUntilAsync((name, _) => name == "task.ended");
         var mine = seen.Where(e => e.Data["id"]!.GetValue<string>() == r.Id).ToList();
         Assert.Equal(["task.accepted", "task.started", "task.ended"], mine.Select(e => e.Name));
         Assert.Equal("succeeded", mine[^1].Data["status"]!.GetValue<string>());

@@ -107,6 +107,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         var a = await NodeAsync(db, "a", Small);
         var b = await NodeAsync(db, "b", Small);
         var c = await NodeAsync(db, "c");
+        using var feed = await FeedReader.OpenAsync(b.Http); // b neither accepts nor runs the task, and sees it all
         var created = await a.Http.CreateAsync(new
         {
             agent = "command",
@@ -121,6 +122,11 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Equal("c", (await b.Http.GetTaskAsync(id)).Body!["node"]!.GetValue<string>());
         var local = (await c.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{id}/processes")).Body!;
         Assert.NotEmpty(local["processes"]!.AsArray());
+        // Another node asks c for the tree: the same processes, the loop's bash among them.
+        var remote = (await a.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{id}/processes")).Body!;
+        Assert.True(remote["running"]!.GetValue<bool>());
+        int bash = local["processes"]!.AsArray().Single(p => p!["command"]!.GetValue<string>().Contains("bash -c while"))!["pid"]!.GetValue<int>();
+        Assert.True(remote["processes"]!.AsArray().Any(p => p!["pid"]!.GetValue<int>() == bash), remote.ToJsonString());
 
         var cancelled = await b.Http.CancelAsync(id);
         Assert.Equal(HttpStatusCode.Accepted, cancelled.Status);
@@ -129,6 +135,9 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Equal("cancelled", events[^1].Data!["status"]!.GetValue<string>());
         Assert.Contains(events, e => e.Name == "output" && e.Data!["text"]!.GetValue<string>() == "tick");
         Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long?)i), events.Select(e => e.Id));
+        var fed = (await feed.ReadUntilAsync((name, t) => name == "task.ended" && t["id"]!.GetValue<string>() == id)).Where(e => e.Data["id"]!.GetValue<string>() == id).ToList();
+        Assert.Equal(["task.accepted", "task.started", "task.ended"], fed.Select(e => e.Name));
+        Assert.Equal("c", fed[^1].Data["node"]!.GetValue<string>());
 
         // Replay from any node, from any point; the transcript and output too.
         var replay = await a.Http.ReadEventsAsync(id, lastEventId: 3);

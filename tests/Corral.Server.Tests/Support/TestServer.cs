@@ -194,3 +194,48 @@ internal static class Api
         return events;
     }
 }
+
+/// <summary>A subscription to the server-wide feed (<c>GET /v1/events</c>), open once its headers arrived.</summary>
+public sealed class FeedReader : IDisposable
+{
+    private readonly HttpResponseMessage _response;
+    private readonly StreamReader _reader;
+
+    private FeedReader(HttpResponseMessage response, StreamReader reader) => (_response, _reader) = (response, reader);
+
+    public static async Task<FeedReader> OpenAsync(HttpClient http)
+    {
+        var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/v1/events"), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        return new FeedReader(response, new StreamReader(await response.Content.ReadAsStreamAsync()));
+    }
+
+    /// <summary>Items until one for which <paramref name="last"/> holds (included), within a deadline.</summary>
+    public async Task<List<(string Name, JsonNode Data)>> ReadUntilAsync(Func<string, JsonNode, bool> last, TimeSpan? deadline = null)
+    {
+        using var cts = new CancellationTokenSource(deadline ?? TimeSpan.FromSeconds(60));
+        var seen = new List<(string Name, JsonNode Data)>();
+        string? name = null;
+        while (await _reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            if (line.StartsWith("event: "))
+            {
+                name = line[7..];
+            }
+            else if (line.StartsWith("data: ") && name is not null)
+            {
+                seen.Add((name, JsonNode.Parse(line[6..])!));
+                if (last(name, seen[^1].Data))
+                    return seen;
+            }
+        }
+
+        throw new InvalidOperationException("the feed ended");
+    }
+
+    public void Dispose()
+    {
+        _reader.Dispose();
+        _response.Dispose();
+    }
+}

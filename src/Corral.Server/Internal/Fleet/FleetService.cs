@@ -24,8 +24,8 @@ namespace Corral.Server.Internal.Fleet;
 /// Started before recovery (the schema must exist and the node be known), stopped after the scheduler (the running
 /// tasks' leases are renewed while they stop).
 /// </summary>
-internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, Admission.Admission admission, Recovery.Recovery recovery, TimeProvider time,
-    ILogger<FleetService> logger) : IHostedService
+internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetProcesses processes, Admission.Admission admission, Recovery.Recovery recovery,
+    TimeProvider time, ILogger<FleetService> logger) : IHostedService
 {
     /// <summary>The claim loop looks for work this often even when no notification came.</summary>
     private static readonly TimeSpan ClaimPoll = TimeSpan.FromSeconds(2);
@@ -44,6 +44,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, Admissi
         fleet.ClaimSoon += SignalClaim;
         fleet.Notifications.Queued += SignalClaim;
         fleet.Notifications.CancelRequested += id => scheduler.Find(id)?.RequestStop(StopReason.Cancel);
+        processes.AnswerFrom(scheduler.LocalProcesses);
         var token = _stopping.Token;
         _loops.Add(Task.Run(() => ClaimLoopAsync(token), CancellationToken.None));
         _loops.Add(Task.Run(() => LeaseLoopAsync(token), CancellationToken.None));

@@ -46,6 +46,7 @@ internal sealed class Scheduler : IHostedService
     private readonly TimeProvider _time;
     private readonly ILogger<Scheduler> _logger;
     private readonly FleetNode? _fleet;
+    private readonly FleetProcesses? _fleetProcesses;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, ActiveTask> _active = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ActiveTask> _keys = new(StringComparer.Ordinal);
@@ -61,9 +62,10 @@ internal sealed class Scheduler : IHostedService
     private Task? _syncLoop;
 
     public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, IJournalStore journals, ServerPaths paths, IOptions<CorralOptions> options,
-        TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger, FleetNode? fleet = null)
+        TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger, FleetNode? fleet = null, FleetProcesses? fleetProcesses = null)
     {
         _fleet = fleet;
+        _fleetProcesses = fleetProcesses;
         _observers = observers;
         _journals = journals;
         _store = store;
@@ -86,6 +88,23 @@ internal sealed class Scheduler : IHostedService
         lock (_gate)
             return _active.GetValueOrDefault(id);
     }
+
+    /// <summary>A task's live processes: its tree's when this node runs it, else asked of the fleet node that does; <c>null</c> for no such task.</summary>
+    public async ValueTask<ProcessLedger?> ProcessesAsync(string id, CancellationToken cancellationToken)
+    {
+        if (LocalProcesses(id) is { } local)
+            return new ProcessLedger(true, [.. local]);
+        if (await GetAsync(id, cancellationToken).ConfigureAwait(false) is not { } record)
+            return null;
+        bool running = record.Status == TaskState.Running;
+        if (running && _fleetProcesses is not null && record.Node is { } node && node != _fleet!.Node)
+            return new ProcessLedger(true, await _fleetProcesses.AskAsync(id, node, cancellationToken).ConfigureAwait(false));
+        return new ProcessLedger(running, []);
+    }
+
+    /// <summary>The live processes of a task this node is running; <c>null</c> if it runs no such task.</summary>
+    public IReadOnlyList<Corral.Processes.LiveProcess>? LocalProcesses(string id) =>
+        Find(id) is { Tree: { } tree } active && !active.Record.IsTerminal ? tree.GetProcesses() : null;
 
     /// <summary>The newest record: the one in memory, else the stored one.</summary>
     public async ValueTask<TaskRecord?> GetAsync(string id, CancellationToken cancellationToken) =>

@@ -32,9 +32,11 @@ internal sealed class TaskFeed : ITaskObserver
 
     public void Ended(TaskRecord record) => Publish("task.ended", record);
 
-    private void Publish(string name, TaskRecord record)
+    private void Publish(string name, TaskRecord record) => Publish(new FeedItem(name, TaskSummary.From(record)));
+
+    /// <summary>Tells every subscriber of an item; in a fleet, also what other nodes saw.</summary>
+    public void Publish(FeedItem item)
     {
-        var item = new FeedItem(name, TaskSummary.From(record));
         lock (_gate)
         {
             foreach (var subscriber in _subscribers)

@@ -17,6 +17,9 @@ internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider ti
     public const string Journal = "corral_journal";
     public const string Cancel = "corral_cancel";
     public const string End = "corral_end";
+    public const string Feed = "corral_feed";
+    public const string ProcessesAsked = "corral_processes_ask";
+    public const string ProcessesTold = "corral_processes";
 
     /// <summary>The longest a journal or end waiter waits for a notification before it looks for itself.</summary>
     private static readonly TimeSpan Poll = TimeSpan.FromSeconds(1);
@@ -30,6 +33,15 @@ internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider ti
 
     /// <summary>A caller on some node asked to cancel a running task (its id).</summary>
     public event Action<string>? CancelRequested;
+
+    /// <summary>An item of some node's live feed (its payload).</summary>
+    public event Action<string>? FeedItem;
+
+    /// <summary>A node asked the owner of a running task for its live processes (the question's payload).</summary>
+    public event Action<string>? ProcessesQuestion;
+
+    /// <summary>An owner's answer to a question about a task's processes (its payload).</summary>
+    public event Action<string>? ProcessesAnswer;
 
     /// <summary>Completes once the first <c>LISTEN</c> is in place.</summary>
     public Task Listening => _listening.Task;
@@ -49,7 +61,7 @@ internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider ti
             {
                 await using var connection = await db.OpenConnectionAsync(stoppingToken).ConfigureAwait(false);
                 connection.Notification += (_, e) => Dispatch(e.Channel, e.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {Queue}; LISTEN {Journal}; LISTEN {Cancel}; LISTEN {End}", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {Queue}; LISTEN {Journal}; LISTEN {Cancel}; LISTEN {End}; LISTEN {Feed}; LISTEN {ProcessesAsked}; LISTEN {ProcessesTold}", connection))
                     await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
                 _listening.TrySetResult();
                 WakeAll(); // what was sent while nobody listened is lost: everyone looks again
@@ -102,6 +114,15 @@ internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider ti
                 break;
             case Cancel:
                 CancelRequested?.Invoke(payload);
+                break;
+            case Feed:
+                FeedItem?.Invoke(payload);
+                break;
+            case ProcessesAsked:
+                ProcessesQuestion?.Invoke(payload);
+                break;
+            case ProcessesTold:
+                ProcessesAnswer?.Invoke(payload);
                 break;
         }
     }
