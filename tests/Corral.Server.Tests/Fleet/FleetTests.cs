@@ -309,6 +309,32 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         await Task.CompletedTask;
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task Retention_on_any_node_deletes_tasks_another_node_ran_with_their_journals_and_spares_running_ones()
+    {
+        string db = await DatabaseAsync();
+        // a sweeps (a 3 s retention) and cannot run the task; b runs it and keeps everything itself.
+        var a = await NodeAsync(db, "a", s =>
+        {
+            Small(s);
+            s["Corral:RetentionDays"] = (3.0 / 86400).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            s["Corral:RetentionSweepMinutes"] = "0.01";
+        });
+        var b = await NodeAsync(db, "b", s => s["Corral:RetentionDays"] = "0");
+        var done = await b.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "old" }, limits = new { memoryMaxMb = 300 } }, wait: 30);
+        Assert.Equal("succeeded", done.TaskStatus);
+        Assert.Equal("b", done.Body!["node"]!.GetValue<string>());
+        var running = await a.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" }, limits = new { memoryMaxMb = 300 } });
+        await b.Http.WaitForAsync(running.Id!, t => t["status"]!.GetValue<string>() == "running");
+
+        await Proc.WaitForAsync(async () => (await b.Http.GetTaskAsync(done.Id!)).Status == HttpStatusCode.NotFound, TimeSpan.FromSeconds(60), "a's sweep to delete b's task");
+        Assert.Equal(HttpStatusCode.NotFound, (await a.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{done.Id}/events")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await b.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{done.Id}/output")).Status);
+        Assert.Equal("running", (await a.Http.GetTaskAsync(running.Id!)).TaskStatus);
+        await a.Http.CancelAsync(running.Id!);
+        Assert.Equal("cancelled", (await b.Http.WaitForEndAsync(running.Id!))["status"]!.GetValue<string>());
+    }
+
     /// <summary>A node without the memory for a task limited to 300 MiB: it takes only the others.</summary>
     private static void Small(Dictionary<string, string> settings)
     {
