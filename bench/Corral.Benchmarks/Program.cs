@@ -20,6 +20,7 @@ internal static class Program
           scan        6. pipe-holder / member scan cost with 1,000 and 5,000 processes on the machine
           server      7. Corral.Server over loopback HTTP (needs the server; see bench/README.md)
           ingest      8. a flood of output as a server task vs `corral run`; bytes on disk; memory per SSE follower
+          fleet       9. server nodes on one PostgreSQL: throughput vs SQLite, claim latency, cross-node SSE latency (needs PostgreSQL, root)
 
         Options:
           --quick          small counts (a smoke run, minutes); results go to bench/results/quick/
@@ -35,6 +36,9 @@ internal static class Program
         // Scenario 7 runs Corral.Server in a child process: this same program, in host mode.
         if (args.Length > 0 && args[0] == ServerScenario.HostFlag)
             return await ServerScenario.HostAsync(args[1..]);
+        // Scenario 9 runs each node of a fleet the same way, with a database and a node id.
+        if (args.Length > 0 && args[0] == FleetScenario.HostFlag)
+            return await FleetScenario.HostAsync(args[1..]);
 
         var options = new Options();
         for (int i = 0; i < args.Length; i++)
@@ -60,7 +64,7 @@ internal static class Program
             }
         }
 
-        IScenario[] all = [new EscapeeScenario(), new SpawnScenario(), new ThroughputScenario(), new TeardownScenario(), new ScaleScenario(), new ScanScenario(), new ServerScenario(), new IngestScenario()];
+        IScenario[] all = [new EscapeeScenario(), new SpawnScenario(), new ThroughputScenario(), new TeardownScenario(), new ScaleScenario(), new ScanScenario(), new ServerScenario(), new IngestScenario(), new FleetScenario()];
         var unknown = options.Scenarios.Where(s => all.All(x => x.Key != s)).ToList();
         if (unknown.Count > 0)
         {
