@@ -132,6 +132,13 @@ public sealed class IsolationOptions
     public int UidRangeCount { get; set; } = 65_536;
 
     /// <summary>
+    /// Where every Corral server on this host leases its dynamic uids (one locked file per uid in use), so two servers
+    /// (two data directories, or fleet nodes sharing a host) never hand out the same uid: an exclusive uid's teardown
+    /// kills every process of it. Default: <c>/run/corral/uids</c>.
+    /// </summary>
+    public string UidLeaseDirectory { get; set; } = "/run/corral/uids";
+
+    /// <summary>
     /// The group every dynamic uid is a member of (supplementary): give it access to shared workdirs (the workspace
     /// root is made group-owned by it and setgid; for absolute workdirs, <c>chgrp</c> them to it). Default: <see cref="UidRangeStart"/> − 1.
     /// </summary>

@@ -34,6 +34,7 @@ internal sealed class TaskUsers : IHostedService
     private readonly Lock _gate = new();
     private readonly HashSet<int> _inUse = [];
     private readonly HashSet<int> _quarantined = [];
+    private UidLeases? _leases;
     private ProcessUser? _fixed;
     private int _cursor;
 
@@ -101,7 +102,7 @@ internal sealed class TaskUsers : IHostedService
             {
                 int uid = _options.UidRangeStart + _cursor;
                 _cursor = (_cursor + 1) % _options.UidRangeCount;
-                if (_inUse.Contains(uid) || _quarantined.Contains(uid))
+                if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
                     continue;
                 _inUse.Add(uid);
                 return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
@@ -122,6 +123,7 @@ internal sealed class TaskUsers : IHostedService
         lock (_gate)
         {
             _inUse.Remove(user.Uid);
+            _leases?.Release(user.Uid, clean);
             if (!clean)
                 _quarantined.Add(user.Uid);
         }
@@ -159,17 +161,37 @@ internal sealed class TaskUsers : IHostedService
         }
 
         // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
-        foreach (int uid in UidsInUse())
+        var alive = UidsInUse();
+        foreach (int uid in alive)
         {
             if (uid >= _options.UidRangeStart && uid - _options.UidRangeStart < _options.UidRangeCount)
                 _quarantined.Add(uid);
+        }
+
+        // Other servers on this host lease from the same range: a uid is taken by one server at a time.
+        var leases = UidLeases.Open(_options.UidLeaseDirectory, out string? problem);
+        if (problem is not null)
+            _logger.LogWarning("Dynamic uids are not leased host-wide ({Problem}): another Corral server on this host must use a range of its own (Corral:Isolation:UidRangeStart)", problem);
+        lock (_gate)
+        {
+            leases.Reclaim(alive);
+            _leases = leases;
         }
 
         if (_quarantined.Count > 0)
             _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: they are not handed out", _quarantined.Count);
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>Stops after the scheduler: every task has given its uid back (a uid whose tree left something stays marked).</summary>
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+            _leases?.Dispose();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Who holds a leased uid, written in its lease file for an operator: this process and its data directory.</summary>
+    private string Holder => $"pid {Environment.ProcessId} data {_paths.DataDirectory}";
 
     /// <summary>The first parent of <paramref name="directory"/> that others cannot pass through, or <c>null</c>.</summary>
     private static string? Unreachable(string directory)

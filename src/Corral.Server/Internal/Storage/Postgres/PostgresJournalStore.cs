@@ -37,6 +37,9 @@ internal sealed class PostgresJournalStore : IJournalStore
         _notifications = notifications;
         _paths = paths;
         _outage = outage;
+        // The node's own task directories: 0711 when tasks run as uids of their own (they pass through to their HOME and workdir).
+        Files.CreatePrivateDirectory(paths.Tasks);
+        Files.Restrict(paths.Tasks, paths.DirectoryMode);
     }
 
     public JournalWriter Create(string id) => Create(id, () => _tasks.EpochOf(id) ?? 0);
@@ -114,10 +117,7 @@ internal sealed class PostgresJournalStore : IJournalStore
     {
         string dir = _paths.TaskDirectory(id);
         if (!Directory.Exists(dir))
-        {
-            Files.CreatePrivateDirectory(_paths.Tasks);
             Directory.CreateDirectory(dir, _paths.DirectoryMode);
-        }
 
         return dir;
     }

@@ -1,0 +1,114 @@
+using System.Globalization;
+using System.Text;
+using Corral.Server.Internal.Storage;
+
+namespace Corral.Server.Internal.Isolation;
+
+/// <summary>
+/// Host-wide leases on dynamic uids, shared by every Corral server on the host: a uid is leased by holding its file in
+/// the lease directory open with an exclusive lock (.NET's <c>FileShare.None</c> is <c>flock</c>), which the kernel
+/// drops when the holder dies. The file says who holds the uid until its tree is gone; a file left non-empty by a dead
+/// holder marks a uid whose processes may still run, and nobody takes it until no process runs as it.
+/// </summary>
+internal sealed class UidLeases : IDisposable
+{
+    private readonly string _directory;
+    private readonly Dictionary<int, FileStream> _held = [];
+
+    private UidLeases(string directory) => _directory = directory;
+
+    /// <summary>The leases in <paramref name="directory"/> (created 0700); when it cannot be used, <paramref name="problem"/> says why and leases are this server's alone.</summary>
+    public static UidLeases Open(string directory, out string? problem)
+    {
+        problem = null;
+        try
+        {
+            Files.CreatePrivateDirectory(directory);
+            var info = new DirectoryInfo(directory);
+            if ((info.UnixFileMode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+                problem = $"{directory} must be writable by its owner only";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            problem = $"{directory}: {e.Message}";
+        }
+
+        return new UidLeases(problem is null ? directory : "");
+    }
+
+    /// <summary>Whether leases are shared with the host's other servers (the directory was usable).</summary>
+    public bool Shared => _directory.Length > 0;
+
+    /// <summary>Leases <paramref name="uid"/> for a task of this server: <c>false</c> if another server holds it, or a dead holder may have left processes of it.</summary>
+    public bool TryTake(int uid, string holder)
+    {
+        if (!Shared)
+            return true;
+        FileStream file;
+        try
+        {
+            file = new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            return false; // locked: another live server has it
+        }
+
+        if (file.Length > 0)
+        {
+            file.Dispose(); // its holder died while the uid was in use: wait for Reclaim
+            return false;
+        }
+
+        file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
+        file.Flush();
+        _held[uid] = file;
+        return true;
+    }
+
+    /// <summary>Gives <paramref name="uid"/> back; <paramref name="clean"/>: nothing of it is alive, so any server may take it again.</summary>
+    public void Release(int uid, bool clean)
+    {
+        if (!_held.Remove(uid, out var file))
+            return;
+        if (clean)
+            file.SetLength(0);
+        file.Dispose();
+    }
+
+    /// <summary>Frees the uids that dead holders left marked and that no process runs as any more (<paramref name="alive"/>); returns the others still marked.</summary>
+    public IReadOnlyList<int> Reclaim(IReadOnlySet<int> alive)
+    {
+        var marked = new List<int>();
+        if (!Shared)
+            return marked;
+        foreach (string path in Directory.EnumerateFiles(_directory))
+        {
+            if (!int.TryParse(Path.GetFileName(path), NumberStyles.None, CultureInfo.InvariantCulture, out int uid))
+                continue;
+            try
+            {
+                using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                if (file.Length == 0)
+                    continue;
+                if (alive.Contains(uid))
+                    marked.Add(uid);
+                else
+                    file.SetLength(0);
+            }
+            catch (IOException)
+            {
+                // held by a live server
+            }
+        }
+
+        return marked;
+    }
+
+    public void Dispose()
+    {
+        foreach (var file in _held.Values)
+            file.Dispose();
+        _held.Clear();
+    }
+}

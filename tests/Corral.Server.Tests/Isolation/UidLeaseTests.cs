@@ -1,0 +1,110 @@
+using System.Net;
+using Corral.Server.Tests.Support;
+
+namespace Corral.Server.Tests.Isolation;
+
+/// <summary>
+/// Servers on one host share the dynamic uid range safely: an exclusive uid's teardown kills every process of that
+/// uid, so two servers (two data directories, or fleet nodes on one host) must never run tasks as the same uid, nor
+/// may one take a uid whose processes a dead server left behind.
+/// </summary>
+public sealed class UidLeaseTests : IDisposable
+{
+    private readonly string _leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+    private readonly int _start = Proc.UnusedUid() / 16 * 16;
+
+    private static void RequireRoot()
+    {
+        if (Environment.UserName != "root")
+            Assert.Skip("Giving tasks uids of their own needs the server to run as root (CI runs as root).");
+    }
+
+    /// <summary>Dynamic isolation from a range of <paramref name="count"/> uids leased in this test's directory.</summary>
+    private void Range(Dictionary<string, string> s, int count)
+    {
+        s.Remove("Corral:Isolation:User");
+        s["Corral:Isolation:UidRangeStart"] = _start.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        s["Corral:Isolation:UidRangeCount"] = count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        s["Corral:Isolation:UidLeaseDirectory"] = _leases;
+    }
+
+    private static async Task<int> UidOfRunningAsync(HttpClient http, string id)
+    {
+        var running = await http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+        return running["uid"]!.GetValue<int>();
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Two_servers_with_the_same_range_never_run_tasks_as_the_same_uid()
+    {
+        RequireRoot();
+        await using var a = await TestServer.StartAsync(s => Range(s, 3));
+        await using var b = await TestServer.StartAsync(s => Range(s, 3));
+        var first = await a.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
+        var second = await a.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
+        var held = new[] { await UidOfRunningAsync(a.Http, first.Id!), await UidOfRunningAsync(a.Http, second.Id!) };
+
+        // b's cursor starts anywhere in the range: whichever it tries, only the third uid is free.
+        int third = Enumerable.Range(_start, 3).Single(u => !held.Contains(u));
+        for (int i = 0; i < 3; i++)
+        {
+            var r = await b.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30);
+            Assert.Equal("succeeded", r.TaskStatus);
+            Assert.Equal($"{third}\n", r.Body!["result"]!["text"]!.GetValue<string>());
+        }
+
+        await a.Http.CancelAsync(first.Id!);
+        await a.Http.WaitForEndAsync(first.Id!);
+        // Given back cleanly: b may take it now.
+        var taken = new HashSet<int>();
+        for (int i = 0; i < 6; i++)
+            taken.Add(int.Parse((await b.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30)).Body!["result"]!["text"]!.GetValue<string>()));
+        Assert.Contains(held[0], taken);
+        Assert.DoesNotContain(held[1], taken);
+        await a.Http.CancelAsync(second.Id!);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_uid_whose_processes_a_killed_server_left_behind_is_not_taken_by_another_server()
+    {
+        RequireRoot();
+        await using var survivor = await TestServer.StartAsync(s => Range(s, 2));
+        string data = Directory.CreateTempSubdirectory("corral-uid-dead-").FullName;
+        var doomed = await ServerProcess.StartAsync(data, s => Range(s, 2));
+        Proc.Identity? leftover = null;
+        int lost = 0;
+        try
+        {
+            string pidFile = Path.Combine(Directory.CreateTempSubdirectory("corral-uid-pid-").FullName, "pid");
+            File.SetUnixFileMode(Path.GetDirectoryName(pidFile)!, (UnixFileMode)0x1FF);
+            var task = await doomed.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"setsid sleep 300 & echo $! > {pidFile}; sleep 300" } });
+            lost = await UidOfRunningAsync(doomed.Http, task.Id!);
+            leftover = Proc.Identify(await Proc.ReadPidFileAsync(pidFile, TimeSpan.FromSeconds(30)));
+            doomed.Kill(); // SIGKILL: its lease lock is gone, its escapee still runs as the uid
+            Assert.True(leftover is { } l && Proc.IsAlive(l.Pid));
+
+            for (int i = 0; i < 4; i++)
+            {
+                var r = await survivor.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30);
+                Assert.Equal("succeeded", r.TaskStatus);
+                Assert.NotEqual($"{lost}\n", r.Body!["result"]!["text"]!.GetValue<string>());
+            }
+
+            Assert.True(Proc.IsAlive(leftover!.Value.Pid), "another server's task must never reach the leftover");
+        }
+        finally
+        {
+            // What the killed server left: its task's whole tree, all of it running as the lost uid.
+            foreach (string dir in Directory.EnumerateDirectories("/proc"))
+            {
+                if (lost > 0 && int.TryParse(Path.GetFileName(dir), out int pid) && Proc.Uids(pid) is [var real, ..] && real == lost)
+                    Proc.KillIfAlive(Proc.Identify(pid));
+            }
+
+            Proc.KillIfAlive(leftover);
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_leases, recursive: true);
+}
