@@ -270,8 +270,11 @@ public static class TaskEndpoints
         int open = e.Message.IndexOf('\'');
         int close = open < 0 ? -1 : e.Message.IndexOf('\'', open + 1);
         string name = close > open ? e.Message[(open + 1)..close] : "";
-        string parent = JsonField(e.Path);
-        return parent.Length == 0 ? name : parent + "." + name;
+        string path = JsonField(e.Path);
+        // The serializer's path may end at the unknown property already (it does inside nested objects).
+        if (path == name || path.EndsWith("." + name, StringComparison.Ordinal))
+            return path;
+        return path.Length == 0 ? name : path + "." + name;
     }
 
     /// <summary>The API's field name for a JSON path from the serializer (<c>$.limits.timeoutSeconds</c> → <c>limits.timeoutSeconds</c>).</summary>
