@@ -57,6 +57,30 @@ public sealed class WebhookTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task The_client_library_names_a_webhook_and_reads_its_deliveries()
+    {
+        await using var server = await StartAsync();
+        using var client = new Corral.Client.CorralClient(new Corral.Client.CorralClientOptions { BaseAddress = server.BaseAddress });
+        var task = await client.CreateTaskAsync(Corral.Client.CreateTaskRequest.ForCommand("true") with
+        {
+            Webhook = new Corral.Client.TaskWebhook { Url = _receiver.Url + "client", Events = [Corral.Client.TaskWebhook.StatusEvent, Corral.Client.TaskWebhook.EndEvent] },
+        });
+        Assert.Equal(["status", "end"], task.Webhook!.Events!);
+        await _receiver.WaitForAsync(r => r.Count >= 2, TimeSpan.FromSeconds(30), "the status and end webhooks");
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        IReadOnlyList<Corral.Client.WebhookDelivery> deliveries;
+        while (!((deliveries = await client.GetWebhooksAsync(task.Id)).Count == 2 && deliveries.All(d => d.IsDelivered)))
+        {
+            Assert.True(DateTime.UtcNow < until, "the deliveries did not all show as delivered");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(["task.ended", "task.status"], deliveries.Select(d => d.Event).Order());
+        Assert.All(deliveries, d => Assert.Equal(1, d.Attempts));
+        await Assert.ThrowsAsync<Corral.Client.CorralNotFoundException>(() => client.GetWebhooksAsync("tsk_missing"));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task A_receiver_answering_500_twice_gets_the_delivery_on_the_third_attempt_with_the_same_webhook_id()
     {
         await using var server = await StartAsync();
