@@ -21,8 +21,9 @@ internal interface IWebhookStore
     Task<IReadOnlyList<string>> WaitingTasksAsync(int limit, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Takes up to <paramref name="limit"/> pending deliveries that are due, each held until <c>now + lease</c>: no other
-    /// claim gets it meanwhile, and one whose sender died is due again when the lease runs out.
+    /// Takes up to <paramref name="limit"/> pending deliveries that are due. Where several processes send (a fleet), each
+    /// is held until <c>now + lease</c>: no other claim gets it meanwhile, and one whose sender died is due again when the
+    /// lease runs out. The caller claims again only once the outcomes of its last claim are recorded.
     /// </summary>
     Task<IReadOnlyList<DueDelivery>> ClaimDueAsync(DateTimeOffset now, TimeSpan lease, int limit, CancellationToken cancellationToken);
 

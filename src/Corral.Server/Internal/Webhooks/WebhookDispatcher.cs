@@ -212,14 +212,25 @@ internal sealed class WebhookDispatcher(IWebhookStore store, ITaskStore tasks, W
             logger.LogWarning("Webhook {Id} of task {Task} failed after {Attempts} attempt(s): {Error}", delivery.Id, delivery.TaskId, delivery.Attempts + 1, error);
         else if (outcome.State == WebhookDeliveryState.Pending)
             logger.LogInformation("Webhook {Id} of task {Task}: attempt {Attempt} failed ({Error}); next at {Next:O}", delivery.Id, delivery.TaskId, delivery.Attempts + 1, error, outcome.NextAttemptAt);
-        try
+        // Recorded before anything is claimed again (a busy or locked database is waited out), else the delivery would be
+        // sent again at once; a stop in between leaves it pending, and a receiver may see it twice (the id tells).
+        for (int failures = 0; ; failures++)
         {
-            await store.RecordAttemptAsync(outcome, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // The claim runs out and the delivery is tried again: a receiver may see it twice (the id tells).
-            logger.LogWarning(e, "Webhook {Id}: the outcome of an attempt could not be recorded", delivery.Id);
+            try
+            {
+                await store.RecordAttemptAsync(outcome, stop).ConfigureAwait(false);
+                return;
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                if (failures == 0)
+                    logger.LogWarning(e, "Webhook {Id}: the outcome of an attempt could not be recorded; retrying", delivery.Id);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
         }
     }
 

@@ -6,8 +6,10 @@ namespace Corral.Server.Internal.Storage.Sqlite;
 
 /// <summary>
 /// Webhook deliveries in the task database's <c>webhook_deliveries</c> table (migrated by <see cref="SqliteSchema"/>,
-/// which the task store runs before this store exists). One process owns the database, so claims left by a previous
-/// process are released at start. Times are Unix milliseconds.
+/// which the task store runs before this store exists). One process owns the database and its dispatcher claims again
+/// only once the attempts of its last claim are recorded, so a claim needs no lease here: a claim left by a killed
+/// process is no claim (and the start writes nothing, so it does not wait for a database another process locks).
+/// Times are Unix milliseconds.
 /// </summary>
 internal sealed class SqliteWebhookStore : IWebhookStore
 {
@@ -19,9 +21,6 @@ internal sealed class SqliteWebhookStore : IWebhookStore
     {
         _ = tasks;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWrite, DefaultTimeout = 10 }.ToString();
-        using var db = Open();
-        using var cmd = Command(db, "UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL");
-        cmd.ExecuteNonQuery();
     }
 
     public Task AddAsync(IReadOnlyList<NewDelivery> deliveries, CancellationToken cancellationToken)
@@ -87,16 +86,11 @@ internal sealed class SqliteWebhookStore : IWebhookStore
     public Task<IReadOnlyList<DueDelivery>> ClaimDueAsync(DateTimeOffset now, TimeSpan lease, int limit, CancellationToken cancellationToken)
     {
         using var db = Open();
-        using var tx = db.BeginTransaction(deferred: false);
         using var cmd = Command(db, """
-            UPDATE webhook_deliveries SET lease_until = $until
-            WHERE id IN (SELECT id FROM webhook_deliveries
-                         WHERE state = 'pending' AND next_attempt_at <= $now AND (lease_until IS NULL OR lease_until <= $now)
-                         ORDER BY next_attempt_at LIMIT $limit)
-            RETURNING id, task_id, url, payload, attempts, pending_at
-            """, tx);
+            SELECT id, task_id, url, payload, attempts, pending_at FROM webhook_deliveries
+            WHERE state = 'pending' AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit
+            """);
         cmd.Parameters.AddWithValue("$now", Ms(now));
-        cmd.Parameters.AddWithValue("$until", Ms(now + lease));
         cmd.Parameters.AddWithValue("$limit", limit);
         var due = new List<DueDelivery>();
         using (var reader = cmd.ExecuteReader())
@@ -105,7 +99,6 @@ internal sealed class SqliteWebhookStore : IWebhookStore
                 due.Add(new DueDelivery(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4), At(reader.GetInt64(5))));
         }
 
-        tx.Commit();
         return Task.FromResult<IReadOnlyList<DueDelivery>>(due);
     }
 
@@ -130,7 +123,7 @@ internal sealed class SqliteWebhookStore : IWebhookStore
     public Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
     {
         using var db = Open();
-        using var cmd = Command(db, "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM webhook_deliveries WHERE state = 'pending'");
+        using var cmd = Command(db, "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'");
         return Task.FromResult(cmd.ExecuteScalar() is long ms ? At(ms) : (DateTimeOffset?)null);
     }
 
