@@ -105,6 +105,21 @@ public sealed partial class CorralClient
         using var response = await SendCheckedAsync(Request(HttpMethod.Delete, TaskPath(id)), cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The task's webhook deliveries, oldest first (<c>GET /v1/tasks/{id}/webhooks</c>): where each is, never its body.</summary>
+    /// <param name="id">The task id.</param>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>The deliveries (none when neither the task nor the server names a webhook).</returns>
+    /// <exception cref="CorralNotFoundException">No such task.</exception>
+    /// <exception cref="CorralUnreachableException">No answer.</exception>
+    public async Task<IReadOnlyList<WebhookDelivery>> GetWebhooksAsync(string id, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendCheckedAsync(Request(HttpMethod.Get, TaskPath(id) + "/webhooks"), cancellationToken).ConfigureAwait(false);
+        var body = await ReadJsonAsync(response, cancellationToken).ConfigureAwait(false);
+        return body.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Array
+            ? items.EnumerateArray().Select(e => e.Deserialize<WebhookDelivery>(ClientJson.Options)!).ToList()
+            : [];
+    }
+
     /// <summary>The request with an idempotency key, when it has none and the options ask for one.</summary>
     private CreateTaskRequest WithKey(CreateTaskRequest request)
     {

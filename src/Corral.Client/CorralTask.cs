@@ -61,6 +61,9 @@ public sealed record CorralTask
     /// <summary>The caller's metadata.</summary>
     public JsonObject? Metadata { get; init; }
 
+    /// <summary>The task's own webhook, as the server admitted it.</summary>
+    public TaskWebhook? Webhook { get; init; }
+
     /// <summary>The record as the server sent it, with every field (also those this client does not model).</summary>
     [JsonIgnore]
     public JsonElement Raw { get; init; }

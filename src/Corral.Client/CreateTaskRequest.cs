@@ -56,6 +56,9 @@ public sealed record CreateTaskRequest
     /// <summary>Anything the caller wants kept with the task.</summary>
     public JsonObject? Metadata { get; init; }
 
+    /// <summary>Where the server POSTs the task's final record, signed (see <see cref="TaskWebhook"/>).</summary>
+    public TaskWebhook? Webhook { get; init; }
+
     /// <summary>A task of the command agent that runs <paramref name="program"/> with <paramref name="arguments"/>.</summary>
     /// <param name="program">The program (found on the server's <c>PATH</c> when it has no slash).</param>
     /// <param name="arguments">Its arguments.</param>

@@ -81,6 +81,28 @@ public sealed record CreateTaskRequest
 
     /// <summary>Anything the caller wants kept with the task.</summary>
     public JsonObject? Metadata { get; init; }
+
+    /// <summary>
+    /// Where to POST the task's final record (and, if asked, its start), signed per the Standard Webhooks specification.
+    /// The URL must start with one of <c>Corral:Webhooks:AllowedUrlPrefixes</c>.
+    /// </summary>
+    public TaskWebhook? Webhook { get; init; }
+}
+
+/// <summary>A task's webhook: where deliveries go and which events are sent.</summary>
+public sealed record TaskWebhook
+{
+    /// <summary>The event name of a task's start (a <c>task.status</c> delivery when its process starts).</summary>
+    public const string StatusEvent = "status";
+
+    /// <summary>The event name of a task's end (a <c>task.ended</c> delivery with the final record).</summary>
+    public const string EndEvent = "end";
+
+    /// <summary>An absolute http or https URL.</summary>
+    public string? Url { get; init; }
+
+    /// <summary><c>["end"]</c> (the default) or <c>["status", "end"]</c>.</summary>
+    public List<string>? Events { get; init; }
 }
 
 /// <summary>Deadlines and turn limit of a task.</summary>
@@ -184,6 +206,9 @@ public sealed record TaskRecord
     /// <summary>The caller's metadata.</summary>
     public JsonObject? Metadata { get; init; }
 
+    /// <summary>The task's own webhook, as admitted (events filled in); the server's default webhooks are not shown.</summary>
+    public TaskWebhook? Webhook { get; init; }
+
     /// <summary>Whether the status is final.</summary>
     [JsonIgnore]
     public bool IsTerminal => Status is not (TaskState.Queued or TaskState.Running);
@@ -236,3 +261,37 @@ public sealed record ProcessLedger(bool Running, List<LiveProcess> Processes);
 /// <param name="Items">The tasks.</param>
 /// <param name="NextCursor">Pass as <c>cursor</c> for the next page; <c>null</c> on the last.</param>
 public sealed record TaskPage(List<TaskRecord> Items, string? NextCursor);
+
+/// <summary>Where a webhook delivery is.</summary>
+public enum WebhookDeliveryState
+{
+    /// <summary>Waiting for its event (a task's end).</summary>
+    Waiting,
+
+    /// <summary>Its event happened: being sent, or waiting for its next attempt.</summary>
+    Pending,
+
+    /// <summary>The receiver answered 2xx.</summary>
+    Delivered,
+
+    /// <summary>Given up: no 2xx within <c>Corral:Webhooks:MaxAttempts</c> attempts or <c>Corral:Webhooks:MaxAgeSeconds</c>.</summary>
+    Failed,
+}
+
+/// <summary>One webhook delivery of a task, as <c>GET /v1/tasks/{id}/webhooks</c> shows it (never its body).</summary>
+/// <param name="Id">The <c>webhook-id</c> header: the same on every attempt.</param>
+/// <param name="Url">Where it goes.</param>
+/// <param name="Event"><c>task.status</c> or <c>task.ended</c>.</param>
+/// <param name="State">Where it is.</param>
+/// <param name="Attempts">Attempts made so far.</param>
+/// <param name="LastStatus">The HTTP status of the last attempt, when there was an answer.</param>
+/// <param name="LastError">Why the last attempt did not deliver, when it did not.</param>
+/// <param name="CreatedAt">When it was recorded.</param>
+/// <param name="NextAttemptAt">When the next attempt is due (pending only).</param>
+/// <param name="DeliveredAt">When the receiver took it.</param>
+public sealed record WebhookDelivery(string Id, string Url, string Event, WebhookDeliveryState State, int Attempts, int? LastStatus, string? LastError,
+    DateTimeOffset CreatedAt, DateTimeOffset? NextAttemptAt, DateTimeOffset? DeliveredAt);
+
+/// <summary>A task's webhook deliveries, oldest first.</summary>
+/// <param name="Items">The deliveries.</param>
+public sealed record WebhookDeliveries(List<WebhookDelivery> Items);

@@ -83,6 +83,50 @@ public sealed class CorralOptions
 
     /// <summary>How the nodes of a fleet share the work (section <c>Corral:Fleet</c>).</summary>
     public FleetOptions Fleet { get; set; } = new();
+
+    /// <summary>Signed webhooks at the end of tasks (section <c>Corral:Webhooks</c>).</summary>
+    public WebhookOptions Webhooks { get; set; } = new();
+}
+
+/// <summary>Signed webhooks (section <c>Corral:Webhooks</c>); without a <see cref="Secret"/>, there are none.</summary>
+public sealed class WebhookOptions
+{
+    /// <summary>The signing secret: <c>whsec_</c> and the base64 of 24 to 64 random bytes. Never shown, logged or given to a task. Default: none (webhooks are off).</summary>
+    public string? Secret { get; set; }
+
+    /// <summary>
+    /// The URL prefixes a task's own webhook may start with (ordinal, exact), e.g. <c>https://hooks.example.com/</c>; a
+    /// task may name no other, so the server cannot be used to reach internal services. Default: none (tasks name no webhook).
+    /// </summary>
+    public List<string> AllowedUrlPrefixes { get; set; } = [];
+
+    /// <summary>Webhooks every task gets (trusted: no prefix check).</summary>
+    public List<DefaultWebhookOptions> Defaults { get; set; } = [];
+
+    /// <summary>Attempts per delivery before it is given up. Default: 8.</summary>
+    public int MaxAttempts { get; set; } = 8;
+
+    /// <summary>How long after its event a delivery is still tried, in seconds. Default: 3600.</summary>
+    public double MaxAgeSeconds { get; set; } = 3600;
+
+    /// <summary>How long one attempt may take, in seconds. Default: 10.</summary>
+    public double TimeoutSeconds { get; set; } = 10;
+
+    /// <summary>The wait after the first failed attempt, in seconds; it doubles after each (with jitter). Default: 1.</summary>
+    public double FirstRetrySeconds { get; set; } = 1;
+
+    /// <summary>The longest wait between attempts, in seconds. Default: 300.</summary>
+    public double MaxRetrySeconds { get; set; } = 300;
+}
+
+/// <summary>A webhook every task gets (section <c>Corral:Webhooks:Defaults:N</c>).</summary>
+public sealed class DefaultWebhookOptions
+{
+    /// <summary>An absolute http or https URL.</summary>
+    public string? Url { get; set; }
+
+    /// <summary><c>end</c> (the default) and optionally <c>status</c>.</summary>
+    public List<string> Events { get; set; } = [];
 }
 
 /// <summary>The fleet's database (section <c>Corral:Postgres</c>).</summary>

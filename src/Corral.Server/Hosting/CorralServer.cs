@@ -21,6 +21,7 @@ using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Sqlite;
 using Corral.Server.Internal.Streaming;
+using Corral.Server.Internal.Webhooks;
 using Corral.Server.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -128,6 +129,8 @@ public static class CorralServer
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         var corral = builder.Configuration.GetSection(CorralOptions.Section).Get<CorralOptions>() ?? new CorralOptions();
+        if (WebhookRules.ConfigurationProblem(corral.Webhooks) is { } webhooks)
+            throw new ServerConfigurationException(webhooks);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = corral.MaxRequestBodyBytes);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddOptions<CorralOptions>().Bind(builder.Configuration.GetSection(CorralOptions.Section))
@@ -173,6 +176,7 @@ public static class CorralServer
             app.Use(RequireToken(token, path => DashboardEndpoints.IsPublic(path) || (metrics.Public && path.StartsWithSegments(TelemetrySetup.MetricsPath))));
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
+        app.MapWebhookEndpoints();
         app.MapFeedEndpoints();
         app.MapDashboard();
         app.MapCorralMetrics();
@@ -209,6 +213,7 @@ public static class CorralServer
                 TimeSpan.FromSeconds(sp.GetRequiredService<IOptions<CorralOptions>>().Value.StoreWriteTimeoutSeconds),
                 sp.GetRequiredService<StorageGuard>(), sp.GetRequiredService<ILogger<SqliteTaskStore>>()));
             services.AddSingleton<IJournalStore, FileJournalStore>();
+            services.AddSingleton<IWebhookStore>(sp => new SqliteWebhookStore(sp.GetRequiredService<ServerPaths>().Database, sp.GetRequiredService<ITaskStore>()));
         }
         else
         {
@@ -221,6 +226,10 @@ public static class CorralServer
         services.AddSingleton<RawOutput>();
         services.AddSingleton<TaskFeed>();
         services.AddSingleton<ITaskObserver>(sp => sp.GetRequiredService<TaskFeed>());
+        services.AddSingleton<WebhookOutbox>();
+        services.AddSingleton<ITaskObserver>(sp => sp.GetRequiredService<WebhookOutbox>());
+        services.AddHttpClient(WebhookDispatcher.ClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false });
         services.AddSingleton<TaskObservers>();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
@@ -231,6 +240,7 @@ public static class CorralServer
         services.AddHostedService(sp => sp.GetRequiredService<Recovery>());
         services.AddHostedService(sp => sp.GetRequiredService<Scheduler>());
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
+        services.AddHostedService<WebhookDispatcher>(); // after the fleet's migration and recovery
     }
 
     /// <summary>A node of a fleet: the shared PostgreSQL as the task store, the journal store and the queue.</summary>
@@ -262,6 +272,7 @@ public static class CorralServer
             sp.GetRequiredService<PostgresTaskStore>(), sp.GetRequiredService<PostgresNotifications>(), sp.GetRequiredService<ServerPaths>(),
             TimeSpan.FromSeconds(corral.Fleet.LeaseSeconds)));
         services.AddSingleton<IJournalStore>(sp => sp.GetRequiredService<PostgresJournalStore>());
+        services.AddSingleton<IWebhookStore>(sp => new PostgresWebhookStore(sp.GetRequiredKeyedService<Npgsql.NpgsqlDataSource>("tasks")));
         services.AddSingleton(sp => new FleetNode(sp.GetRequiredService<PostgresTaskStore>(), sp.GetRequiredService<PostgresJournalStore>(),
             sp.GetRequiredService<PostgresNotifications>(), sp.GetRequiredService<IOptions<CorralOptions>>().Value));
         services.AddSingleton<FleetProcesses>();

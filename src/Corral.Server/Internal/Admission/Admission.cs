@@ -60,6 +60,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
 
         if (body.IdempotencyKey is { Length: 0 or > MaxIdempotencyKeyLength })
             errors.Add(new("idempotencyKey", $"1 to {MaxIdempotencyKeyLength} characters."));
+        var webhook = Webhook(body.Webhook, _options.Webhooks, errors);
         string taskDirectory = paths.TaskDirectory(id);
         var (workdir, create) = Workdirs.Resolve(body.Workdir, taskDirectory, paths.WorkspaceRoot, errors);
         if (errors.Count > 0)
@@ -113,6 +114,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             SessionId = newSessionId ?? body.ResumeSessionId,
             IdempotencyKey = body.IdempotencyKey,
             Metadata = body.Metadata,
+            Webhook = webhook,
             RequestJson = json,
             Mask = mask,
             HasRequestSecrets = body.Secrets is { Count: > 0 },
@@ -149,6 +151,33 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             PidsMax = pidsMax,
             CpuMax = cpuMax,
         };
+    }
+
+    /// <summary>
+    /// The task's webhook as admitted (events filled in), or <c>null</c>: an http(s) URL under one of the operator's
+    /// prefixes, so that a task cannot make the server reach what only the server can reach.
+    /// </summary>
+    private static TaskWebhook? Webhook(TaskWebhook? webhook, WebhookOptions options, List<FieldError> errors)
+    {
+        if (webhook is null)
+            return null;
+        if (options.Secret is not { Length: > 0 })
+        {
+            errors.Add(new("webhook", "webhooks are not configured on this server (Corral:Webhooks:Secret)."));
+            return null;
+        }
+
+        int before = errors.Count;
+        if (Webhooks.WebhookRules.UrlProblem(webhook.Url) is { } problem)
+            errors.Add(new("webhook.url", problem));
+        else if (options.AllowedUrlPrefixes.Count == 0)
+            errors.Add(new("webhook.url", "the operator allows no task webhooks on this server (Corral:Webhooks:AllowedUrlPrefixes is empty)."));
+        else if (!options.AllowedUrlPrefixes.Any(p => p.Length > 0 && webhook.Url!.StartsWith(p, StringComparison.Ordinal)))
+            errors.Add(new("webhook.url", $"must start with one of the allowed prefixes: {string.Join(", ", options.AllowedUrlPrefixes.Select(p => $"'{p}'"))}."));
+        var (events, eventProblem) = Webhooks.WebhookRules.Events(webhook.Events);
+        if (eventProblem is not null)
+            errors.Add(new("webhook.events", eventProblem));
+        return errors.Count > before ? null : new TaskWebhook { Url = webhook.Url, Events = events };
     }
 
     private static void CheckVariables(Dictionary<string, string>? variables, string field, List<FieldError> errors)

@@ -38,6 +38,9 @@ internal sealed record TaskPlan
 
     public JsonObject? Metadata { get; init; }
 
+    /// <summary>The task's own webhook, checked against the allowed prefixes, events filled in.</summary>
+    public Api.TaskWebhook? Webhook { get; init; }
+
     /// <summary>The request as received, kept so that a restart can queue the task again.</summary>
     public required string RequestJson { get; init; }
 

@@ -149,6 +149,7 @@ internal sealed class Scheduler : IHostedService
             CreatedAt = _time.GetUtcNow(),
             IdempotencyKey = plan.IdempotencyKey,
             Metadata = plan.Metadata,
+            Webhook = plan.Webhook,
         };
         if (_fleet is not null)
             return await SubmitToFleetAsync(_fleet, plan, record, cancellationToken).ConfigureAwait(false);

@@ -5,7 +5,7 @@ namespace Corral.Server.Internal.Storage.Postgres;
 /// <summary>The schema in PostgreSQL, versioned in <c>corral_meta</c>; nodes starting at once migrate one at a time (an advisory lock).</summary>
 internal static class PostgresSchema
 {
-    public const int Version = 1;
+    public const int Version = 2;
 
     private const long MigrationLock = 0x436F7272616C; // "Corral"
 
@@ -43,6 +43,26 @@ internal static class PostgresSchema
         CREATE INDEX tasks_status ON tasks (status);
         CREATE TABLE journal (task_id text NOT NULL, seq integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (task_id, seq));
         CREATE TABLE nodes (id text PRIMARY KEY, started_at timestamptz NOT NULL, lease_until timestamptz NOT NULL);
+        """,
+        // 2: webhook deliveries.
+        """
+        CREATE TABLE webhook_deliveries (
+            id text PRIMARY KEY,
+            task_id text NOT NULL,
+            url text NOT NULL,
+            event text NOT NULL,
+            state text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL,
+            pending_at timestamptz,
+            next_attempt_at timestamptz,
+            lease_until timestamptz,
+            last_status integer,
+            last_error text,
+            delivered_at timestamptz,
+            payload text);
+        CREATE INDEX webhook_deliveries_task ON webhook_deliveries (task_id);
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
         """,
     ];
 

@@ -137,6 +137,7 @@ internal sealed class PostgresTaskStore : ITaskStore
     {
         await using var batch = db.CreateBatch();
         batch.BatchCommands.Add(Command("DELETE FROM journal WHERE task_id = $1", id));
+        batch.BatchCommands.Add(Command("DELETE FROM webhook_deliveries WHERE task_id = $1", id));
         batch.BatchCommands.Add(Command("DELETE FROM tasks WHERE id = $1", id));
         await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
         return reader.RecordsAffected > 0;

@@ -5,7 +5,7 @@ namespace Corral.Server.Internal.Storage.Sqlite;
 /// <summary>The schema, versioned with <c>PRAGMA user_version</c>; each step migrates from the one before.</summary>
 internal static class SqliteSchema
 {
-    public const int Version = 2;
+    public const int Version = 3;
 
     private static readonly string[] Steps =
     [
@@ -33,6 +33,26 @@ internal static class SqliteSchema
         ALTER TABLE tasks ADD COLUMN ended_at TEXT;
         UPDATE tasks SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record_json, '$.endedAt')) WHERE status NOT IN ('queued', 'running');
         CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(ended_at) WHERE ended_at IS NOT NULL;
+        """,
+        // 3: webhook deliveries (times in Unix milliseconds).
+        """
+        CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            task_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            pending_at INTEGER,
+            next_attempt_at INTEGER,
+            lease_until INTEGER,
+            last_status INTEGER,
+            last_error TEXT,
+            delivered_at INTEGER,
+            payload TEXT);
+        CREATE INDEX IF NOT EXISTS webhook_deliveries_task ON webhook_deliveries(task_id);
+        CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE state = 'pending';
         """,
     ];
 

@@ -499,6 +499,9 @@ internal sealed class SqliteTaskStore : ITaskStore
             using var cmd = Command(tx.Connection!, "DELETE FROM tasks WHERE id = $id", tx);
             cmd.Parameters.AddWithValue("$id", id);
             Deleted = cmd.ExecuteNonQuery() > 0;
+            using var hooks = Command(tx.Connection!, "DELETE FROM webhook_deliveries WHERE task_id = $id", tx);
+            hooks.Parameters.AddWithValue("$id", id);
+            hooks.ExecuteNonQuery();
         }
     }
 }
