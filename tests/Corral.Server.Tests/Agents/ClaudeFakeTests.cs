@@ -131,8 +131,8 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
     [Fact(Timeout = 120_000)]
     public async Task No_result_and_no_transcript_is_lost_502()
     {
-        string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
-        var r = await _http.ClaudeAsync("noresult", env: new() { ["HOME"] = home });
+        using var home = new Scratch("corral-home-");
+        var r = await _http.ClaudeAsync("noresult", env: new() { ["HOME"] = home.Path });
         Assert.Equal(HttpStatusCode.BadGateway, r.Status);
         Assert.Equal("lost", r.TaskStatus);
         Assert.Equal("result_lost", r.ErrorCode);
@@ -141,8 +141,8 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
     [Fact(Timeout = 120_000)]
     public async Task No_result_but_a_final_end_turn_in_the_transcript_is_recovered()
     {
-        string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
-        var r = await _http.ClaudeAsync("recover", env: new() { ["HOME"] = home });
+        using var home = new Scratch("corral-home-");
+        var r = await _http.ClaudeAsync("recover", env: new() { ["HOME"] = home.Path });
         Assert.Equal(HttpStatusCode.OK, r.Status);
         Assert.Equal("succeeded", r.TaskStatus);
         Assert.True(r.Body!["result"]!["recovered"]!.GetValue<bool>());
@@ -152,8 +152,8 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
     [Fact(Timeout = 120_000)]
     public async Task A_transcript_that_does_not_end_in_end_turn_is_not_trusted()
     {
-        string home = Directory.CreateTempSubdirectory("corral-home-").FullName;
-        var r = await _http.ClaudeAsync("recoverbad", env: new() { ["HOME"] = home });
+        using var home = new Scratch("corral-home-");
+        var r = await _http.ClaudeAsync("recoverbad", env: new() { ["HOME"] = home.Path });
         Assert.Equal(HttpStatusCode.BadGateway, r.Status);
         Assert.Equal("lost", r.TaskStatus);
     }

@@ -75,8 +75,9 @@ public sealed class UidLeaseTests : IDisposable
         int lost = 0;
         try
         {
-            string pidFile = Path.Combine(Directory.CreateTempSubdirectory("corral-uid-pid-").FullName, "pid");
-            File.SetUnixFileMode(Path.GetDirectoryName(pidFile)!, (UnixFileMode)0x1FF);
+            using var scratch = new Scratch("corral-uid-pid-");
+            string pidFile = Path.Combine(scratch.Path, "pid");
+            File.SetUnixFileMode(scratch.Path, (UnixFileMode)0x1FF); // the task's uid writes the pid
             var task = await doomed.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"setsid sleep 300 & echo $! > {pidFile}; sleep 300" } });
             lost = await UidOfRunningAsync(doomed.Http, task.Id!);
             leftover = Proc.Identify(await Proc.ReadPidFileAsync(pidFile, TimeSpan.FromSeconds(30)));

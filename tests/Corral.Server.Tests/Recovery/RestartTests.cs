@@ -66,7 +66,7 @@ public sealed class RestartTests
     [Fact(Timeout = 120_000)]
     public async Task A_graceful_stop_interrupts_running_tasks_through_the_ladder_and_records_them()
     {
-        string data = Directory.CreateTempSubdirectory("corral-stop-").FullName;
+        using var data = new Scratch("corral-stop-");
         string id;
         await using (var server = await TestServer.StartAsync(dataDirectory: data))
         {
