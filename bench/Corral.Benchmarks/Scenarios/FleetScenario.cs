@@ -38,9 +38,6 @@ internal sealed class FleetScenario : IScenario
         "--Corral:Gemini:Enabled=false", "--Logging:LogLevel:Default=Warning",
         // A machine busy with someone else's tests must not hold task starts back: this measures the claim, not PSI.
         "--Corral:Limits:MaxMemoryPressure=100",
-        // Tasks run as the server's user on every node, SQLite too. In fleet mode a node makes its tasks/ directory 0700
-        // (PostgresJournalStore.LocalDirectory), so a task of a dynamic uid cannot enter its workdir: spawn_failed.
-        "--Corral:Isolation:User=none",
     ];
 
     /// <summary>
@@ -74,8 +71,8 @@ internal sealed class FleetScenario : IScenario
             Primary = Primary.Rate,
             Description =
                 "Server nodes are `CorralServer.RunAsync` in child processes (this program in host mode, configured as scenario 7's: MaxConcurrentTasks=64 " +
-                "each, other agents disabled; MaxMemoryPressure=100 so that a busy machine's PSI does not hold starts back; tasks as the server's own user, " +
-                "`Isolation:User=none`, since a fleet node cannot yet run a task under a dynamic uid, see below), all on this machine. The fleet's " +
+                "each, other agents disabled; MaxMemoryPressure=100 so that a busy machine's PSI does not hold starts back; the default isolation, as root a uid " +
+                "per task, leased host-wide, so the nodes never share one), all on this machine. The fleet's " +
                 "database is a throwaway PostgreSQL cluster (initdb as the postgres user, fsync off, as the tests start it), a database per fleet. " +
                 $"**Throughput**: `/bin/echo hi` through `POST /v1/tasks?wait=60`, {Clients} concurrent clients spread round-robin over the nodes; tasks/s over whole " +
                 "batches, latencies per task as the client sees them. **Claim**: tasks POSTed without `wait`, one at a time, to an idle server or fleet (sent " +
@@ -218,10 +215,6 @@ internal sealed class FleetScenario : IScenario
                                 $"{Stats.Ms(cross.Median - same.Median)} at p50).");
         }
 
-        report.Findings.Add("Not measured: tasks under a dynamic uid in fleet mode. A fleet node makes its `tasks/` directory 0700 " +
-                            "(`PostgresJournalStore.LocalDirectory` calls `Files.CreatePrivateDirectory`; the SQLite store restricts it to 0711), so as root " +
-                            "with the default isolation every task fails with spawn_failed (cannot enter the working directory). Every node here runs tasks " +
-                            "as its own user; scenario 7's numbers (dynamic uids) are not directly comparable with these.");
         report.Findings.Add($"Load average before the scenario: {before}; after: {after} (2 cores; other work on the machine shares them).");
     }
 
