@@ -223,46 +223,17 @@ internal sealed class FleetScenario : IScenario
     {
         string tag = Leftovers.NewTag();
         int next = 0;
-        var latencies = new double[count];
-        var errors = new List<string>();
-
-        async Task Client()
+        double elapsed = await ServerScenario.BatchAsync(async _ =>
         {
-            for (int i = Interlocked.Increment(ref next) - 1; i < count; i = Interlocked.Increment(ref next) - 1)
-            {
-                long start = Stopwatch.GetTimestamp();
-                string? error;
-                try
-                {
-                    using var response = await nodes[i % nodes.Length].Http.PostAsJsonAsync("/v1/tasks?wait=60", Body(Echo, tag)).ConfigureAwait(false);
-                    var record = await response.Content.ReadFromJsonAsync<JsonObject>().ConfigureAwait(false);
-                    string status = record?["status"]?.GetValue<string>() ?? "";
-                    error = response.StatusCode == HttpStatusCode.OK && status == "succeeded" ? null : $"HTTP {(int)response.StatusCode} {Failure(record)}";
-                }
-                catch (Exception e)
-                {
-                    error = e.GetType().Name + ": " + e.Message;
-                }
-
-                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                if (error is not null)
-                    lock (errors) errors.Add(error);
-            }
-        }
-
-        var sw = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(Client)));
-        double elapsed = sw.Elapsed.TotalSeconds;
+            var node = nodes[(Interlocked.Increment(ref next) - 1) % nodes.Length];
+            using var response = await node.Http.PostAsJsonAsync("/v1/tasks?wait=60", Body(Echo, tag)).ConfigureAwait(false);
+            var record = await response.Content.ReadFromJsonAsync<JsonObject>().ConfigureAwait(false);
+            string status = record?["status"]?.GetValue<string>() ?? "";
+            return response.StatusCode == HttpStatusCode.OK && status == "succeeded" ? null : $"HTTP {(int)response.StatusCode} {Failure(record)}";
+        }, count, clients, tag, series).ConfigureAwait(false);
         int left = Leftovers.KillAll(tag);
         if (series is not null)
-        {
-            foreach (double ms in latencies)
-                series.Record(ms);
-            series.Failures += errors.Count;
             series.LeftBehind += left;
-            series.Notes.AddRange(errors.Distinct().Take(3));
-        }
-
         return elapsed;
     }
 

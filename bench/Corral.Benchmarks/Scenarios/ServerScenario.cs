@@ -176,7 +176,8 @@ internal sealed class ServerScenario : IScenario
         return result.Outcome.ExitCode == 0 && result.StandardOutput == "hi\n" ? null : "unexpected result";
     }
 
-    private static async Task<double> BatchAsync(Func<string, Task<string?>> call, int count, int clients, string tag, Series? series)
+    /// <summary>Runs <paramref name="count"/> calls from <paramref name="clients"/> concurrent clients, each latency and failure recorded in <paramref name="series"/>; the wall time in seconds.</summary>
+    internal static async Task<double> BatchAsync(Func<string, Task<string?>> call, int count, int clients, string tag, Series? series)
     {
         int next = 0;
         var latencies = new double[count];

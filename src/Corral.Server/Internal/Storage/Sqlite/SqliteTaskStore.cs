@@ -376,7 +376,8 @@ internal sealed class SqliteTaskStore : ITaskStore
         return db;
     }
 
-    private static SqliteCommand Command(SqliteConnection db, string sql, SqliteTransaction? tx = null)
+    /// <summary>A command on <paramref name="db"/>, in <paramref name="tx"/> when given (shared by the stores of this database).</summary>
+    internal static SqliteCommand Command(SqliteConnection db, string sql, SqliteTransaction? tx = null)
     {
         var cmd = db.CreateCommand();
         cmd.CommandText = sql;

@@ -156,13 +156,7 @@ internal sealed class SqliteWebhookStore : IWebhookStore
         return db;
     }
 
-    private static SqliteCommand Command(SqliteConnection db, string sql, SqliteTransaction? tx = null)
-    {
-        var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.Transaction = tx;
-        return cmd;
-    }
+    private static SqliteCommand Command(SqliteConnection db, string sql, SqliteTransaction? tx = null) => SqliteTaskStore.Command(db, sql, tx);
 
     private static long Ms(DateTimeOffset at) => at.ToUnixTimeMilliseconds();
 
