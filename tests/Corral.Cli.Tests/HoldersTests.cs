@@ -10,7 +10,7 @@ public sealed class HoldersTests
     [Fact(Timeout = 120_000)]
     public async Task Lists_the_process_and_the_escapee_holding_its_stdout()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         // A process whose stdout is a pipe (captured by the harness) and a grandchild in its own session holding it.
         await using var target = ProcessTree.Start(new ProcessSpec("/bin/sh", "-c",
             $"setsid sleep 300 & echo $! > {scratch.File("escapee.pid")}; echo $$ > {scratch.File("target.pid")}; exec sleep 300")
@@ -43,7 +43,7 @@ public sealed class HoldersTests
     [Fact(Timeout = 120_000)]
     public async Task Nothing_to_list_when_the_streams_are_not_pipes()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         await using var target = ProcessTree.Start(new ProcessSpec("/bin/sh", "-c",
             $"exec >/dev/null 2>&1; echo $$ > {scratch.File("target.pid")}; exec sleep 300")
         {

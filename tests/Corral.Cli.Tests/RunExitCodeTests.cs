@@ -28,7 +28,7 @@ public sealed class RunExitCodeTests
     [Fact(Timeout = 120_000)]
     public async Task Exits_124_on_timeout_and_the_child_is_gone()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
 
         var run = await CorralCli.RunAsync(["run", "--timeout", "500ms", "--grace", "1s", "--report", report, "--", "/bin/sleep", "300"]);
@@ -44,7 +44,7 @@ public sealed class RunExitCodeTests
     [Fact(Timeout = 120_000)]
     public async Task A_child_ignoring_SIGTERM_ends_by_SIGKILL_after_the_grace()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
 
         // The shell ignores SIGTERM within a millisecond of starting, long before the timeout; its sleeps inherit that.

@@ -45,7 +45,7 @@ public sealed class RunIsolationTests
     {
         var enforceable = await HostLimits.EnforcedAsync();
         Assert.SkipWhen(enforceable is { Memory: true, Pids: true, Cpu: true }, "this host enforces every limit (see RunLimitsGuestTests)");
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
 
         var run = await CorralCli.RunAsync(["run", "--memory-max", "64M", "--pids-max", "20", "--cpu-max", "0.2", "--report", report, "--", "/bin/sh", "-c", "echo ran"]);
@@ -63,7 +63,7 @@ public sealed class RunIsolationTests
     {
         var enforceable = await HostLimits.EnforcedAsync();
         Assert.SkipWhen(enforceable is { Memory: true, Pids: true, Cpu: true }, "this host enforces every limit (see RunLimitsGuestTests)");
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string marker = scratch.File("ran");
 
         var run = await CorralCli.RunAsync(["run", "--require-limits", "--memory-max", "64M", "--pids-max", "20", "--", "/bin/sh", "-c", $"touch {marker}"]);
@@ -78,7 +78,7 @@ public sealed class RunIsolationTests
     {
         SkipUnlessRoot();
         int uid = Proc.UnusedUid();
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
 
         var run = await CorralCli.RunAsync(["run", "--fallback", "--user", $"{uid}", "--report", report, "--", "/bin/sh", "-c", "id -u"]);

@@ -15,7 +15,7 @@ public sealed class RunOutputTests
     [InlineData(true)]
     public async Task Escapee_holding_stdout_neither_delays_corral_nor_loses_a_byte_nor_survives(bool fallback)
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         byte[] mebibyte = new byte[1 << 20];
         new Random(42).NextBytes(mebibyte);
         File.WriteAllBytes(scratch.File("big.bin"), mebibyte);

@@ -12,7 +12,7 @@ public sealed class RunReportTests
     [InlineData(true)]
     public async Task Report_describes_the_run_and_names_the_killed_escapee(bool fallback)
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
         string script = $"setsid sleep 300 & echo $! > {scratch.File("escapee.pid")}; printf hello; printf oops >&2; exit 3";
         string[] args = fallback
@@ -76,7 +76,7 @@ public sealed class RunReportTests
     [Fact(Timeout = 120_000)]
     public async Task Report_after_a_forwarded_signal_says_canceled_and_names_the_signal()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await using var tree = CorralCli.Start(["run", "--report", report, "--", "/bin/sh", "-c", $"echo $$ > {scratch.File("child.pid")}; exec sleep 300"]);
@@ -108,7 +108,7 @@ public sealed class RunReportTests
     [Fact(Timeout = 120_000)]
     public async Task Detached_escapee_is_left_running_and_reported_as_a_surviving_holder()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string report = scratch.File("report.json");
 
         var run = await CorralCli.RunAsync(["run", "--linger", "detach", "--report", report, "--",

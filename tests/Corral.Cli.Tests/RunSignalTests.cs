@@ -11,7 +11,7 @@ public sealed class RunSignalTests
     [InlineData(Proc.SIGTERM, 143)]
     public async Task Forwards_the_signal_to_the_tree_and_exits_with_the_childs_status(int signal, int expected)
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         var clock = Stopwatch.StartNew();
         await using var tree = CorralCli.Start(["run", "--", "/bin/sh", "-c", $"echo $$ > {scratch.File("child.pid")}; exec sleep 30"]);
         // corral registers its handlers before it starts the child, so once the child runs, the signal is forwarded.
@@ -30,7 +30,7 @@ public sealed class RunSignalTests
     [Fact(Timeout = 120_000)]
     public async Task A_child_that_handles_SIGINT_decides_the_exit_code()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         var clock = Stopwatch.StartNew();
         await using var tree = CorralCli.Start(["run", "--", "/bin/bash", "-c",
             $"trap 'echo cleaned up; exit 5' INT; echo $$ > {scratch.File("child.pid")}; while :; do sleep 0.05; done"]);

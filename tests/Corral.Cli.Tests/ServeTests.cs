@@ -11,7 +11,7 @@ public sealed class ServeTests
     [Fact(Timeout = 120_000)]
     public async Task Serves_on_loopback_and_stops_cleanly_on_SIGTERM()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         var clock = Stopwatch.StartNew();
         await using var tree = CorralCli.Start(["serve", "--urls", "http://127.0.0.1:0", "--data", scratch.File("data")]);
 
@@ -47,7 +47,7 @@ public sealed class ServeTests
     [Fact(Timeout = 120_000)]
     public async Task Refuses_a_public_address_without_a_token()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         var run = await CorralCli.RunAsync(["serve", "--urls", "http://0.0.0.0:0", "--data", scratch.File("data")]);
         Assert.Equal(2, run.ExitCode);
         Assert.Contains("without a token", run.StderrText);

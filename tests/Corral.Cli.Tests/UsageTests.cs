@@ -28,7 +28,7 @@ public sealed class UsageTests
     [Fact(Timeout = 120_000)]
     public async Task Non_executable_file_exits_126_and_names_the_path()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string path = scratch.File("not-executable.sh");
         File.WriteAllText(path, "#!/bin/sh\necho should not run\n");
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
@@ -57,7 +57,7 @@ public sealed class UsageTests
     [InlineData("--cpu-max", "half")]
     public async Task Bad_option_value_is_a_usage_error_and_runs_nothing(string option, string value)
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string marker = scratch.File("ran");
 
         var run = await CorralCli.RunAsync(["run", option, value, "--", "/bin/sh", "-c", $"touch {marker}"]);
@@ -85,7 +85,7 @@ public sealed class UsageTests
     [Fact(Timeout = 120_000)]
     public async Task Unwritable_report_exits_125_before_running_anything()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string marker = scratch.File("ran");
         string report = scratch.File("no/such/dir/report.json");
 
@@ -99,7 +99,7 @@ public sealed class UsageTests
     [Fact(Timeout = 120_000)]
     public async Task A_run_that_cannot_start_leaves_the_report_path_as_it_was()
     {
-        using var scratch = new Scratch();
+        using var scratch = new Scratch("corral-cli-test-");
         string existing = scratch.File("existing.json");
         File.WriteAllText(existing, "previous");
         string fresh = scratch.File("fresh.json");
