@@ -96,15 +96,34 @@ internal sealed class PostgresJournalStore : IJournalStore
         return Register(id, new JournalWriter(dir, sink, JournalFormat.Header.Length, 0, null));
     }
 
+    /// <summary>
+    /// Opens a journal to append, riding out a database outage up to the lease: a node that has just claimed a task
+    /// (the claim committed) must not fail it because the database restarted before the journal could be read.
+    /// </summary>
     private JournalWriter Open(string id, Func<long> epoch)
     {
-        var source = new Source(_db, id);
+        var deadline = DateTime.UtcNow + _outage;
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            try
+            {
+                return OpenOnce(id, epoch);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(delay);
+                delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
+            }
+        }
+    }
+
+    private JournalWriter OpenOnce(string id, Func<long> epoch)
+    {
+        using var source = new Source(_db, id);
         var chunks = source.Chunks();
         if (chunks.Count == 0)
-        {
-            source.Dispose();
             return Create(id, epoch);
-        }
 
         var (end, events) = JournalWriter.Scan(new JournalReader(source));
         var sink = new Sink(_chunks, id, epoch, chunks[^1].Seq + 1, [.. chunks.Select(c => c.Length)], _outage);
@@ -147,6 +166,7 @@ internal sealed class PostgresJournalStore : IJournalStore
             byte[] data = bytes.ToArray();
             var deadline = DateTime.UtcNow + outage;
             var delay = TimeSpan.FromMilliseconds(50);
+            bool retried = false;
             while (true)
             {
                 try
@@ -172,10 +192,17 @@ internal sealed class PostgresJournalStore : IJournalStore
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
                 {
-                    throw new JournalFencedException(id); // another writer appended: this one no longer owns the journal
+                    // An earlier attempt may have committed before the connection lost its answer (a database restart):
+                    // the chunk there is this one. Anything else means another writer appended: this one no longer owns the journal.
+                    if (!retried || !Landed(data))
+                        throw new JournalFencedException(id);
+                    _next++;
+                    lengths.Add(data.Length);
+                    return;
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
                 {
+                    retried = true;
                     // The database is restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
                     Thread.Sleep(delay);
                     delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
@@ -185,6 +212,16 @@ internal sealed class PostgresJournalStore : IJournalStore
                     throw new IOException($"The task database could not take task {id}'s journal for {outage.TotalSeconds:0} s: {e.Message}", e);
                 }
             }
+        }
+
+        /// <summary>Whether the chunk at the next position holds exactly <paramref name="data"/>.</summary>
+        private bool Landed(byte[] data)
+        {
+            using var cmd = db.CreateCommand("SELECT data = $3 FROM journal WHERE task_id = $1 AND seq = $2");
+            cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = data });
+            return cmd.ExecuteScalar() is true;
         }
 
         /// <summary>Drops whole chunks past <paramref name="length"/> (chunks are written whole, so nothing else can be torn).</summary>

@@ -96,6 +96,10 @@ internal sealed class PostgresTaskStore : ITaskStore
                 return 0;
             }, deadline.Token).ConfigureAwait(false);
         }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation && e.ConstraintName == "tasks_id_key")
+        {
+            // Ids are new: the row is this insert's own, committed by an attempt whose answer the connection lost (a restart).
+        }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
         {
             throw e.ConstraintName == "tasks_session_active"
