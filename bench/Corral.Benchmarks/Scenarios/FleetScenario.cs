@@ -34,8 +34,7 @@ internal sealed class FleetScenario : IScenario
 
     private static readonly string[] Settings =
     [
-        "--Corral:MaxConcurrentTasks=64", "--Corral:MaxQueuedTasks=1024", "--Corral:ClaudeCode:Enabled=false", "--Corral:Codex:Enabled=false",
-        "--Corral:Gemini:Enabled=false", "--Logging:LogLevel:Default=Warning",
+        .. ServerScenario.Settings,
         // A machine busy with someone else's tests must not hold task starts back: this measures the claim, not PSI.
         "--Corral:Limits:MaxMemoryPressure=100",
     ];
@@ -498,34 +497,9 @@ internal sealed class FleetScenario : IScenario
             string data = Directory.CreateTempSubdirectory($"corral-bench-fleet-{name}-").FullName;
             lock (cleanup) cleanup.Add(data);
             string tag = Leftovers.NewTag();
-            var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
-                psi.ArgumentList.Add(typeof(FleetScenario).Assembly.Location);
-            foreach (string a in (string[])[HostFlag, data, .. postgres is null ? [] : (string[])["--postgres", postgres, "--node-id", name]])
-                psi.ArgumentList.Add(a);
-            psi.Environment[Leftovers.TagVariable] = tag;
-            var p = Process.Start(psi)!;
-            var stderr = p.StandardError.ReadToEndAsync();
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            const string prefix = "Corral listening on ";
-            try
-            {
-                while (await p.StandardOutput.ReadLineAsync(cts.Token) is { } line)
-                {
-                    if (line.StartsWith(prefix, StringComparison.Ordinal))
-                    {
-                        _ = p.StandardOutput.ReadToEndAsync();
-                        return new Node(name, p, tag, line[prefix.Length..].Trim());
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
-            p.Kill(entireProcessTree: true);
-            Leftovers.KillAll(tag);
-            throw new InvalidOperationException($"node {name} did not start: {(stderr.IsCompleted ? stderr.Result : "")}");
+            var (p, baseUrl) = await HostProcess.StartAsync([HostFlag, data, .. postgres is null ? [] : (string[])["--postgres", postgres, "--node-id", name]],
+                tag, $"node {name}");
+            return new Node(name, p, tag, baseUrl);
         }
 
         /// <summary>SIGTERM to every node, then a kill for any that has not stopped in 30 s; how many processes had to be killed.</summary>

@@ -42,7 +42,8 @@ internal sealed class IngestScenario : IScenario
 
         string data = Path.Combine(Path.GetTempPath(), "corral-bench-ingest-" + Leftovers.RunId);
         string serverTag = Leftovers.NewTag();
-        using var server = ServerScenario.StartServer(data, serverTag, out string baseUrl);
+        var (server, baseUrl) = await ServerScenario.StartServerAsync(data, serverTag);
+        using var _ = server;
         using var http = new HttpClient { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(10) };
         int rounds = o.N(5, 2);
         string? lastTask = null;

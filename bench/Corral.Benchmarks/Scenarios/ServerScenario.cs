@@ -26,10 +26,14 @@ internal sealed class ServerScenario : IScenario
     private static readonly string[] Command = ["/bin/echo", "hi"];
 
     /// <summary>Host mode: <c>--server-host DATA_DIR</c>; prints the server's "Corral listening on URL" line, stops on SIGTERM.</summary>
-    public static Task<int> HostAsync(string[] args) => CorralServer.RunAsync(
-        new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = args[0] },
-        ["--Corral:MaxConcurrentTasks=64", "--Corral:MaxQueuedTasks=1024", "--Corral:ClaudeCode:Enabled=false",
-         "--Corral:Codex:Enabled=false", "--Corral:Gemini:Enabled=false", "--Logging:LogLevel:Default=Warning"]);
+    public static Task<int> HostAsync(string[] args) => CorralServer.RunAsync(new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = args[0] }, Settings);
+
+    /// <summary>How this scenario's server is configured (the fleet scenario's nodes start from it).</summary>
+    internal static readonly string[] Settings =
+    [
+        "--Corral:MaxConcurrentTasks=64", "--Corral:MaxQueuedTasks=1024", "--Corral:ClaudeCode:Enabled=false",
+        "--Corral:Codex:Enabled=false", "--Corral:Gemini:Enabled=false", "--Logging:LogLevel:Default=Warning",
+    ];
 
     public async Task RunAsync(RunContext context)
     {
@@ -50,7 +54,8 @@ internal sealed class ServerScenario : IScenario
 
         string data = Path.Combine(Path.GetTempPath(), "corral-bench-server-" + Leftovers.RunId);
         string serverTag = Leftovers.NewTag();
-        using var server = StartServer(data, serverTag, out string baseUrl);
+        var (server, baseUrl) = await StartServerAsync(data, serverTag);
+        using var _ = server;
         RunContext.Log($"server: {baseUrl} (pid {server.Id}), data in {data}");
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
         {
@@ -121,34 +126,11 @@ internal sealed class ServerScenario : IScenario
         }
     }
 
-    internal static Process StartServer(string data, string tag, out string baseUrl)
+    /// <summary>A server in host mode on <paramref name="data"/>, configured as this scenario's.</summary>
+    internal static async Task<(Process Process, string BaseUrl)> StartServerAsync(string data, string tag)
     {
         Directory.CreateDirectory(data);
-        var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
-            psi.ArgumentList.Add(typeof(ServerScenario).Assembly.Location);
-        psi.ArgumentList.Add(HostFlag);
-        psi.ArgumentList.Add(data);
-        psi.Environment[Leftovers.TagVariable] = tag;
-        var p = Process.Start(psi)!;
-        _ = p.StandardError.ReadToEndAsync();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            string? line = p.StandardOutput.ReadLine();
-            if (line is null)
-                break;
-            const string prefix = "Corral listening on ";
-            if (line.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                baseUrl = line[prefix.Length..].Trim();
-                _ = p.StandardOutput.ReadToEndAsync();
-                return p;
-            }
-        }
-
-        p.Kill(entireProcessTree: true);
-        throw new InvalidOperationException("the server did not start");
+        return await HostProcess.StartAsync([HostFlag, data], tag, "the server").ConfigureAwait(false);
     }
 
     private static async Task<string?> ViaServerAsync(HttpClient http, string tag)
