@@ -100,18 +100,27 @@ internal sealed class PostgresJournalStore : IJournalStore
     /// Opens a journal to append, riding out a database outage up to the lease: a node that has just claimed a task
     /// (the claim committed) must not fail it because the database restarted before the journal could be read.
     /// </summary>
-    private JournalWriter Open(string id, Func<long> epoch)
+    private JournalWriter Open(string id, Func<long> epoch) => RideOut(_outage, _ => OpenOnce(id, epoch));
+
+    /// <summary>
+    /// Runs <paramref name="attempt"/> until it returns, trying again while the database is restarting or out of reach,
+    /// for up to <paramref name="outage"/> (backoff from 50 ms to 1 s); the attempt is told whether one before it failed.
+    /// Past the outage the last error is thrown.
+    /// </summary>
+    private static T RideOut<T>(TimeSpan outage, Func<bool, T> attempt)
     {
-        var deadline = DateTime.UtcNow + _outage;
+        var deadline = DateTime.UtcNow + outage;
         var delay = TimeSpan.FromMilliseconds(50);
+        bool retried = false;
         while (true)
         {
             try
             {
-                return OpenOnce(id, epoch);
+                return attempt(retried);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
             {
+                retried = true;
                 Thread.Sleep(delay);
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
             }
@@ -164,53 +173,45 @@ internal sealed class PostgresJournalStore : IJournalStore
         public void Append(ReadOnlySpan<byte> bytes, long position)
         {
             byte[] data = bytes.ToArray();
-            var deadline = DateTime.UtcNow + outage;
-            var delay = TimeSpan.FromMilliseconds(50);
-            bool retried = false;
-            while (true)
+            try
             {
-                try
-                {
-                    // Written only while no other node holds the task under a newer epoch (no row yet: it is being created).
-                    using var cmd = db.CreateCommand("""
-                        WITH written AS (
-                            INSERT INTO journal (task_id, seq, data)
-                            SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND epoch <> $4)
-                            RETURNING 1)
-                        SELECT pg_notify('corral_journal', $1) FROM written
-                        """);
-                    cmd.Parameters.Add(new NpgsqlParameter { Value = id });
-                    cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
-                    cmd.Parameters.Add(new NpgsqlParameter { Value = data });
-                    cmd.Parameters.Add(new NpgsqlParameter { Value = epoch() });
-                    using var reader = cmd.ExecuteReader();
-                    if (!reader.Read())
-                        throw new JournalFencedException(id);
-                    _next++;
-                    lengths.Add(data.Length);
-                    return;
-                }
-                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
-                {
-                    // An earlier attempt may have committed before the connection lost its answer (a database restart):
-                    // the chunk there is this one. Anything else means another writer appended: this one no longer owns the journal.
-                    if (!retried || !Landed(data))
-                        throw new JournalFencedException(id);
-                    _next++;
-                    lengths.Add(data.Length);
-                    return;
-                }
-                catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
-                {
-                    retried = true;
-                    // The database is restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
-                    Thread.Sleep(delay);
-                    delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
-                }
-                catch (Exception e) when (e is NpgsqlException or TimeoutException)
-                {
-                    throw new IOException($"The task database could not take task {id}'s journal for {outage.TotalSeconds:0} s: {e.Message}", e);
-                }
+                // The database restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
+                RideOut(outage, retried => Write(data, retried));
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                throw new IOException($"The task database could not take task {id}'s journal for {outage.TotalSeconds:0} s: {e.Message}", e);
+            }
+
+            _next++;
+            lengths.Add(data.Length);
+        }
+
+        /// <summary>One attempt to write the next chunk.</summary>
+        private bool Write(byte[] data, bool retried)
+        {
+            try
+            {
+                // Written only while no other node holds the task under a newer epoch (no row yet: it is being created).
+                using var cmd = db.CreateCommand("""
+                    WITH written AS (
+                        INSERT INTO journal (task_id, seq, data)
+                        SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND epoch <> $4)
+                        RETURNING 1)
+                    SELECT pg_notify('corral_journal', $1) FROM written
+                    """);
+                cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = data });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = epoch() });
+                using var reader = cmd.ExecuteReader();
+                return reader.Read() ? true : throw new JournalFencedException(id);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                // An earlier attempt may have committed before the connection lost its answer (a database restart):
+                // the chunk there is this one. Anything else means another writer appended: this one no longer owns the journal.
+                return retried && Landed(data) ? true : throw new JournalFencedException(id);
             }
         }
 
