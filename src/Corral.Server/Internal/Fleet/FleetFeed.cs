@@ -50,17 +50,7 @@ internal sealed class FleetFeed : BackgroundService, ITaskObserver
 
     private void Received(string payload)
     {
-        Relayed? item;
-        try
-        {
-            item = JsonSerializer.Deserialize<Relayed>(payload, ApiJson.Options);
-        }
-        catch (JsonException)
-        {
-            return; // not ours (another version's): the feed is best effort
-        }
-
-        if (item is { Node: { } node, Name: { } name, Task: { } task } && node != _node)
+        if (PostgresNotifications.Read<Relayed>(payload) is { Node: { } node, Name: { } name, Task: { } task } && node != _node)
             _feed.Publish(new FeedItem(name, task));
     }
 

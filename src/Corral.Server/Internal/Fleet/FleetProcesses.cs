@@ -57,7 +57,7 @@ internal sealed class FleetProcesses
 
     private void Answer(string payload)
     {
-        if (Parse<Question>(payload) is not { Node: { } node, Id: { } id, Ask: { } ask } || node != _fleet.Node || _local(id) is not { } processes)
+        if (PostgresNotifications.Read<Question>(payload) is not { Node: { } node, Id: { } id, Ask: { } ask } || node != _fleet.Node || _local(id) is not { } processes)
             return;
         var list = processes.ToList();
         string json;
@@ -78,20 +78,8 @@ internal sealed class FleetProcesses
 
     private void Told(string payload)
     {
-        if (Parse<Reply>(payload) is { Ask: { } ask, Processes: { } processes } && _asked.TryGetValue(ask, out var answer))
+        if (PostgresNotifications.Read<Reply>(payload) is { Ask: { } ask, Processes: { } processes } && _asked.TryGetValue(ask, out var answer))
             answer.TrySetResult(processes);
-    }
-
-    private static T? Parse<T>(string payload) where T : class
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<T>(payload, ApiJson.Options);
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
     }
 
     private sealed record Question(string Ask, string Id, string Node);

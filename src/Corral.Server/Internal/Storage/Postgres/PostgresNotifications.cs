@@ -98,6 +98,19 @@ internal sealed class PostgresNotifications(NpgsqlDataSource db, TimeProvider ti
         }
     }
 
+    /// <summary>A JSON payload a node sent; <c>null</c> when it is not one this version reads (the fleet's messages are best effort).</summary>
+    public static T? Read<T>(string payload) where T : class
+    {
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<T>(payload, ApiJson.Options);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
     private void Dispatch(string channel, string payload)
     {
         switch (channel)
