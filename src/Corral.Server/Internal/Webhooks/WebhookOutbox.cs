@@ -30,7 +30,7 @@ internal sealed class WebhookOutbox(IOptions<CorralOptions> options, TimeProvide
         if (targets.Count == 0)
             return;
         var now = time.GetUtcNow();
-        _items.Writer.TryWrite(new OutboxItem.Add([.. targets.Select(t => new NewDelivery(DeliveryId(record.Id, t.Url, WebhookEvents.Ended), record.Id, t.Url, WebhookEvents.Ended, now, null))]));
+        _items.Writer.TryWrite(new OutboxItem.Add(Deliveries(targets, record.Id, WebhookEvents.Ended, now, payload: null)));
     }
 
     public void Started(TaskRecord record)
@@ -40,7 +40,7 @@ internal sealed class WebhookOutbox(IOptions<CorralOptions> options, TimeProvide
             return;
         var now = time.GetUtcNow();
         string payload = Payload(WebhookEvents.Status, now, record);
-        _items.Writer.TryWrite(new OutboxItem.Add([.. targets.Select(t => new NewDelivery(DeliveryId(record.Id, t.Url, WebhookEvents.Status), record.Id, t.Url, WebhookEvents.Status, now, payload))]));
+        _items.Writer.TryWrite(new OutboxItem.Add(Deliveries(targets, record.Id, WebhookEvents.Status, now, payload)));
     }
 
     public void Ended(TaskRecord record)
@@ -51,9 +51,12 @@ internal sealed class WebhookOutbox(IOptions<CorralOptions> options, TimeProvide
         var now = time.GetUtcNow();
         string payload = Payload(WebhookEvents.Ended, now, record);
         // The deliveries themselves too, in case their waiting rows were never written (a crash just after the task's row).
-        _items.Writer.TryWrite(new OutboxItem.End(record.Id, payload, now,
-            [.. targets.Select(t => new NewDelivery(DeliveryId(record.Id, t.Url, WebhookEvents.Ended), record.Id, t.Url, WebhookEvents.Ended, now, payload))]));
+        _items.Writer.TryWrite(new OutboxItem.End(record.Id, payload, now, Deliveries(targets, record.Id, WebhookEvents.Ended, now, payload)));
     }
+
+    /// <summary>A task's delivery of <paramref name="event"/> to each target (waiting for the end when <paramref name="payload"/> is <c>null</c>).</summary>
+    private static List<NewDelivery> Deliveries(List<(string Url, List<string> Events)> targets, string taskId, string @event, DateTimeOffset now, string? payload) =>
+        [.. targets.Select(t => new NewDelivery(DeliveryId(taskId, t.Url, @event), taskId, t.Url, @event, now, payload))];
 
     /// <summary>The body of a delivery: <c>{"type", "timestamp", "data"}</c> with the record as the API shows it.</summary>
     public static string Payload(string type, DateTimeOffset at, TaskRecord record) =>
