@@ -84,6 +84,7 @@ internal static class Program
         {
             // Never leave a benchmark process running: sweep everything this run tagged.
             Console.Error.WriteLine($"interrupted: killed {Leftovers.KillAll(Leftovers.WholeRun)} leftover process(es)");
+            LaterDeletes.DeleteAll();
         };
 
         RunContext.Log($"machine: {machine.Summary}");
@@ -124,6 +125,7 @@ internal static class Program
         report.LoadAtEnd = MachineInfo.LoadAverageNow();
         Write(report, context);
         int final = Leftovers.KillAll(Leftovers.WholeRun);
+        LaterDeletes.DeleteAll();
         RunContext.Log($"done; final /proc sweep found {final} process(es) of this run alive");
         Console.WriteLine();
         Console.WriteLine(report.ToMarkdown());

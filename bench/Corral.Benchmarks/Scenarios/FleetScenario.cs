@@ -173,9 +173,7 @@ internal sealed class FleetScenario : IScenario
             if (cluster is not null)
                 left += await StopClusterAsync(cluster);
             foreach (string dir in cleanup)
-            {
-                try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            }
+                LaterDeletes.Add(dir);
 
             if (left > 0)
                 report.Findings.Add($"{left} process(es) of the nodes or the cluster outlived their stop and were killed.");

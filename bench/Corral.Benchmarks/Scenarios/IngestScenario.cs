@@ -96,7 +96,7 @@ internal sealed class IngestScenario : IScenario
             if (!server.WaitForExit(TimeSpan.FromSeconds(30)))
                 server.Kill(entireProcessTree: true);
             Leftovers.KillAll(serverTag);
-            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+            LaterDeletes.Add(data);
         }
 
         var viaServer = report.Series.FirstOrDefault(s => s.Role == Role.Corral && s.Case == "100-byte lines");

@@ -73,11 +73,17 @@ internal sealed class ServerScenario : IScenario
         int batch = o.N(200, 40);
         var cases = new (string Name, int Clients)[] { ("1 client", 1), ("16 clients", 16), ("64 clients", 64) };
         var seconds = new Dictionary<(string, string), double>();
+        var cpu = new Dictionary<(string, string), double>();
 
         try
         {
             foreach (var c in contenders)
-                await BatchAsync(c.Call, o.N(600, 60), 4, Leftovers.NewTag(), null); // past the JIT's tiering: both sides run warm
+            {
+                // Both sides measured warm: until the JIT of the process that runs the calls is done with them.
+                int pid = c.Role == Role.Corral ? server.Id : Environment.ProcessId;
+                int batches = await Warmup.UntilCompiledAsync(pid, () => BatchAsync(c.Call, o.N(300, 60), 4, Leftovers.NewTag(), null), TimeSpan.FromSeconds(o.Quick ? 10 : 90));
+                RunContext.Log($"server: {c.Name} warm after {batches} batches");
+            }
 
             for (int round = 0; round < rounds; round++)
             {
@@ -88,7 +94,10 @@ internal sealed class ServerScenario : IScenario
                         var s = report.Get(name, cname, role);
                         s.RateUnit = "tasks/s";
                         string tag = Leftovers.NewTag();
+                        int pid = role == Role.Corral ? server.Id : Environment.ProcessId;
+                        double cpuBefore = CpuMilliseconds(pid);
                         double elapsed = await BatchAsync(call, Math.Max(batch, clients * 4), clients, tag, s);
+                        cpu[(name, cname)] = cpu.GetValueOrDefault((name, cname)) + CpuMilliseconds(pid) - cpuBefore;
                         s.LeftBehind += Leftovers.KillAll(tag);
                         seconds[(name, cname)] = seconds.GetValueOrDefault((name, cname)) + elapsed;
                         s.MeasuredRate = s.Calls / seconds[(name, cname)];
@@ -104,7 +113,7 @@ internal sealed class ServerScenario : IScenario
             if (!server.WaitForExit(TimeSpan.FromSeconds(30)))
                 server.Kill(entireProcessTree: true);
             Leftovers.KillAll(serverTag);
-            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+            LaterDeletes.Add(data);
         }
 
         foreach (var (name, _) in cases)
@@ -114,7 +123,8 @@ internal sealed class ServerScenario : IScenario
             if (viaServer is null || direct is null)
                 continue;
             report.Findings.Add($"{name}: {Stats.Num(viaServer.Rate!.Value)} tasks/s through the server vs {Stats.Num(direct.Rate!.Value)} direct; " +
-                                $"added latency p50 {Stats.Ms(viaServer.Median - direct.Median)}, p99 {Stats.Ms(viaServer.P99 - direct.P99)}.");
+                                $"added latency p50 {Stats.Ms(viaServer.Median - direct.Median)}, p99 {Stats.Ms(viaServer.P99 - direct.P99)}; " +
+                                $"CPU per task {Stats.Ms(cpu[(name, viaServer.Contender)] / viaServer.Calls)} in the server vs {Stats.Ms(cpu[(name, direct.Contender)] / direct.Calls)} direct.");
         }
 
         if (!o.NoCharts)
@@ -156,6 +166,15 @@ internal sealed class ServerScenario : IScenario
             Environment = new Dictionary<string, string?> { [Leftovers.TagVariable] = tag },
         }).ConfigureAwait(false);
         return result.Outcome.ExitCode == 0 && result.StandardOutput == "hi\n" ? null : "unexpected result";
+    }
+
+    /// <summary>CPU time used so far by <paramref name="pid"/> and its reaped children (the tasks' processes), in milliseconds.</summary>
+    private static double CpuMilliseconds(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // utime, stime, cutime, cstime: fields 14 to 17, in clock ticks of 10 ms.
+        return fields[11..15].Sum(f => long.Parse(f, System.Globalization.CultureInfo.InvariantCulture)) * 10.0;
     }
 
     /// <summary>Runs <paramref name="count"/> calls from <paramref name="clients"/> concurrent clients, each latency and failure recorded in <paramref name="series"/>; the wall time in seconds.</summary>

@@ -34,6 +34,33 @@ public sealed class MemoryAdmissionTests
         Assert.Equal("succeeded", (await server.Http.WaitForEndAsync(small.Id!))["status"]!.GetValue<string>());
     }
 
+    [Fact(Timeout = 10_000)]
+    public void Memory_is_read_again_only_once_the_last_reading_is_older_than_its_max_age()
+    {
+        var clock = new SteppedClock();
+        int reads = 0;
+        var watch = new MemoryWatch(clock, () => new MemoryFacts(1000, 1000 - ++reads, null));
+
+        Assert.Equal(999, watch.Current.AvailableBytes);
+        clock.Advance(MemoryWatch.MaxAge - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(999, watch.Current.AvailableBytes);
+        Assert.Equal(1, reads);
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(998, watch.Current.AvailableBytes);
+        Assert.Equal(2, reads);
+    }
+
+    private sealed class SteppedClock : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void Advance(TimeSpan by) => _ticks += by.Ticks;
+    }
+
     [Theory]
     [InlineData(null, 0L, 24_000L, 20_000L, 1.0, null)]          // no limit, no pressure: starts
     [InlineData(null, 0L, 24_000L, 20_000L, 50.0, "pressure")]   // no task starts under pressure

@@ -41,6 +41,42 @@ internal readonly record struct MemoryFacts(long TotalBytes, long AvailableBytes
 }
 
 /// <summary>
+/// The node's <see cref="MemoryFacts"/>, read again only when the last reading is older than <see cref="MaxAge"/>:
+/// admission asks for every task (under the scheduler's lock), and neither MemAvailable nor a 10-second pressure
+/// average moves meaningfully faster, while reading both files costs more than the rest of admitting a task.
+/// </summary>
+internal sealed class MemoryWatch(TimeProvider time, Func<MemoryFacts> read)
+{
+    /// <summary>How old a reading may be.</summary>
+    public static readonly TimeSpan MaxAge = TimeSpan.FromMilliseconds(100);
+
+    private readonly Lock _lock = new();
+    private MemoryFacts _facts;
+    private long _readAt;
+    private bool _read;
+
+    /// <summary>The facts, at most <see cref="MaxAge"/> old.</summary>
+    public MemoryFacts Current
+    {
+        get
+        {
+            lock (_lock)
+            {
+                long now = time.GetTimestamp();
+                if (!_read || time.GetElapsedTime(_readAt, now) >= MaxAge)
+                {
+                    _facts = read();
+                    _readAt = now;
+                    _read = true;
+                }
+
+                return _facts;
+            }
+        }
+    }
+}
+
+/// <summary>
 /// Whether a task may start as far as memory goes: a pure function of numbers. A task with a memory limit starts only
 /// if that limit fits both what is available now and what is left of the node once every running task's limit is
 /// counted (limits are what tasks may come to use); no task starts while memory pressure is above the threshold.

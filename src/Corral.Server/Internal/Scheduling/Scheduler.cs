@@ -60,6 +60,7 @@ internal sealed class Scheduler : IHostedService
     private int _queueReserved;
     private volatile bool _draining;
     private Task? _syncLoop;
+    private readonly MemoryWatch _memory;
 
     public Scheduler(ITaskStore store, TaskRunner runner, StorageGuard storage, IJournalStore journals, ServerPaths paths, IOptions<CorralOptions> options,
         TimeProvider time, TaskObservers observers, IHostApplicationLifetime lifetime, ILogger<Scheduler> logger, FleetNode? fleet = null, FleetProcesses? fleetProcesses = null)
@@ -74,6 +75,7 @@ internal sealed class Scheduler : IHostedService
         _paths = paths;
         _options = options.Value;
         _time = time;
+        _memory = new MemoryWatch(time, MemoryFacts.Read);
         _logger = logger;
         // Stopping starts before the web server waits for open requests: an event stream or a ?wait on a running task
         // only ends when the task does, so the tasks must start stopping first.
@@ -342,7 +344,7 @@ internal sealed class Scheduler : IHostedService
         {
             if (_draining || _slotsTaken >= _options.MaxConcurrentTasks)
                 return null;
-            if (MemoryGate.Room(_committedMemory, MemoryFacts.Read(), _options.Limits) is not { } room)
+            if (MemoryGate.Room(_committedMemory, _memory.Current, _options.Limits) is not { } room)
                 return null;
             _slotsTaken++;
             return room;
@@ -688,7 +690,7 @@ internal sealed class Scheduler : IHostedService
     }
 
     /// <summary>Why memory keeps a task from starting now, or <c>null</c>.</summary>
-    private string? MemoryReason(TaskPlan? plan) => MemoryGate.Check(plan?.Resources?.MemoryMaxBytes, _committedMemory, MemoryFacts.Read(), _options.Limits);
+    private string? MemoryReason(TaskPlan? plan) => MemoryGate.Check(plan?.Resources?.MemoryMaxBytes, _committedMemory, _memory.Current, _options.Limits);
 
     private static long MemoryOf(TaskPlan? plan) => plan?.Resources?.MemoryMaxBytes ?? 0;
 

@@ -1,0 +1,62 @@
+using System.Globalization;
+
+namespace Corral.Benchmarks.Harness;
+
+/// <summary>
+/// Warms a contender until the runtime has stopped compiling it. A fixed count of warm-up calls is not enough for a
+/// large program: .NET's tiered compilation (with dynamic PGO) keeps instrumenting and recompiling a server's hot
+/// methods for many seconds, and its background compiler then takes a core of a 2-core machine away from the
+/// measured batches. So warm-up batches run until one passes in which the process's tiered-compilation thread
+/// used (almost) no CPU.
+/// </summary>
+internal static class Warmup
+{
+    private const string CompilerThread = ".NET Tiered Com"; // the comm of ".NET Tiered Compilation Worker", cut to 15 characters
+
+    /// <summary>Runs <paramref name="batch"/> until the JIT of <paramref name="pid"/> spent at most 20 ms in one, or <paramref name="deadline"/> passed; how many batches ran.</summary>
+    public static async Task<int> UntilCompiledAsync(int pid, Func<Task> batch, TimeSpan deadline)
+    {
+        var until = DateTime.UtcNow + deadline;
+        int batches = 0;
+        while (true)
+        {
+            var before = CompilerTicks(pid);
+            await batch().ConfigureAwait(false);
+            batches++;
+            long spent = CompilerTicks(pid).Sum(t => t.Value - before.GetValueOrDefault(t.Key));
+            if (spent * 1000 / TicksPerSecond <= 20 || DateTime.UtcNow > until)
+                return batches;
+        }
+    }
+
+    private static readonly long TicksPerSecond = 100; // USER_HZ on Linux
+
+    /// <summary>CPU ticks (user + system) of each tiered-compilation thread of <paramref name="pid"/>, by thread id.</summary>
+    private static Dictionary<int, long> CompilerTicks(int pid)
+    {
+        var ticks = new Dictionary<int, long>();
+        string[] tasks;
+        try { tasks = Directory.GetDirectories($"/proc/{pid}/task"); }
+        catch (IOException) { return ticks; }
+        foreach (string task in tasks)
+        {
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                int open = stat.IndexOf('('), close = stat.LastIndexOf(')');
+                if (open < 0 || close < 0 || !stat[(open + 1)..close].StartsWith(CompilerThread, StringComparison.Ordinal))
+                    continue;
+                // After the comm: state is field 3; utime and stime are fields 14 and 15.
+                string[] fields = stat[(close + 2)..].Split(' ');
+                ticks[int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)] =
+                    long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+
+        return ticks;
+    }
+}
