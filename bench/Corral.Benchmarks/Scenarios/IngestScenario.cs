@@ -35,8 +35,8 @@ internal sealed class IngestScenario : IScenario
                 $"Flood: `bash -c '{flood}'` ({Stats.Bytes(bytes)} in 100-byte lines) as a command task through `POST /v1/tasks?wait` " +
                 "(output stored once in the task's stdout file, a 3-byte line record each in its journal, flushed by group commit), and under " +
                 "`corral run` with its stdout redirected to a file on the same disk. Target: the server ≥ 0.5 × `corral run`, and the task's files " +
-                "≤ 1.2 × the output plus a small constant. Followers: the server's RSS with 0, 50 and 100 followers that open the finished task's event " +
-                "stream and never read (a replay that cannot move); the slope is the memory one follower costs (target ≤ 256 KiB).",
+                "≤ 1.2 × the output plus a small constant. Followers: the server's RSS, once settled, with 0 to 200 followers (steps of 50) that open the finished task's event " +
+                "stream and never read (a replay that cannot move); the least-squares slope is the memory one follower costs (target ≤ 256 KiB).",
         };
         context.Report.Scenarios.Add(report);
 
@@ -136,7 +136,7 @@ internal sealed class IngestScenario : IScenario
         return p.ExitCode != 0 ? $"exit {p.ExitCode}" : length != bytes ? $"wrote {length} of {bytes} bytes" : null;
     }
 
-    /// <summary>RSS with 0, 50 and 100 followers that never read: the slope is one follower's cost.</summary>
+    /// <summary>RSS with 0 to 200 followers that never read: the slope is one follower's cost.</summary>
     private static async Task FollowersAsync(ScenarioReport report, Process server, string baseUrl, string id, bool quick)
     {
         var uri = new Uri(baseUrl);
@@ -144,7 +144,7 @@ internal sealed class IngestScenario : IScenario
         var points = new List<(int Followers, long Rss)>();
         try
         {
-            foreach (int target in new[] { 0, 50, 100 })
+            foreach (int target in new[] { 0, 50, 100, 150, 200 })
             {
                 while (sockets.Count < target)
                 {
@@ -154,8 +154,7 @@ internal sealed class IngestScenario : IScenario
                     sockets.Add(socket);
                 }
 
-                await Task.Delay(quick ? 1000 : 2000).ConfigureAwait(false); // each replay runs until the socket is full
-                points.Add((target, MachineInfo.ResidentBytes(server.Id)));
+                points.Add((target, await SettledResidentBytesAsync(server.Id, quick).ConfigureAwait(false)));
             }
         }
         finally
@@ -165,10 +164,31 @@ internal sealed class IngestScenario : IScenario
 
         var s = report.Get("followers that never read", "Corral.Server: RSS per follower", Role.Corral);
         s.RateUnit = "KiB/follower";
-        double slope = (points[^1].Rss - points[0].Rss) / (double)(points[^1].Followers - points[0].Followers) / 1024;
+        // Least squares over every point: one sample's GC timing moves it less than an end-to-end difference.
+        double meanX = points.Average(p => p.Followers), meanY = points.Average(p => (double)p.Rss);
+        double slope = points.Sum(p => (p.Followers - meanX) * (p.Rss - meanY)) / points.Sum(p => (p.Followers - meanX) * (p.Followers - meanX)) / 1024;
         s.MeasuredRate = slope;
         s.Record(0);
         report.Findings.Add($"Followers: RSS {string.Join(", ", points.Select(p => $"{p.Rss >> 20} MiB with {p.Followers}"))}: about {slope:0} KiB per follower that never reads (target ≤ 256 KiB).");
+    }
+
+    /// <summary>
+    /// The server's RSS once it has stopped moving (four readings 250 ms apart within 512 KiB): each new follower's
+    /// replay runs until its socket is full, and only then does it cost what it will keep costing.
+    /// </summary>
+    private static async Task<long> SettledResidentBytesAsync(int pid, bool quick)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(quick ? 5 : 20);
+        var recent = new Queue<long>();
+        while (true)
+        {
+            recent.Enqueue(MachineInfo.ResidentBytes(pid));
+            if (recent.Count > 4)
+                recent.Dequeue();
+            if ((recent.Count == 4 && recent.Max() - recent.Min() <= 512 * 1024) || DateTime.UtcNow > deadline)
+                return recent.Last();
+            await Task.Delay(250).ConfigureAwait(false);
+        }
     }
 
     private static string CorralDll()

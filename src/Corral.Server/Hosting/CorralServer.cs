@@ -131,7 +131,13 @@ public static class CorralServer
         var corral = builder.Configuration.GetSection(CorralOptions.Section).Get<CorralOptions>() ?? new CorralOptions();
         if (WebhookRules.ConfigurationProblem(corral.Webhooks) is { } webhooks)
             throw new ServerConfigurationException(webhooks);
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = corral.MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = corral.MaxRequestBodyBytes;
+            // What a response may hold before its writer waits: what an event-stream follower that stops reading costs
+            // in the server, beyond the socket's own buffer (64 KiB by default). Streams flush in 16 KiB batches.
+            k.Limits.MaxResponseBufferSize = 32 * 1024;
+        });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddOptions<CorralOptions>().Bind(builder.Configuration.GetSection(CorralOptions.Section))
             .Validate(o => o.MaxConcurrentTasks >= 1 && o.MaxQueuedTasks >= 0, "Corral:MaxConcurrentTasks must be at least 1 and Corral:MaxQueuedTasks at least 0.")

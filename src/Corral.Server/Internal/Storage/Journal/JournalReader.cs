@@ -11,7 +11,7 @@ namespace Corral.Server.Internal.Storage.Journal;
 internal sealed class JournalReader : IDisposable
 {
     private const int BufferSize = 8 * 1024;
-    private const int AheadSize = 32 * 1024;
+    private const int AheadSize = 16 * 1024;
 
     private readonly IJournalSource? _journal;
     private readonly byte[] _buffer = new byte[BufferSize];
