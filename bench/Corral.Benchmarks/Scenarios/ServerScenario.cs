@@ -47,8 +47,10 @@ internal sealed class ServerScenario : IScenario
                 "The command agent runs `/bin/echo hi` through `POST /v1/tasks?wait=60` on loopback (one request creates the task, runs it and returns " +
                 "the final record: SQLite row, event and transcript files, the process tree) with 1, 16 and 64 concurrent clients, against the same " +
                 "command run directly with `ProcessTree.RunAsync` at the same concurrency. The server is `CorralServer.RunAsync` in a child process " +
-                "(MaxConcurrentTasks=64, MaxQueuedTasks=1024, other agents disabled). Rates are tasks/s over whole batches; latencies are per task " +
-                "as the client sees them.",
+                "(MaxConcurrentTasks=64, MaxQueuedTasks=1024, other agents disabled). Each side is warmed until its process's JIT is quiet (a server " +
+                "keeps recompiling for many seconds). Rates are tasks/s over whole batches; latencies are per task as the client sees them; CPU per task " +
+                "is the process's CPU time (with its reaped children: the tasks' own processes) over the batches, the server's for the server and " +
+                "this program's for direct calls.",
         };
         context.Report.Scenarios.Add(report);
 
