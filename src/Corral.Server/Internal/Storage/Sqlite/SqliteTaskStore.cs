@@ -22,6 +22,10 @@ internal sealed class SqliteTaskStore : ITaskStore
 
     private readonly string _readConnectionString;
     private readonly SqliteConnection _writer;
+
+    // The writer's statements, each prepared once: SQLite parses the text of every new command it runs, and a task
+    // costs three or four writes. Only the write loop uses them.
+    private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
     private readonly ResiliencePipeline _retry;
     private readonly TimeProvider _time;
     private readonly TimeSpan _insertTimeout;
@@ -240,6 +244,8 @@ internal sealed class SqliteTaskStore : ITaskStore
             await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
+        foreach (var statement in _statements.Values)
+            statement.Dispose();
         _writer.Dispose();
         _stop.Dispose();
         SqliteConnection.ClearAllPools();
@@ -323,8 +329,7 @@ internal sealed class SqliteTaskStore : ITaskStore
             bool fullSync = batch.Any(op => op.Durability == Durability.Machine);
             if (fullSync != _fullSync)
             {
-                using var pragma = Command(_writer, fullSync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-                pragma.ExecuteNonQuery();
+                Statement(fullSync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", null).ExecuteNonQuery();
                 _fullSync = fullSync;
             }
 
@@ -374,6 +379,16 @@ internal sealed class SqliteTaskStore : ITaskStore
         var db = new SqliteConnection(_readConnectionString);
         db.Open();
         return db;
+    }
+
+    /// <summary>The writer's prepared command for <paramref name="sql"/>, its parameters cleared, in <paramref name="tx"/>.</summary>
+    private SqliteCommand Statement(string sql, SqliteTransaction? tx)
+    {
+        if (!_statements.TryGetValue(sql, out var cmd))
+            _statements[sql] = cmd = Command(_writer, sql);
+        cmd.Transaction = tx;
+        cmd.Parameters.Clear();
+        return cmd;
     }
 
     /// <summary>A command on <paramref name="db"/>, in <paramref name="tx"/> when given (shared by the stores of this database).</summary>
@@ -433,7 +448,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         public override void Execute(SqliteTaskStore store, SqliteTransaction tx)
         {
             var r = task.Record;
-            using var cmd = Command(tx.Connection!, """
+            var cmd = store.Statement("""
                 INSERT INTO tasks (id, status, agent, session_id, idempotency_key, request_hash, created_at, request_json, record_json)
                 VALUES ($id, $status, $agent, $session, $key, $hash, $created, $request, $record)
                 """, tx);
@@ -464,7 +479,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         public override void Execute(SqliteTaskStore store, SqliteTransaction tx)
         {
             // A final record is never overwritten by a running one that arrives late.
-            using var cmd = Command(tx.Connection!, """
+            var cmd = store.Statement("""
                 UPDATE tasks SET status = $status, session_id = $session, ended_at = $ended, record_json = $record
                 WHERE id = $id AND ($final OR status IN ('queued', 'running'))
                 """, tx);
@@ -482,7 +497,7 @@ internal sealed class SqliteTaskStore : ITaskStore
     {
         public override void Execute(SqliteTaskStore store, SqliteTransaction tx)
         {
-            using var cmd = Command(tx.Connection!, "UPDATE tasks SET tree_id = $tree, cgroup_path = $cgroup, pid = $pid WHERE id = $id", tx);
+            var cmd = store.Statement("UPDATE tasks SET tree_id = $tree, cgroup_path = $cgroup, pid = $pid WHERE id = $id", tx);
             cmd.Parameters.AddWithValue("$id", id);
             cmd.Parameters.AddWithValue("$tree", tree.TreeId);
             cmd.Parameters.AddWithValue("$cgroup", (object?)tree.CgroupPath ?? DBNull.Value);
@@ -497,10 +512,10 @@ internal sealed class SqliteTaskStore : ITaskStore
 
         public override void Execute(SqliteTaskStore store, SqliteTransaction tx)
         {
-            using var cmd = Command(tx.Connection!, "DELETE FROM tasks WHERE id = $id", tx);
+            var cmd = store.Statement("DELETE FROM tasks WHERE id = $id", tx);
             cmd.Parameters.AddWithValue("$id", id);
             Deleted = cmd.ExecuteNonQuery() > 0;
-            using var hooks = Command(tx.Connection!, "DELETE FROM webhook_deliveries WHERE task_id = $id", tx);
+            var hooks = store.Statement("DELETE FROM webhook_deliveries WHERE task_id = $id", tx);
             hooks.Parameters.AddWithValue("$id", id);
             hooks.ExecuteNonQuery();
         }
