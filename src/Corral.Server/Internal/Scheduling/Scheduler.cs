@@ -408,7 +408,20 @@ internal sealed class Scheduler : IHostedService
     /// </summary>
     public async Task<(TaskRecord Record, bool Ended)> WaitAsync(Submission submission, TimeSpan limit, CancellationToken cancellationToken)
     {
-        var deadline = Task.Delay(limit, _time, cancellationToken);
+        // Cancelled on the way out, so a task that ends first does not leave its deadline's timer behind for minutes.
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            return await WaitAsync(submission, Task.Delay(limit, _time, waiting.Token)).ConfigureAwait(false);
+        }
+        finally
+        {
+            await waiting.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task<(TaskRecord Record, bool Ended)> WaitAsync(Submission submission, Task deadline)
+    {
         string id = submission.Record!.Id;
         var task = submission.Task;
         while (true)
@@ -739,7 +752,8 @@ internal sealed class Scheduler : IHostedService
         var saved = _store.SaveAsync(final, Durability.Machine);
         // The end is durable once the database has it. If the database cannot take it in time (locked, full), the
         // journal, which holds the same final record, is made durable instead: the next start reconciles from it.
-        if (await Task.WhenAny(saved, Task.Delay(DatabaseGrace, _time)).ConfigureAwait(false) != saved || !saved.IsCompletedSuccessfully)
+        await saved.WaitAsync(DatabaseGrace, _time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (!saved.IsCompletedSuccessfully)
         {
             try
             {
