@@ -76,6 +76,7 @@ internal sealed class ServerScenario : IScenario
         var cases = new (string Name, int Clients)[] { ("1 client", 1), ("16 clients", 16), ("64 clients", 64) };
         var seconds = new Dictionary<(string, string), double>();
         var cpu = new Dictionary<(string, string), double>();
+        var clientCpu = new Dictionary<string, double>();
 
         try
         {
@@ -97,9 +98,11 @@ internal sealed class ServerScenario : IScenario
                         s.RateUnit = "tasks/s";
                         string tag = Leftovers.NewTag();
                         int pid = role == Role.Corral ? server.Id : Environment.ProcessId;
-                        double cpuBefore = CpuMilliseconds(pid);
+                        double cpuBefore = CpuMilliseconds(pid), clientBefore = CpuMilliseconds(Environment.ProcessId);
                         double elapsed = await BatchAsync(call, Math.Max(batch, clients * 4), clients, tag, s);
                         cpu[(name, cname)] = cpu.GetValueOrDefault((name, cname)) + CpuMilliseconds(pid) - cpuBefore;
+                        if (role == Role.Corral)
+                            clientCpu[name] = clientCpu.GetValueOrDefault(name) + CpuMilliseconds(Environment.ProcessId) - clientBefore;
                         s.LeftBehind += Leftovers.KillAll(tag);
                         seconds[(name, cname)] = seconds.GetValueOrDefault((name, cname)) + elapsed;
                         s.MeasuredRate = s.Calls / seconds[(name, cname)];
@@ -126,7 +129,7 @@ internal sealed class ServerScenario : IScenario
                 continue;
             report.Findings.Add($"{name}: {Stats.Num(viaServer.Rate!.Value)} tasks/s through the server vs {Stats.Num(direct.Rate!.Value)} direct; " +
                                 $"added latency p50 {Stats.Ms(viaServer.Median - direct.Median)}, p99 {Stats.Ms(viaServer.P99 - direct.P99)}; " +
-                                $"CPU per task {Stats.Ms(cpu[(name, viaServer.Contender)] / viaServer.Calls)} in the server vs {Stats.Ms(cpu[(name, direct.Contender)] / direct.Calls)} direct.");
+                                $"CPU per task {Stats.Ms(cpu[(name, viaServer.Contender)] / viaServer.Calls)} in the server (and {Stats.Ms(clientCpu[name] / viaServer.Calls)} in its HTTP client, on the same cores) vs {Stats.Ms(cpu[(name, direct.Contender)] / direct.Calls)} direct.");
         }
 
         if (!o.NoCharts)
