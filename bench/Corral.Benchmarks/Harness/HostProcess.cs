@@ -16,6 +16,9 @@ internal static class HostProcess
         foreach (string a in arguments)
             psi.ArgumentList.Add(a);
         psi.Environment[Leftovers.TagVariable] = tag;
+        // A server runs as `corral serve` ships (src/Corral.Cli): without thread-pool spinning. This program keeps .NET's
+        // defaults, as an application calling the library (or a peer) would have them.
+        psi.Environment["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0";
         var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
