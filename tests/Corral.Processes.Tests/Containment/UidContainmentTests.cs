@@ -94,7 +94,7 @@ public sealed class UidContainmentTests
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid(), other = Proc.UnusedUid();
         await using var tree = ProcessTree.Start(Modes.Bash(
-            "sleep 300 & echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
+            "sleep 300 & echo $! > \"$D/sleeper\"; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
         {
             User = new ProcessUser(uid, uid) { Exclusive = true },
             Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
@@ -102,6 +102,9 @@ public sealed class UidContainmentTests
         }, ct);
         await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
             Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        // On a loaded machine the background child may not have exec'd yet (it would still show bash's command line).
+        int sleeper = await Proc.ReadPidFileAsync(dir.File("sleeper"), TimeSpan.FromSeconds(10));
+        await Proc.WaitForAsync(() => Proc.CommandLine(sleeper) == "sleep 300", TimeSpan.FromSeconds(10), "the tree's background sleep to exec");
 
         // Created after the tree's child, so they are in its PID window: one of another uid (a tree of its own) and one of ours.
         await using var neighbour = ProcessTree.Start(new ProcessSpec("/bin/sleep", "300")
@@ -116,7 +119,7 @@ public sealed class UidContainmentTests
             File.WriteAllText(dir.File("go"), "");
             var outcome = await tree.Completion;
 
-            Assert.Contains(outcome.Killed, k => k.CommandLine == "sleep 300");
+            Assert.Contains(outcome.Killed, k => k.Pid == sleeper && k.CommandLine == "sleep 300");
             Assert.DoesNotContain(outcome.Killed, k => k.Pid == neighbour.Pid || k.Pid == ours.Id);
             Assert.True(Proc.IsAlive(neighbour.Pid), "the other uid's process was hit");
             // Its exit code names the signal (128 + n) if something outside Corral's report killed it: a clue for a rare CI failure.
