@@ -176,7 +176,9 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
     /// </summary>
     private async Task RecordRunningAsync(ActiveTask task, TreeIdentity identity, Task completion)
     {
-        if (await Task.WhenAny(completion, Task.Delay(RunningRecordDelay, time)).ConfigureAwait(false) == completion)
+        // WaitAsync drops its timer as soon as the tree completes (most short tasks), where a Delay would run on.
+        await completion.WaitAsync(RunningRecordDelay, time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (completion.IsCompleted)
             return;
         Save(store.SaveAsync(task.Record, Durability.Server), task.Id);
         Save(store.SaveTreeAsync(task.Id, identity), task.Id);
