@@ -48,12 +48,10 @@ internal static class Warmup
         {
             try
             {
-                string stat = File.ReadAllText(Path.Combine(task, "stat"));
-                int open = stat.IndexOf('('), close = stat.LastIndexOf(')');
-                if (open < 0 || close < 0 || !stat[(open + 1)..close].StartsWith(CompilerThread, StringComparison.Ordinal))
+                var (comm, fields) = ProcStat.Read(Path.Combine(task, "stat"));
+                if (!comm.StartsWith(CompilerThread, StringComparison.Ordinal))
                     continue;
-                // After the comm: state is field 3; utime and stime are fields 14 and 15.
-                string[] fields = stat[(close + 2)..].Split(' ');
+                // utime and stime: fields 14 and 15.
                 ticks[int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)] =
                     long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
             }

@@ -447,8 +447,7 @@ internal sealed class FleetScenario : IScenario
     {
         try
         {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            return Leftovers.Comm(pid) is "postgres" && stat[stat.LastIndexOf(')') + 2] != 'Z';
+            return Leftovers.Comm(pid) is "postgres" && ProcStat.Read(pid).Fields[0] != "Z";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -467,8 +466,7 @@ internal sealed class FleetScenario : IScenario
             {
                 if (Leftovers.Comm(pid) is not "postgres")
                     continue;
-                string stat = File.ReadAllText($"/proc/{pid}/stat");
-                parents[pid] = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
+                parents[pid] = int.Parse(ProcStat.Read(pid).Fields[1], CultureInfo.InvariantCulture);
                 string[] argv = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
                 if (Array.IndexOf(argv, "-p") is int at and >= 0 && at + 1 < argv.Length && argv[at + 1] == port.ToString(CultureInfo.InvariantCulture))
                     postmaster = pid;

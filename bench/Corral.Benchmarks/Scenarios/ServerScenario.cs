@@ -77,14 +77,15 @@ internal sealed class ServerScenario : IScenario
         var seconds = new Dictionary<(string, string), double>();
         var cpu = new Dictionary<(string, string), double>();
         var clientCpu = new Dictionary<string, double>();
+        // The process whose CPU a contender's calls use: the server's, or this program's for direct calls.
+        int RunsCalls(Role role) => role == Role.Corral ? server.Id : Environment.ProcessId;
 
         try
         {
             foreach (var c in contenders)
             {
                 // Both sides measured warm: until the JIT of the process that runs the calls is done with them.
-                int pid = c.Role == Role.Corral ? server.Id : Environment.ProcessId;
-                int batches = await Warmup.UntilCompiledAsync(pid, () => BatchAsync(c.Call, o.N(300, 60), 4, Leftovers.NewTag(), null), TimeSpan.FromSeconds(o.Quick ? 10 : 90));
+                int batches = await Warmup.UntilCompiledAsync(RunsCalls(c.Role), () => BatchAsync(c.Call, o.N(300, 60), 4, Leftovers.NewTag(), null), TimeSpan.FromSeconds(o.Quick ? 10 : 90));
                 RunContext.Log($"server: {c.Name} warm after {batches} batches");
             }
 
@@ -97,7 +98,7 @@ internal sealed class ServerScenario : IScenario
                         var s = report.Get(name, cname, role);
                         s.RateUnit = "tasks/s";
                         string tag = Leftovers.NewTag();
-                        int pid = role == Role.Corral ? server.Id : Environment.ProcessId;
+                        int pid = RunsCalls(role);
                         double cpuBefore = CpuMilliseconds(pid), clientBefore = CpuMilliseconds(Environment.ProcessId);
                         double elapsed = await BatchAsync(call, Math.Max(batch, clients * 4), clients, tag, s);
                         cpu[(name, cname)] = cpu.GetValueOrDefault((name, cname)) + CpuMilliseconds(pid) - cpuBefore;
@@ -176,10 +177,8 @@ internal sealed class ServerScenario : IScenario
     /// <summary>CPU time used so far by <paramref name="pid"/> and its reaped children (the tasks' processes), in milliseconds.</summary>
     private static double CpuMilliseconds(int pid)
     {
-        string stat = File.ReadAllText($"/proc/{pid}/stat");
-        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         // utime, stime, cutime, cstime: fields 14 to 17, in clock ticks of 10 ms.
-        return fields[11..15].Sum(f => long.Parse(f, System.Globalization.CultureInfo.InvariantCulture)) * 10.0;
+        return ProcStat.Read(pid).Fields[11..15].Sum(f => long.Parse(f, System.Globalization.CultureInfo.InvariantCulture)) * 10.0;
     }
 
     /// <summary>Runs <paramref name="count"/> calls from <paramref name="clients"/> concurrent clients, each latency and failure recorded in <paramref name="series"/>; the wall time in seconds.</summary>
