@@ -258,7 +258,8 @@ internal sealed class TreeSupervisor
                 teardown += await TeardownLadder.RunAsync(_tree, _child, options, signal, StandardInput, includeChild: true, _killed).ConfigureAwait(false);
             }
 
-            await WithinAsync(_child.Exited, options.KillWait).ConfigureAwait(false);
+            if (await WithinAsync(_child.Exited, options.KillWait).ConfigureAwait(false))
+                _tree.ChildExited(_child.Pid);
             var exitedAt = DateTimeOffset.UtcNow;
 
             // Everything the child wrote is in the pipes once it has exited: take it all before anything else.

@@ -55,6 +55,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, SetLastError = true)]
     internal static partial nint readlink(byte* path, byte* buffer, nint size);
 
+    /// <summary>struct statx has one layout on every architecture (struct stat's st_uid moves between x86-64 and arm64).</summary>
+    internal const int StatxBufferSize = 256;
+    internal const int StatxUidOffset = 20;
+    internal const int AT_FDCWD = -100;
+    internal const uint STATX_UID = 0x8;
+
+    [LibraryImport(Name, SetLastError = true)]
+    internal static partial int statx(int dirfd, byte* path, int flags, uint mask, byte* statxBuffer);
+
     [LibraryImport(Name, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int access(string path, int mode);
 

@@ -134,6 +134,102 @@ public sealed class UidContainmentTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Outside_the_leaf_an_escapee_that_is_not_dumpable_is_still_found_by_its_exclusive_uid()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        // Executing a program it may not read makes a process non-dumpable: its /proc files then show root as owner.
+        string hidden = dir.File("hidden-sleep");
+        File.Copy("/bin/sleep", hidden);
+        File.SetUnixFileMode(hidden, UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        int uid = Proc.UnusedUid();
+        await using var tree = ProcessTree.Start(Modes.Bash(
+            "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec \"$1/hidden-sleep\" 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
+            "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Cgroup) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = true },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
+        }, ct);
+        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
+        var identity = Proc.Identify(escapee);
+        try
+        {
+            await Proc.WaitForAsync(() => Proc.CommandLine(escapee) == hidden + " 300", TimeSpan.FromSeconds(10), "the escapee to exec the unreadable sleep");
+            Assert.Equal(0, Owner($"/proc/{escapee}/status"));
+            Assert.Equal(uid, Owner($"/proc/{escapee}"));
+            // Unprivileged, it cannot leave its leaf (see UserTests); stand in for a way out it might find.
+            Assert.Equal(0, Internal.Io.Fd.WriteFile(CgroupHost.Instance!.MountPoint + "/cgroup.procs", escapee.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+            Assert.Contains(tree.GetProcesses(), p => p.Pid == escapee && p.FoundBy == FoundBy.Uid);
+            File.WriteAllText(dir.File("go"), "");
+            var outcome = await tree.Completion;
+
+            Assert.Equal(FoundBy.Uid, Assert.Single(outcome.Killed, k => k.Pid == escapee).FoundBy);
+            Assert.False(Proc.IsAlive(escapee));
+        }
+        finally
+        {
+            Proc.KillIfAlive(identity);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Outside_the_leaf_a_process_of_another_uid_is_never_touched_even_with_the_trees_tag()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Cgroup);
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new PidDir(forAnyUser: true);
+        int uid = Proc.UnusedUid(), other = Proc.UnusedUid();
+        await using var tree = ProcessTree.Start(Modes.Bash("echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Cgroup) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = true },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
+        }, ct);
+        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+
+        // Another uid's process, in the tree's PID window and outside its leaf, that copied the tree's tag.
+        await using var copycat = ProcessTree.Start(new ProcessSpec("/usr/bin/env", SpawnTag(tree.TreeId), "/bin/sleep", "300")
+        {
+            User = new ProcessUser(other, other),
+            Containment = ContainmentMode.Session,
+        }, ct);
+        try
+        {
+            await Proc.WaitForAsync(() => Proc.CommandLine(copycat.Pid) == "/bin/sleep 300", TimeSpan.FromSeconds(10), "the copycat to exec sleep");
+            Assert.Contains(SpawnTag(tree.TreeId), File.ReadAllText($"/proc/{copycat.Pid}/environ").Split('\0'));
+
+            Assert.DoesNotContain(tree.GetProcesses(), p => p.Pid == copycat.Pid);
+            File.WriteAllText(dir.File("go"), "");
+            var outcome = await tree.Completion;
+
+            Assert.DoesNotContain(outcome.Killed, k => k.Pid == copycat.Pid);
+            Assert.True(Proc.IsAlive(copycat.Pid), "the other uid's process was hit");
+        }
+        finally
+        {
+            copycat.Cancel();
+            await copycat.Completion;
+        }
+    }
+
+    private static string SpawnTag(string treeId) => Internal.Spawning.SpawnRequest.TreeIdVariable + "=" + treeId;
+
+    /// <summary>The owner of a path, as stat(1) shows it.</summary>
+    private static int Owner(string path)
+    {
+        using var stat = Process.Start(new ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true })!;
+        string text = stat.StandardOutput.ReadToEnd();
+        stat.WaitForExit();
+        return int.Parse(text.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Leftovers_of_a_crashed_owner_are_found_by_the_exclusive_uid_too()
     {
         Modes.SkipUnlessUsersCanBeSwitched();

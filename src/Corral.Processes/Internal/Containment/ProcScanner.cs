@@ -278,6 +278,9 @@ internal static class ProcScanner
             }
         }
 
+        if (!MayBeMemberOutsideLeaf(pid, criteria))
+            return (null, false);
+
         // A zombie has neither an environment nor descriptors, so it matches neither of these; its uid is still
         // shown, so the uid check reads the state too.
         FoundBy found;
@@ -299,6 +302,34 @@ internal static class ProcScanner
         if (criteria.ExcludedCgroupLine is { } excluded && IsInCgroup(pid, excluded, ref buffer))
             return (null, false);
         return (found, false);
+    }
+
+    /// <summary>
+    /// For criteria that look outside a tree's leaf for its exclusive uid: whether <paramref name="pid"/> may be the
+    /// tree's, from its effective uid alone (one statx). Only a process running as that uid or as root can be: an
+    /// unprivileged process cannot leave its leaf, so a tree process outside it was put there by something
+    /// privileged, and runs as the uid (the uid finds it) or, having gained root, as root (its tag may still find it);
+    /// a tree process runs as any other uid only through a setuid program, which leaves it in the leaf. Every other
+    /// process (on a busy server, mostly other tasks' processes) is passed over without reading its status and
+    /// environment. <c>true</c> for any other criteria.
+    /// </summary>
+    public static bool MayBeMemberOutsideLeaf(int pid, TreeCriteria criteria)
+    {
+        long euid = UnknownUid;
+        return MayBeMemberOutsideLeaf(pid, criteria, ref euid);
+    }
+
+    /// <summary>The value of an effective uid not read yet.</summary>
+    internal const long UnknownUid = -2;
+
+    /// <summary><see cref="MayBeMemberOutsideLeaf(int, TreeCriteria)"/>, reading <paramref name="euid"/> only if it is still <see cref="UnknownUid"/> (a scan of many trees reads it once per process).</summary>
+    internal static bool MayBeMemberOutsideLeaf(int pid, TreeCriteria criteria, ref long euid)
+    {
+        if (criteria.ExcludedCgroupLine is null || criteria.ExclusiveUid is not { } uid)
+            return true;
+        if (euid == UnknownUid)
+            euid = ProcFs.EffectiveUid(pid);
+        return euid == uid || euid == 0;
     }
 
     /// <summary>

@@ -166,10 +166,12 @@ internal static class SharedScan
             {
                 relevant.Clear();
                 bool anyLog = false;
+                long euid = ProcScanner.UnknownUid;
                 for (int i = 0; i < count; i++)
                 {
                     var r = batch[i];
-                    if (spans[i].Contains(pid) && !r.ProtectedPids.Value.Contains(pid) && r.Exited?.Contains(pid) != true)
+                    if (spans[i].Contains(pid) && !r.ProtectedPids.Value.Contains(pid) && r.Exited?.Contains(pid) != true
+                        && ProcScanner.MayBeMemberOutsideLeaf(pid, r.Criteria, ref euid))
                     {
                         relevant.Add(i);
                         anyLog |= r.Log is not null;

@@ -32,6 +32,9 @@ internal abstract class TreeContainment
     /// <summary>Releases what containment created (the leaf cgroup), once the tree is empty.</summary>
     public virtual void Release() { }
 
+    /// <summary>The child has exited (its pidfd said so): scans may pass over its zombie, which is no member.</summary>
+    public virtual void ChildExited(int pid) { }
+
     /// <summary>For a detached tree: releases what containment created whenever the tree's last process exits.</summary>
     public virtual void ReleaseWhenEmpty() { }
 
@@ -126,6 +129,8 @@ internal sealed class CgroupTree(CgroupLeaf leaf, SessionTree? outside = null) :
 
     public override bool IsEmpty() => !leaf.IsPopulated() && outside?.IsEmpty() != false;
 
+    public override void ChildExited(int pid) => outside?.ChildExited(pid);
+
     public override async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
         long start = Stopwatch.GetTimestamp();
@@ -181,6 +186,8 @@ internal sealed class SessionTree(TreeCriteria criteria, Func<bool>? pipesClosed
     public TreeCriteria Criteria => criteria;
 
     private bool CheckHolders => pipesClosed?.Invoke() != true;
+
+    public override void ChildExited(int pid) => _exited.AddRange([pid]);
 
     private async Task<List<Member>> ScanAsync(KillLog? log = null)
     {
