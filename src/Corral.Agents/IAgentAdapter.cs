@@ -33,7 +33,11 @@ public interface IAgentAdapter
     /// </summary>
     void SaveSession(string sessionId, string home, string store) { }
 
-    /// <summary>The other half of <see cref="SaveSession"/>: puts a resumed session's state into the new task's <paramref name="home"/>. Nothing by default.</summary>
+    /// <summary>
+    /// The other half of <see cref="SaveSession"/>: puts a resumed session's state into the new task's
+    /// <paramref name="home"/>. Called only for a request that resumes one (<see cref="AgentRequest.ResumeSessionId"/>
+    /// set). Nothing by default.
+    /// </summary>
     void RestoreSession(AgentRequest request, string home, string store) { }
 }
 

@@ -95,13 +95,13 @@ public static class TaskEndpoints
         var record = submission!.Record!;
         context.Response.Headers.Location = $"/v1/tasks/{record.Id}";
         if (seconds is not { } limit)
-            return TypedResults.Json(record, ApiJson.Options, statusCode: submission.Existing ? 200 : 202);
+            return new RecordResult(record, submission.Existing ? 200 : 202);
         (record, bool ended) = await services.Scheduler.WaitAsync(submission, TimeSpan.FromSeconds(limit), context.RequestAborted);
         // The wait ends first: the client learns of a task that has not ended, so its row must be on disk.
         if (!ended && submission.Task is { } task)
             await services.Scheduler.MakeDurableAsync(task);
 
-        return TypedResults.Json(record, ApiJson.Options, statusCode: OutcomeStatus(record));
+        return new RecordResult(record, OutcomeStatus(record));
     }
 
     /// <summary>The HTTP status of <c>?wait=</c> for a record.</summary>

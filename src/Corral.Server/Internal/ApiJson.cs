@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Corral.Server.Api;
 
 namespace Corral.Server.Internal;
 
@@ -18,6 +20,18 @@ internal static class ApiJson
         AllowDuplicateProperties = false,
         NumberHandling = JsonNumberHandling.Strict,
     };
+
+    private static readonly ConditionalWeakTable<TaskRecord, byte[]> s_records = new();
+
+    /// <summary>
+    /// A record in the API's JSON (UTF-8), made once however many places write it: a task's final record goes to its
+    /// journal, its row and the waiting client. Records are immutable, so the bytes stay true for the instance.
+    /// Callers must not change the array.
+    /// </summary>
+    public static byte[] Utf8(TaskRecord record) => s_records.GetValue(record, static r => JsonSerializer.SerializeToUtf8Bytes(r, Options));
+
+    /// <summary><see cref="Utf8"/> as a string, for a database column.</summary>
+    public static string Text(TaskRecord record) => System.Text.Encoding.UTF8.GetString(Utf8(record));
 
     public static JsonSerializerOptions Configure(JsonSerializerOptions options)
     {

@@ -59,6 +59,21 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_waited_task_answers_with_the_record_its_row_and_journal_hold()
+    {
+        var waited = await _http.CreateAsync(new { agent = "command", command = new[] { "echo", "same" } }, wait: 30);
+
+        Assert.Equal(HttpStatusCode.OK, waited.Status);
+        Assert.Equal("application/json; charset=utf-8", waited.Message.Content.Headers.ContentType?.ToString());
+        Assert.Equal($"/v1/tasks/{waited.Id}", waited.Message.Headers.Location?.OriginalString);
+        Assert.Equal("same\n", waited.Body!["result"]!["text"]!.GetValue<string>());
+        var stored = await _http.WaitForAsync(waited.Id!, b => b["status"]!.GetValue<string>() == "succeeded");
+        Assert.True(JsonNode.DeepEquals(waited.Body, stored), $"{waited.Body}\n{stored}");
+        var result = (await _http.ReadEventsAsync(waited.Id!)).Single(e => e.Name == "task.result");
+        Assert.True(JsonNode.DeepEquals(waited.Body, result.Data), $"{waited.Body}\n{result.Data}");
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Bad_query_values_are_400()
     {
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=-1", new { agent = "claude-code", prompt = "hello" })).Status);

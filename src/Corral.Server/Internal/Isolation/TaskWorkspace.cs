@@ -36,10 +36,22 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
 
         string home = Path.Combine(taskDirectory, "home");
         Files.CreateOwnedDirectory(home, user.Uid, user.Gid);
+        // A new HOME stays empty (and the task's) unless a seed or a resumed session's state goes into it.
+        bool filled = false;
         if (catalog.Find(plan.Agent)?.Options.HomeSeed is { } seed && Directory.Exists(seed))
+        {
             Files.CopyTree(seed, home);
-        plan.Adapter.RestoreSession(request, home, paths.Sessions);
-        Files.Own(home, user.Uid, user.Gid);
+            filled = true;
+        }
+
+        if (request.ResumeSessionId is not null)
+        {
+            plan.Adapter.RestoreSession(request, home, paths.Sessions);
+            filled = true;
+        }
+
+        if (filled)
+            Files.Own(home, user.Uid, user.Gid);
         Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
 
         var environment = new Dictionary<string, string>(request.Environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Corral.Processes;
+using Corral.Server.Api;
 
 namespace Corral.Server.Internal.Storage.Journal;
 
@@ -226,7 +227,7 @@ internal sealed class JournalWriter : IDisposable
 
     private byte[] Serialize(object data)
     {
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
+        byte[] json = data is TaskRecord record ? ApiJson.Utf8(record) : JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), ApiJson.Options);
         return Mask is { } mask ? mask.Apply(json) : json;
     }
 }

@@ -447,7 +447,7 @@ internal sealed class PostgresTaskStore : ITaskStore
 
     private static string StatusName(TaskState state) => JsonNamingPolicy.CamelCase.ConvertName(state.ToString());
 
-    private static string Serialize(TaskRecord record) => JsonSerializer.Serialize(record, ApiJson.Options);
+    private static string Serialize(TaskRecord record) => ApiJson.Text(record);
 
     private static TaskRecord Deserialize(string json) => JsonSerializer.Deserialize<TaskRecord>(json, ApiJson.Options)!;
 }

@@ -404,7 +404,7 @@ internal sealed class SqliteTaskStore : ITaskStore
 
     private static string Timestamp(DateTimeOffset at) => at.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
 
-    private static string Serialize(TaskRecord record) => JsonSerializer.Serialize(record, ApiJson.Options);
+    private static string Serialize(TaskRecord record) => ApiJson.Text(record);
 
     private static TaskRecord Deserialize(string json) => JsonSerializer.Deserialize<TaskRecord>(json, ApiJson.Options)!;
 
