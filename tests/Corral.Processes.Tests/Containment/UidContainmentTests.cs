@@ -13,11 +13,50 @@ public sealed class UidContainmentTests
 {
     /// <summary>
     /// Runs as the tree's uid: leaves the session, drops the whole environment (the tag with it) and every
-    /// descriptor of the tree's pipes, then records its PID. Nothing but its uid ties it to the tree.
+    /// descriptor of the tree's pipes, records its PID and execs <paramref name="program"/> 300. Nothing but its uid
+    /// ties it to the tree. The tree waits for the file <c>go</c>.
     /// </summary>
-    private const string Escapee =
-        "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec env -i sleep 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
+    private static string Escapee(string program = "env -i sleep") =>
+        $"setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec {program} 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
         "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done";
+
+    /// <summary>Starts <paramref name="script"/> (with <c>$D</c>) as <paramref name="uid"/> and waits for its first line, <c>ready</c>.</summary>
+    private static async Task<ProcessTree> StartReadyAsync(string script, ContainmentMode mode, PidDir dir, int uid, bool exclusive, CancellationToken ct)
+    {
+        var tree = ProcessTree.Start(Modes.Bash(script, mode) with
+        {
+            User = new ProcessUser(uid, uid) { Exclusive = exclusive },
+            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
+            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
+        }, ct);
+        try
+        {
+            await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
+                Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+            return tree;
+        }
+        catch
+        {
+            await tree.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary><see cref="StartReadyAsync"/> for an <see cref="Escapee"/> script, and the escapee's PID.</summary>
+    private static async Task<(ProcessTree Tree, int Escapee, Proc.Identity? Identity)> StartWithEscapeeAsync(
+        string script, ContainmentMode mode, PidDir dir, int uid, bool exclusive, CancellationToken ct)
+    {
+        var tree = await StartReadyAsync(script, mode, dir, uid, exclusive, ct);
+        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
+        return (tree, escapee, Proc.Identify(escapee));
+    }
+
+    /// <summary>Unprivileged, a process cannot leave its leaf (see UserTests): this stands in for a way out it might find.</summary>
+    private static void MoveToRootCgroup(int pid)
+    {
+        Assert.Equal(0, Internal.Io.Fd.WriteFile(CgroupHost.Instance!.MountPoint + "/cgroup.procs", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal("0::/", File.ReadLines($"/proc/{pid}/cgroup").Single(l => l.StartsWith("0::", StringComparison.Ordinal)));
+    }
 
     public static TheoryData<ContainmentMode, bool> ModesAndExclusivity => new()
     {
@@ -33,27 +72,15 @@ public sealed class UidContainmentTests
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid();
-        await using var tree = ProcessTree.Start(Modes.Bash(Escapee, mode) with
-        {
-            User = new ProcessUser(uid, uid) { Exclusive = exclusive },
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
-        }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
-        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
-        var identity = Proc.Identify(escapee);
+        var (tree, escapee, identity) = await StartWithEscapeeAsync(Escapee(), mode, dir, uid, exclusive, ct);
+        await using var _ = tree;
         try
         {
             await Proc.WaitForAsync(() => Proc.CommandLine(escapee) == "sleep 300", TimeSpan.FromSeconds(10), "the escapee to exec sleep");
             Assert.Empty(File.ReadAllText($"/proc/{escapee}/environ"));
             Assert.All(Directory.GetFiles($"/proc/{escapee}/fd"), fd => Assert.DoesNotContain("pipe:", Internal.Io.Fd.ReadLink(fd) ?? ""));
             if (mode == ContainmentMode.Cgroup)
-            {
-                // Unprivileged, it cannot leave its leaf (see UserTests); stand in for a way out it might find.
-                Assert.Equal(0, Internal.Io.Fd.WriteFile(CgroupHost.Instance!.MountPoint + "/cgroup.procs", escapee.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-                Assert.Equal("0::/", File.ReadLines($"/proc/{escapee}/cgroup").Single(l => l.StartsWith("0::", StringComparison.Ordinal)));
-            }
+                MoveToRootCgroup(escapee);
 
             var ledger = tree.GetProcesses();
             Assert.Contains(ledger, p => p.Pid == tree.Pid);
@@ -93,15 +120,8 @@ public sealed class UidContainmentTests
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid(), other = Proc.UnusedUid();
-        await using var tree = ProcessTree.Start(Modes.Bash(
-            "sleep 300 & echo $! > \"$D/sleeper\"; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
-        {
-            User = new ProcessUser(uid, uid) { Exclusive = true },
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
-        }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        await using var tree = await StartReadyAsync(
+            "sleep 300 & echo $! > \"$D/sleeper\"; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode, dir, uid, exclusive: true, ct);
         // On a loaded machine the background child may not have exec'd yet (it would still show bash's command line).
         int sleeper = await Proc.ReadPidFileAsync(dir.File("sleeper"), TimeSpan.FromSeconds(10));
         await Proc.WaitForAsync(() => Proc.CommandLine(sleeper) == "sleep 300", TimeSpan.FromSeconds(10), "the tree's background sleep to exec");
@@ -144,25 +164,14 @@ public sealed class UidContainmentTests
         File.Copy("/bin/sleep", hidden);
         File.SetUnixFileMode(hidden, UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
         int uid = Proc.UnusedUid();
-        await using var tree = ProcessTree.Start(Modes.Bash(
-            "setsid env -i /bin/sh -c 'echo $$ > \"$1/escapee\"; exec \"$1/hidden-sleep\" 300' sh \"$D\" </dev/null >/dev/null 2>&1 & " +
-            "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Cgroup) with
-        {
-            User = new ProcessUser(uid, uid) { Exclusive = true },
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
-        }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
-        int escapee = await Proc.ReadPidFileAsync(dir.File("escapee"), TimeSpan.FromSeconds(10));
-        var identity = Proc.Identify(escapee);
+        var (tree, escapee, identity) = await StartWithEscapeeAsync(Escapee("\"$1/hidden-sleep\""), ContainmentMode.Cgroup, dir, uid, exclusive: true, ct);
+        await using var _ = tree;
         try
         {
             await Proc.WaitForAsync(() => Proc.CommandLine(escapee) == hidden + " 300", TimeSpan.FromSeconds(10), "the escapee to exec the unreadable sleep");
             Assert.Equal(0, Owner($"/proc/{escapee}/status"));
             Assert.Equal(uid, Owner($"/proc/{escapee}"));
-            // Unprivileged, it cannot leave its leaf (see UserTests); stand in for a way out it might find.
-            Assert.Equal(0, Internal.Io.Fd.WriteFile(CgroupHost.Instance!.MountPoint + "/cgroup.procs", escapee.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            MoveToRootCgroup(escapee);
 
             Assert.Contains(tree.GetProcesses(), p => p.Pid == escapee && p.FoundBy == FoundBy.Uid);
             File.WriteAllText(dir.File("go"), "");
@@ -184,14 +193,7 @@ public sealed class UidContainmentTests
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir(forAnyUser: true);
         int uid = Proc.UnusedUid(), other = Proc.UnusedUid();
-        await using var tree = ProcessTree.Start(Modes.Bash("echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Cgroup) with
-        {
-            User = new ProcessUser(uid, uid) { Exclusive = true },
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
-        }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        await using var tree = await StartReadyAsync("echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Cgroup, dir, uid, exclusive: true, ct);
 
         // Another uid's process, in the tree's PID window and outside its leaf, that copied the tree's tag.
         await using var copycat = ProcessTree.Start(new ProcessSpec("/usr/bin/env", SpawnTag(tree.TreeId), "/bin/sleep", "300")
