@@ -45,39 +45,6 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task A_write_to_an_idle_database_is_done_on_the_call_and_after_a_failure_writes_go_to_the_loop_without_blocking()
-    {
-        await using var store = Open();
-        Assert.True(store.InsertAsync(new NewTask(Record("tsk_a"), "{}", "h"), Durability.Machine, default).IsCompletedSuccessfully);
-
-        var other = Lock();
-        var failed = store.SaveAsync(Record("tsk_a", TaskState.Succeeded) with { EndedAt = DateTimeOffset.UtcNow }, Durability.Machine);
-        Assert.False(failed.IsCompleted); // tried at once, found the lock, handed to the loop
-        var clock = Stopwatch.StartNew();
-        var queued = store.InsertAsync(new NewTask(Record("tsk_b"), "{}", "h"), Durability.Machine, default);
-        // An attempt on the call would wait for the lock for a second (the writer's busy timeout) before failing.
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(0.9), $"the call took {clock.Elapsed}");
-        Assert.False(queued.IsCompleted);
-
-        other.Dispose();
-        await Task.WhenAll(failed, queued).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
-        Assert.Equal(TaskState.Succeeded, (await store.GetAsync("tsk_a", default))!.Status);
-        Assert.NotNull(await store.GetAsync("tsk_b", default));
-        // Healthy again once the loop's batch succeeded: writes are done on the call again.
-        await WaitUntilAsync(() => store.SaveAsync(Record("tsk_b", TaskState.Running), Durability.Server).IsCompletedSuccessfully);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "the condition did not hold within 10 s");
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-    }
-
-    [Fact(Timeout = 60_000)]
     public async Task A_save_during_a_lock_lands_when_the_lock_goes_and_reads_do_not_wait_meanwhile()
     {
         await using var store = Open();

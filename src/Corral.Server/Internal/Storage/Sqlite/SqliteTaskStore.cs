@@ -14,10 +14,7 @@ namespace Corral.Server.Internal.Storage.Sqlite;
 /// transaction (group commit: one fsync for every write that arrived meanwhile), and retried with backoff while the
 /// database is busy, locked by another process, or full. Saves of one task's record coalesce to the newest. A batch
 /// is fsynced (<c>synchronous=FULL</c>) only when a write in it must survive the machine; otherwise it is committed
-/// to the WAL without an fsync (<c>NORMAL</c>), and the next fsync takes it along. A write that finds the writer idle
-/// and the database healthy is done at once on the caller's thread (no hand-off to the loop and back, two thread
-/// wake-ups less); a write that finds it busy joins the loop's next batch; after any failure, every write goes
-/// through the loop and its retries until a batch succeeds again.
+/// to the WAL without an fsync (<c>NORMAL</c>), and the next fsync takes it along.
 /// </summary>
 internal sealed class SqliteTaskStore : ITaskStore
 {
@@ -41,10 +38,6 @@ internal sealed class SqliteTaskStore : ITaskStore
     private TaskCompletionSource _work = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _closing;
     private int _failures;
-
-    // Held by whoever writes a batch: the loop, or a caller writing its own write at once (see Enqueue).
-    private readonly SemaphoreSlim _writing = new(1, 1);
-    private volatile bool _healthy = true;
     private bool _fullSync = true;
 
     public SqliteTaskStore(string path, TimeProvider time, TimeSpan insertTimeout, StorageGuard storage, ILogger<SqliteTaskStore> logger)
@@ -251,8 +244,6 @@ internal sealed class SqliteTaskStore : ITaskStore
             await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
-        // A caller may be writing its own write at once: the connection closes after it.
-        await _writing.WaitAsync().ConfigureAwait(false);
         foreach (var statement in _statements.Values)
             statement.Dispose();
         _writer.Dispose();
@@ -269,30 +260,7 @@ internal sealed class SqliteTaskStore : ITaskStore
             _pending.Add(op);
             if (op is SaveOp save)
                 _pendingSaves[save.Record.Id] = save;
-        }
-
-        if (_healthy && _writing.Wait(0))
-        {
-            try
-            {
-                WriteBatch();
-            }
-            catch (Exception)
-            {
-                // The batch is pending again: the loop retries it (and says so in the log). Until a batch of the loop
-                // succeeds, writes wait for the loop (a locked database may hold an attempt for a second).
-                _healthy = false;
-            }
-            finally
-            {
-                _writing.Release();
-            }
-        }
-
-        lock (_gate)
-        {
-            if (_pending.Count > 0)
-                _work.TrySetResult();
+            _work.TrySetResult();
         }
     }
 
@@ -328,22 +296,13 @@ internal sealed class SqliteTaskStore : ITaskStore
             await work.ConfigureAwait(false);
             try
             {
-                await _writing.WaitAsync(_stop.Token).ConfigureAwait(false);
-                try
-                {
-                    await _retry.ExecuteAsync(static (self, _) => { self.WriteBatch(); return default; }, this, _stop.Token).ConfigureAwait(false);
-                }
-                finally
-                {
-                    _writing.Release();
-                }
+                await _retry.ExecuteAsync(static (self, _) => { self.WriteBatch(); return default; }, this, _stop.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {
                 return;
             }
 
-            _healthy = true;
             if (Interlocked.Exchange(ref _failures, 0) > 0)
                 _logger.LogInformation("The task database is writable again");
         }
