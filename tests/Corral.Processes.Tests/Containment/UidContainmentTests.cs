@@ -169,7 +169,9 @@ public sealed class UidContainmentTests
         try
         {
             await Proc.WaitForAsync(() => Proc.CommandLine(escapee) == hidden + " 300", TimeSpan.FromSeconds(10), "the escapee to exec the unreadable sleep");
-            Assert.Equal(0, Owner($"/proc/{escapee}/status"));
+            // With fs.suid_dumpable 0 (the default) the exec made it non-dumpable; its directory still shows its uid.
+            if (File.ReadAllText("/proc/sys/fs/suid_dumpable").Trim() == "0")
+                Assert.Equal(0, Owner($"/proc/{escapee}/status"));
             Assert.Equal(uid, Owner($"/proc/{escapee}"));
             MoveToRootCgroup(escapee);
 
@@ -219,6 +221,25 @@ public sealed class UidContainmentTests
             await copycat.Completion;
         }
     }
+
+    [Theory(Timeout = 10_000)]
+    [InlineData(1234, true)]
+    [InlineData(0, true)]
+    [InlineData(ProcFsUnknown, true)]
+    [InlineData(4321, false)]
+    [InlineData(-1, false)]
+    public void Outside_the_leaf_only_the_trees_uid_root_or_an_unknown_uid_is_examined(long euid, bool examined)
+    {
+        // -1: the process is gone. Unknown: statx was refused, so the status read decides, as before the statx.
+        var outside = new TreeCriteria(null, "CORRAL_TREE_ID=x", [], ExclusiveUid: 1234, ExcludedCgroup: "/corral/x");
+        Assert.Equal(examined, ProcScanner.MayBeMemberOutsideLeaf(1, outside, ref euid));
+
+        // Any other criteria are never filtered by uid: a session tree's setuid member is still found by its tag.
+        long other = 4321;
+        Assert.True(ProcScanner.MayBeMemberOutsideLeaf(1, new TreeCriteria(1, "CORRAL_TREE_ID=x", [], ExclusiveUid: 1234), ref other));
+    }
+
+    private const long ProcFsUnknown = Internal.Io.ProcFs.UidUnknown;
 
     private static string SpawnTag(string treeId) => Internal.Spawning.SpawnRequest.TreeIdVariable + "=" + treeId;
 

@@ -311,25 +311,25 @@ internal static class ProcScanner
     /// privileged, and runs as the uid (the uid finds it) or, having gained root, as root (its tag may still find it);
     /// a tree process runs as any other uid only through a setuid program, which leaves it in the leaf. Every other
     /// process (on a busy server, mostly other tasks' processes) is passed over without reading its status and
-    /// environment. <c>true</c> for any other criteria.
+    /// environment; one whose uid statx cannot tell is examined as before. <c>true</c> for any other criteria.
     /// </summary>
     public static bool MayBeMemberOutsideLeaf(int pid, TreeCriteria criteria)
     {
-        long euid = UnknownUid;
+        long euid = UidNotRead;
         return MayBeMemberOutsideLeaf(pid, criteria, ref euid);
     }
 
     /// <summary>The value of an effective uid not read yet.</summary>
-    internal const long UnknownUid = -2;
+    internal const long UidNotRead = -2;
 
-    /// <summary><see cref="MayBeMemberOutsideLeaf(int, TreeCriteria)"/>, reading <paramref name="euid"/> only if it is still <see cref="UnknownUid"/> (a scan of many trees reads it once per process).</summary>
+    /// <summary><see cref="MayBeMemberOutsideLeaf(int, TreeCriteria)"/>, reading <paramref name="euid"/> only if it is still <see cref="UidNotRead"/> (a scan of many trees reads it once per process).</summary>
     internal static bool MayBeMemberOutsideLeaf(int pid, TreeCriteria criteria, ref long euid)
     {
         if (criteria.ExcludedCgroupLine is null || criteria.ExclusiveUid is not { } uid)
             return true;
-        if (euid == UnknownUid)
+        if (euid == UidNotRead)
             euid = ProcFs.EffectiveUid(pid);
-        return euid == uid || euid == 0;
+        return euid == uid || euid == 0 || euid == ProcFs.UidUnknown;
     }
 
     /// <summary>

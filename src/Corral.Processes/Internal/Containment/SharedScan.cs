@@ -166,7 +166,7 @@ internal static class SharedScan
             {
                 relevant.Clear();
                 bool anyLog = false;
-                long euid = ProcScanner.UnknownUid;
+                long euid = ProcScanner.UidNotRead;
                 for (int i = 0; i < count; i++)
                 {
                     var r = batch[i];

@@ -41,17 +41,23 @@ internal static unsafe class ProcFs
         return Fd.ReadFile(path, ref buffer, maxBytes);
     }
 
+    /// <summary>What <see cref="EffectiveUid"/> returns when statx cannot tell (refused by a seccomp filter or an LSM, say): look closer.</summary>
+    public const long UidUnknown = -3;
+
     /// <summary>
-    /// The effective uid of <paramref name="pid"/>, or -1 when it is gone: the owner of the /proc/PID directory, which
-    /// is always the process's effective uid (the files in it show root for a process that is not dumpable). One
-    /// statx, which touches neither the process's memory nor its descriptors: far cheaper than reading its status.
+    /// The effective uid of <paramref name="pid"/>, -1 when it is gone, or <see cref="UidUnknown"/>: the owner of the
+    /// /proc/PID directory, which is always the process's effective uid (the files in it show root for a process that
+    /// is not dumpable). One statx, which touches neither the process's memory nor its descriptors: far cheaper than
+    /// reading its status.
     /// </summary>
     public static long EffectiveUid(int pid)
     {
         byte* path = stackalloc byte[PathCapacity];
         Format(new Span<byte>(path, PathCapacity), pid, ""u8);
         byte* statx = stackalloc byte[Libc.StatxBufferSize];
-        return Libc.statx(Libc.AT_FDCWD, path, 0, Libc.STATX_UID, statx) == 0 ? *(uint*)(statx + Libc.StatxUidOffset) : -1;
+        if (Libc.statx(Libc.AT_FDCWD, path, 0, Libc.STATX_UID, statx) != 0)
+            return Libc.LastError is Libc.ENOENT or Libc.ESRCH ? -1 : UidUnknown;
+        return (*(uint*)statx & Libc.STATX_UID) != 0 ? *(uint*)(statx + Libc.StatxUidOffset) : UidUnknown;
     }
 
     /// <summary>
