@@ -225,7 +225,7 @@ public sealed class UidContainmentTests
     [Theory(Timeout = 10_000)]
     [InlineData(1234, true)]
     [InlineData(0, true)]
-    [InlineData(ProcFsUnknown, true)]
+    [InlineData(Internal.Io.ProcFs.UidUnknown, true)]
     [InlineData(4321, false)]
     [InlineData(-1, false)]
     public void Outside_the_leaf_only_the_trees_uid_root_or_an_unknown_uid_is_examined(long euid, bool examined)
@@ -238,8 +238,6 @@ public sealed class UidContainmentTests
         long other = 4321;
         Assert.True(ProcScanner.MayBeMemberOutsideLeaf(1, new TreeCriteria(1, "CORRAL_TREE_ID=x", [], ExclusiveUid: 1234), ref other));
     }
-
-    private const long ProcFsUnknown = Internal.Io.ProcFs.UidUnknown;
 
     private static string SpawnTag(string treeId) => Internal.Spawning.SpawnRequest.TreeIdVariable + "=" + treeId;
 
