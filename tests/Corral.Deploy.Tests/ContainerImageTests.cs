@@ -46,7 +46,11 @@ public sealed class ContainerImageTests
                 }
             }, TimeSpan.FromSeconds(60), "the server in the container to be ready");
 
-            var body = new StringContent("""{"agent":"command","command":["sh","-c","id -u; setsid sleep 300 & echo inside"]}""", Encoding.UTF8, "application/json");
+            // The child waits (with a deadline) until its escapee has become `sleep`: ended earlier, the report could
+            // name the escapee by the shell or setsid it still was.
+            var body = new StringContent("""
+                {"agent":"command","command":["sh","-c","id -u; setsid sleep 300 & p=$!; for i in $(seq 1000); do [ \"$(cat /proc/$p/comm)\" = sleep ] && break; sleep 0.01; done; echo inside"]}
+                """, Encoding.UTF8, "application/json");
             Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync("/v1/tasks", body, TestContext.Current.CancellationToken)).StatusCode);
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
             var response = await http.PostAsync("/v1/tasks?wait=30", body, TestContext.Current.CancellationToken);

@@ -21,6 +21,7 @@ internal static unsafe partial class Libc
     internal const int F_SETPIPE_SZ = 1031;
     internal const int F_GETPIPE_SZ = 1032;
 
+    internal const int F_OK = 0;
     internal const int X_OK = 1;
     internal const int W_OK = 2;
 

@@ -457,11 +457,38 @@ internal static class ProcScanner
             if (n <= 0 || !Contains(pipeLinks, link[..n]))
                 continue;
             if (IsWritable(pid, fd, ref buffer))
-                return true;
+                return !SharesOurDescriptors(pid);
         }
 
         return false;
     }
+
+    /// <summary>
+    /// Whether <paramref name="pid"/> holds our own descriptor table rather than one of its own: one of our threads
+    /// (a thread id is a PID of the window too), or a child of ours between clone and exec (another tree's child
+    /// being spawned, a <c>Process.Start</c> child), which holds a copy of every descriptor we hold until exec closes
+    /// them. Neither belongs to a tree, whatever write end we hold (a caller may hold one, as a test does). Known by
+    /// the thread's entry under /proc/self/task, or by the parent (us) and the executable (still ours). Asked only of
+    /// a process found holding a write end, so the usual scan never pays for it.
+    /// </summary>
+    internal static bool SharesOurDescriptors(int pid)
+    {
+        if (Libc.access($"/proc/self/task/{pid}", Libc.F_OK) == 0)
+            return true;
+        byte[] buffer = new byte[512];
+        if (ReadStat(pid, ref buffer) is not { ParentPid: var parent } || parent != Environment.ProcessId)
+            return false;
+        Span<byte> exe = stackalloc byte[512];
+        int n = ProcFs.ReadLink(pid, "exe"u8, exe);
+        return n > 0 && exe[..n].SequenceEqual(s_ourExecutable.Value);
+    }
+
+    private static readonly Lazy<byte[]> s_ourExecutable = new(() =>
+    {
+        Span<byte> exe = stackalloc byte[512];
+        int n = ProcFs.ReadLink(Environment.ProcessId, "exe"u8, exe);
+        return n > 0 ? exe[..n].ToArray() : [];
+    });
 
     /// <summary>The descriptors of <paramref name="pid"/> that are the write end of the pipe named <paramref name="pipeLink"/>.</summary>
     public static List<int> WriteEndDescriptors(int pid, string pipeLink, ref byte[] buffer)

@@ -322,6 +322,8 @@ internal static class SharedScan
                 wanted |= relevant.Contains(i) && !found.ContainsKey(i) && batch[i].CheckHolders;
             if (!wanted || !ProcScanner.IsWritable(pid, fd, ref buffer))
                 continue;
+            if (ProcScanner.SharesOurDescriptors(pid))
+                return;
             foreach (int i in owners)
             {
                 if (relevant.Contains(i) && batch[i].CheckHolders)
