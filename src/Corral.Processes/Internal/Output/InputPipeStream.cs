@@ -8,6 +8,7 @@ internal sealed class InputPipeStream : Stream
 {
     private readonly PollRegistration _poll;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly Lock _fdGate = new();
     private int _fd;
 
     public InputPipeStream(int fd)
@@ -31,8 +32,16 @@ internal sealed class InputPipeStream : Stream
         {
             while (!buffer.IsEmpty)
             {
-                ObjectDisposedException.ThrowIf(_fd < 0, this);
-                nint n = Fd.Write(_fd, buffer.Span, out int errno);
+                nint n;
+                int errno;
+                // The check and the write under the lock Dispose takes: a descriptor closed in between could already
+                // be another file's, and the bytes would land there.
+                lock (_fdGate)
+                {
+                    ObjectDisposedException.ThrowIf(_fd < 0, this);
+                    n = Fd.Write(_fd, buffer.Span, out errno);
+                }
+
                 if (n >= 0)
                 {
                     buffer = buffer[(int)n..];
@@ -71,7 +80,14 @@ internal sealed class InputPipeStream : Stream
 
     protected override void Dispose(bool disposing)
     {
-        if (Interlocked.Exchange(ref _fd, -1) is var fd and >= 0)
+        int fd;
+        lock (_fdGate)
+        {
+            fd = _fd;
+            _fd = -1;
+        }
+
+        if (fd >= 0)
         {
             _poll.Dispose();
             Libc.close(fd);

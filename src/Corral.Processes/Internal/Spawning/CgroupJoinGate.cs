@@ -324,17 +324,26 @@ internal sealed unsafe class CgroupJoinGate
         for (int pid = _lastPidBefore; pid != last && count < 65536; count++)
         {
             pid = pid >= maxPid ? 1 : pid + 1;
-            if (IsOurChild(pid))
+            if (IsBlockedAtGate(pid, _gateFd, _arriveLink))
                 return pid;
         }
 
         return 0;
     }
 
-    private bool IsOurChild(int pid)
+    /// <summary>
+    /// Whether <paramref name="pid"/> holds "arrive" open for writing as <paramref name="gateFd"/>, as the gate child
+    /// does. For writing: the helper's own descriptor for "arrive" (read-only) may have the number
+    /// <paramref name="gateFd"/>, and then each of our threads (a thread id is a PID of the window too) and any other
+    /// child of ours not yet exec'd shows it there; moving one of those into the leaf would move this process.
+    /// </summary>
+    internal static bool IsBlockedAtGate(int pid, int gateFd, byte[] arriveLink)
     {
         Span<byte> link = stackalloc byte[512];
-        int n = ProcFs.ReadFdLink(pid, _gateFd, link);
-        return n > 0 && link[..n].SequenceEqual(_arriveLink);
+        int n = ProcFs.ReadFdLink(pid, gateFd, link);
+        if (n <= 0 || !link[..n].SequenceEqual(arriveLink))
+            return false;
+        byte[] buffer = new byte[256];
+        return Containment.ProcScanner.IsWritable(pid, gateFd, ref buffer);
     }
 }
