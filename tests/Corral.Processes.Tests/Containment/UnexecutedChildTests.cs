@@ -34,10 +34,15 @@ public sealed class UnexecutedChildTests
         Assert.True(child > 0, "fork failed");
         try
         {
-            // It does hold the write end (the premise), it is no thread of ours, and the scans pass it over.
-            Assert.Contains(PipeHolders.Find(tree.Pid), h => h.Pid == child && h.Stream == OutputStream.StandardOutput);
-            Assert.True(ProcScanner.SharesOurDescriptors(child));
-            Assert.False(ProcScanner.SharesOurDescriptors(Environment.ProcessId == 1 ? 2 : 1));
+            // It does hold the write end (the premise): a close-on-exec copy, as a child of ours, so the scans pass it
+            // over; the same descriptor in a process that is not our child would be its own.
+            var held = Assert.Single(PipeHolders.Find(tree.Pid), h => h.Pid == child && h.Stream == OutputStream.StandardOutput);
+            byte[] buffer = new byte[512];
+            int flags = ProcScanner.DescriptorFlags(child, held.Descriptors[0], ref buffer);
+            Assert.True(ProcScanner.IsWrite(flags) && (flags & Interop.Libc.O_CLOEXEC) != 0, $"flags 0{Convert.ToString(flags, 8)}");
+            Assert.True(ProcScanner.IsOurCopy(child, flags, ref buffer));
+            Assert.False(ProcScanner.IsOurCopy(child, flags & ~Interop.Libc.O_CLOEXEC, ref buffer));
+            Assert.False(ProcScanner.IsOurCopy(1, flags, ref buffer));
 
             File.WriteAllText(dir.File("go"), "");
             var outcome = await tree.Completion;
@@ -55,7 +60,7 @@ public sealed class UnexecutedChildTests
     private static int ForkPaused()
     {
         // Bound before the fork, so the child resolves nothing (a loader lock may be held by a thread it does not have).
-        foreach (string name in new[] { nameof(fork), nameof(signal), nameof(pause) })
+        foreach (string name in new[] { nameof(fork), nameof(signal), nameof(alarm), nameof(pause) })
             Marshal.Prelink(typeof(UnexecutedChildTests).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!);
         int pid = fork();
         if (pid == 0)
@@ -64,6 +69,9 @@ public sealed class UnexecutedChildTests
             // shares with it: a SIGTERM sent to the copy would stop the test host. Default dispositions: it dies.
             signal(15, 0);
             signal(18, 0);
+            // Dies on its own even if the test host does first (it holds the runner's pipes, which would never end).
+            signal(14, 0);
+            alarm(300);
             while (true)
                 pause();
         }
@@ -80,6 +88,9 @@ public sealed class UnexecutedChildTests
 
     [DllImport("libc")]
     private static extern nint signal(int signum, nint handler);
+
+    [DllImport("libc")]
+    private static extern uint alarm(uint seconds);
 
     [DllImport("libc")]
     private static extern int kill(int pid, int signal);

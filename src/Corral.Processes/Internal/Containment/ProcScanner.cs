@@ -456,39 +456,29 @@ internal static class ProcScanner
             int n = ProcFs.ReadFdLink(pid, fd, link);
             if (n <= 0 || !Contains(pipeLinks, link[..n]))
                 continue;
-            if (IsWritable(pid, fd, ref buffer))
-                return !SharesOurDescriptors(pid);
+            if (DescriptorFlags(pid, fd, ref buffer) is >= 0 and var flags && IsWrite(flags) && !IsOurCopy(pid, flags, ref buffer))
+                return true;
         }
 
         return false;
     }
 
     /// <summary>
-    /// Whether <paramref name="pid"/> holds our own descriptor table rather than one of its own: one of our threads
-    /// (a thread id is a PID of the window too), or a child of ours between clone and exec (another tree's child
-    /// being spawned, a <c>Process.Start</c> child), which holds a copy of every descriptor we hold until exec closes
-    /// them. Neither belongs to a tree, whatever write end we hold (a caller may hold one, as a test does). Known by
-    /// the thread's entry under /proc/self/task, or by the parent (us) and the executable (still ours). Asked only of
-    /// a process found holding a write end, so the usual scan never pays for it.
+    /// Whether a write end that <paramref name="pid"/> holds (its fdinfo <paramref name="flags"/>) is our own
+    /// descriptor rather than one of its own: <paramref name="pid"/> is one of our threads (a thread id is a PID of
+    /// the window too), or a child of ours between clone and exec (another tree's child being spawned, a
+    /// <c>Process.Start</c> child), which holds a copy of our descriptor table until exec closes it. Such a process
+    /// belongs to no tree, whatever write end we hold (a caller may hold one, as a test does). The copy is known by
+    /// its close-on-exec flag and its parent (us): both hold until the very exec that closes it, so no exec can fall
+    /// between this check and the fdinfo read it is given. A tree's own child is its session's leader, matched
+    /// before any descriptor is looked at. Asked only of a write end found, so the usual scan never pays for it.
     /// </summary>
-    internal static bool SharesOurDescriptors(int pid)
+    internal static bool IsOurCopy(int pid, int flags, ref byte[] buffer)
     {
         if (Libc.access($"/proc/self/task/{pid}", Libc.F_OK) == 0)
             return true;
-        byte[] buffer = new byte[512];
-        if (ReadStat(pid, ref buffer) is not { ParentPid: var parent } || parent != Environment.ProcessId)
-            return false;
-        Span<byte> exe = stackalloc byte[512];
-        int n = ProcFs.ReadLink(pid, "exe"u8, exe);
-        return n > 0 && exe[..n].SequenceEqual(s_ourExecutable.Value);
+        return (flags & Libc.O_CLOEXEC) != 0 && ReadStat(pid, ref buffer) is { ParentPid: var parent } && parent == Environment.ProcessId;
     }
-
-    private static readonly Lazy<byte[]> s_ourExecutable = new(() =>
-    {
-        Span<byte> exe = stackalloc byte[512];
-        int n = ProcFs.ReadLink(Environment.ProcessId, "exe"u8, exe);
-        return n > 0 ? exe[..n].ToArray() : [];
-    });
 
     /// <summary>The descriptors of <paramref name="pid"/> that are the write end of the pipe named <paramref name="pipeLink"/>.</summary>
     public static List<int> WriteEndDescriptors(int pid, string pipeLink, ref byte[] buffer)
@@ -530,20 +520,26 @@ internal static class ProcScanner
         return text[i..];
     }
 
-    internal static bool IsWritable(int pid, int fd, ref byte[] buffer)
+    internal static bool IsWritable(int pid, int fd, ref byte[] buffer) => DescriptorFlags(pid, fd, ref buffer) is >= 0 and var flags && IsWrite(flags);
+
+    /// <summary>Whether descriptor flags open the file for writing.</summary>
+    internal static bool IsWrite(int flags) => (flags & Libc.O_ACCMODE) != Libc.O_RDONLY;
+
+    /// <summary>The flags: line of /proc/PID/fdinfo/FD (access mode, O_CLOEXEC…), or -1 when it cannot be read.</summary>
+    internal static int DescriptorFlags(int pid, int fd, ref byte[] buffer)
     {
         int n = ProcFs.ReadFile(pid, "fdinfo"u8, fd, ref buffer);
         if (n <= 0)
-            return false;
+            return -1;
         var text = buffer.AsSpan(0, n);
         int at = text.IndexOf("flags:"u8);
         if (at < 0)
-            return false;
+            return -1;
         var digits = SkipBlanks(text[(at + 6)..]);
         int flags = 0;
         for (int i = 0; i < digits.Length && (uint)(digits[i] - '0') <= 7; i++)
             flags = flags * 8 + (digits[i] - '0');
-        return (flags & Libc.O_ACCMODE) != Libc.O_RDONLY;
+        return flags;
     }
 
     /// <summary>The command line with NULs as spaces, capped at 200 characters.</summary>

@@ -320,10 +320,9 @@ internal static class SharedScan
             bool wanted = false;
             foreach (int i in owners)
                 wanted |= relevant.Contains(i) && !found.ContainsKey(i) && batch[i].CheckHolders;
-            if (!wanted || !ProcScanner.IsWritable(pid, fd, ref buffer))
+            if (!wanted || ProcScanner.DescriptorFlags(pid, fd, ref buffer) is not (>= 0 and var flags) || !ProcScanner.IsWrite(flags)
+                || ProcScanner.IsOurCopy(pid, flags, ref buffer))
                 continue;
-            if (ProcScanner.SharesOurDescriptors(pid))
-                return;
             foreach (int i in owners)
             {
                 if (relevant.Contains(i) && batch[i].CheckHolders)

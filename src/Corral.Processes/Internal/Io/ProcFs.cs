@@ -98,13 +98,10 @@ internal static unsafe class ProcFs
     }
 
     /// <summary>readlink of /proc/PID/fd/N into <paramref name="destination"/>; the length, or -1.</summary>
-    public static int ReadFdLink(int pid, int fd, Span<byte> destination) => ReadLink(pid, "fd"u8, destination, fd);
-
-    /// <summary>readlink of /proc/PID/SUFFIX (or /proc/PID/SUFFIX/N) into <paramref name="destination"/>; the length, or -1.</summary>
-    public static int ReadLink(int pid, ReadOnlySpan<byte> suffix, Span<byte> destination, int n = -1)
+    public static int ReadFdLink(int pid, int fd, Span<byte> destination)
     {
         byte* path = stackalloc byte[PathCapacity];
-        Format(new Span<byte>(path, PathCapacity), pid, suffix, n);
+        Format(new Span<byte>(path, PathCapacity), pid, "fd"u8, fd);
         fixed (byte* d = destination)
             return (int)Libc.readlink(path, d, destination.Length);
     }
