@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Corral.Processes.Internal.Io;
 using Corral.Processes.Internal.Spawning;
 using Corral.Processes.Interop;
 using Corral.Processes.Tests.Support;
@@ -10,7 +11,7 @@ namespace Corral.Processes.Tests.Spawning;
 /// (the child is moved into its cgroup before it execs). Each test runs the same checks through both.
 /// </summary>
 [Collection(SpawnPathCollection.Name)]
-public sealed class SpawnPathTests : IDisposable
+public sealed partial class SpawnPathTests : IDisposable
 {
     public static TheoryData<bool, ContainmentMode> Paths => new()
     {
@@ -37,6 +38,48 @@ public sealed class SpawnPathTests : IDisposable
             Assert.Skip("no C compiler (/usr/bin/cc) to build the native spawn with");
         Assert.True(CorralSpawn.Available, $"{CorralSpawn.FileName} was not built or not loaded: install a C compiler (cc)");
     }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_end_at_descriptor_0_1_or_2_reaches_the_child_on_its_own_stream(bool native)
+    {
+        Use(native, ContainmentMode.Session);
+        // As in a host started with stdin closed: the stdout pipe's write end is this process's fd 0 (for the spawn
+        // only; the collection runs alone, so no other child inherits it). The child moves stdin onto 0 first.
+        var (outRead, outWrite) = Fd.CreatePipe();
+        var (errRead, errWrite) = Fd.CreatePipe();
+        int devNull = Fd.OpenRead("/dev/null");
+        int saved = Libc.fcntl(0, Libc.F_DUPFD_CLOEXEC, 3);
+        Assert.True(saved >= 0 && Dup2(outWrite, 0) == 0);
+        SpawnedChild spawned;
+        try
+        {
+            var request = SpawnRequest.Validate(new ProcessSpec("/bin/sh", "-c", "echo out; echo err >&2"), Guid.NewGuid().ToString("N"));
+            spawned = Spawner.Spawn(request, devNull, 0, errWrite, leaf: null);
+        }
+        finally
+        {
+            Assert.Equal(0, Dup2(saved, 0));
+            Fd.Close(ref saved);
+            Fd.Close(ref outWrite);
+            Fd.Close(ref errWrite);
+            Fd.Close(ref devNull);
+        }
+
+        using var child = new Internal.Containment.ChildProcess(spawned.Pid, spawned.Pidfd);
+        await using var stdout = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(outRead, ownsHandle: true), FileAccess.Read);
+        await using var stderr = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(errRead, ownsHandle: true), FileAccess.Read);
+        Assert.Equal("out\n", await new StreamReader(stdout).ReadToEndAsync(Ct));
+        Assert.Equal("err\n", await new StreamReader(stderr).ReadToEndAsync(Ct));
+        await child.Exited.WaitAsync(Ct);
+        Assert.Equal(0, child.Reap().ExitCode);
+    }
+
+    private static int Dup2(int from, int to) => dup2(from, to) < 0 ? -1 : 0;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int dup2(int from, int to);
 
     [Theory(Timeout = 120_000)]
     [MemberData(nameof(Paths))]

@@ -32,6 +32,34 @@ internal static unsafe class Spawner
     /// <summary>Spawns the child; fds are the child's ends for 0, 1 and 2.</summary>
     public static SpawnedChild Spawn(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
     {
+        // The child moves its three ends onto 0, 1 and 2 in that order, so an end that is itself 0, 1 or 2 (a host
+        // started with one of those closed gets its next descriptors there) could be overwritten by an earlier move:
+        // stdout's pipe at 0 would become stdin. Such ends are given to the child as copies above 2.
+        int liftedIn = -1, liftedOut = -1, liftedErr = -1;
+        try
+        {
+            return SpawnFrom(request, Lift(stdinFd, ref liftedIn), Lift(stdoutFd, ref liftedOut), Lift(stderrFd, ref liftedErr), leaf);
+        }
+        finally
+        {
+            Fd.Close(ref liftedIn);
+            Fd.Close(ref liftedOut);
+            Fd.Close(ref liftedErr);
+        }
+    }
+
+    private static int Lift(int fd, ref int copy)
+    {
+        if (fd > 2)
+            return fd;
+        copy = Libc.fcntl(fd, Libc.F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+            throw new ProcessSpawnException(SpawnFailure.SystemError, "fcntl(F_DUPFD_CLOEXEC)", Libc.Describe(Libc.LastError), Libc.LastError);
+        return copy;
+    }
+
+    private static SpawnedChild SpawnFrom(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
+    {
         if (PreferNative && CorralSpawn.Available)
             return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf);
         if (request.User is { } user)
