@@ -49,20 +49,12 @@ public class SafetyTests
     {
         Modes.SkipIfUnavailable(mode);
         using var dir = new PidDir();
-        await using var tree = ProcessTree.Start(Modes.Bash(
-            "echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
-        {
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(300), KillWait = TimeSpan.FromMilliseconds(500) },
-        }, TestContext.Current.CancellationToken);
-
         // Once the target runs (in cgroup mode the join shim briefly points fd 1 elsewhere), this test process,
         // the tree's parent, opens the tree's stdout for writing: it is now a holder of the write end too.
-        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        await using var tree = await ReadyTree.UntilGoAsync(dir, mode);
         using var writeEnd = new FileStream($"/proc/{tree.Pid}/fd/1", FileMode.Open, FileAccess.Write);
         Assert.Contains(PipeHolders.Find(tree.Pid), h => h.Pid == Environment.ProcessId && h.Stream == OutputStream.StandardOutput);
-        File.WriteAllText(dir.File("go"), "");
+        ReadyTree.Go(dir);
         var outcome = await tree.Completion;
 
         Assert.DoesNotContain(outcome.Killed, k => k.Pid == Environment.ProcessId);

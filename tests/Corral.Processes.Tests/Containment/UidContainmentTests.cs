@@ -21,26 +21,13 @@ public sealed class UidContainmentTests
         "while [ ! -s \"$D/escapee\" ]; do sleep 0.01; done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done";
 
     /// <summary>Starts <paramref name="script"/> (with <c>$D</c>) as <paramref name="uid"/> and waits for its first line, <c>ready</c>.</summary>
-    private static async Task<ProcessTree> StartReadyAsync(string script, ContainmentMode mode, PidDir dir, int uid, bool exclusive, CancellationToken ct)
-    {
-        var tree = ProcessTree.Start(Modes.Bash(script, mode) with
+    private static Task<ProcessTree> StartReadyAsync(string script, ContainmentMode mode, PidDir dir, int uid, bool exclusive, CancellationToken ct) =>
+        ReadyTree.StartAsync(Modes.Bash(script, mode) with
         {
             User = new ProcessUser(uid, uid) { Exclusive = exclusive },
             Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
             Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(500) },
         }, ct);
-        try
-        {
-            await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-                Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
-            return tree;
-        }
-        catch
-        {
-            await tree.DisposeAsync();
-            throw;
-        }
-    }
 
     /// <summary><see cref="StartReadyAsync"/> for an <see cref="Escapee"/> script, and the escapee's PID.</summary>
     private static async Task<(ProcessTree Tree, int Escapee, Proc.Identity? Identity)> StartWithEscapeeAsync(

@@ -21,14 +21,7 @@ public sealed class UnexecutedChildTests
     {
         Modes.SkipIfUnavailable(ContainmentMode.Session);
         using var dir = new PidDir();
-        await using var tree = ProcessTree.Start(Modes.Bash("echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", ContainmentMode.Session) with
-        {
-            Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
-            Teardown = new TeardownOptions { Grace = TimeSpan.FromMilliseconds(300), KillWait = TimeSpan.FromMilliseconds(500) },
-        }, TestContext.Current.CancellationToken);
-        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
-
+        await using var tree = await ReadyTree.UntilGoAsync(dir, ContainmentMode.Session);
         using var writeEnd = new FileStream($"/proc/{tree.Pid}/fd/1", FileMode.Open, FileAccess.Write);
         int child = ForkPaused();
         Assert.True(child > 0, "fork failed");
@@ -44,7 +37,7 @@ public sealed class UnexecutedChildTests
             Assert.False(ProcScanner.IsOurCopy(child, flags & ~Interop.Libc.O_CLOEXEC, ref buffer));
             Assert.False(ProcScanner.IsOurCopy(1, flags, ref buffer));
 
-            File.WriteAllText(dir.File("go"), "");
+            ReadyTree.Go(dir);
             var outcome = await tree.Completion;
             Assert.DoesNotContain(outcome.Killed, k => k.Pid == child);
             Assert.True(Proc.IsAlive(child), "our unexecuted child was signalled");

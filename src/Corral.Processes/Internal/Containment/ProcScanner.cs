@@ -456,12 +456,16 @@ internal static class ProcScanner
             int n = ProcFs.ReadFdLink(pid, fd, link);
             if (n <= 0 || !Contains(pipeLinks, link[..n]))
                 continue;
-            if (DescriptorFlags(pid, fd, ref buffer) is >= 0 and var flags && IsWrite(flags) && !IsOurCopy(pid, flags, ref buffer))
+            if (IsOwnWriteEnd(pid, fd, ref buffer))
                 return true;
         }
 
         return false;
     }
+
+    /// <summary>Whether <paramref name="pid"/>'s <paramref name="fd"/> (a tree's pipe) is open for writing and is its own descriptor, not <see cref="IsOurCopy">our copy</see>.</summary>
+    internal static bool IsOwnWriteEnd(int pid, int fd, ref byte[] buffer) =>
+        DescriptorFlags(pid, fd, ref buffer) is >= 0 and var flags && IsWrite(flags) && !IsOurCopy(pid, flags, ref buffer);
 
     /// <summary>
     /// Whether a write end that <paramref name="pid"/> holds (its fdinfo <paramref name="flags"/>) is our own

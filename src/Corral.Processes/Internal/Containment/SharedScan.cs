@@ -320,8 +320,7 @@ internal static class SharedScan
             bool wanted = false;
             foreach (int i in owners)
                 wanted |= relevant.Contains(i) && !found.ContainsKey(i) && batch[i].CheckHolders;
-            if (!wanted || ProcScanner.DescriptorFlags(pid, fd, ref buffer) is not (>= 0 and var flags) || !ProcScanner.IsWrite(flags)
-                || ProcScanner.IsOurCopy(pid, flags, ref buffer))
+            if (!wanted || !ProcScanner.IsOwnWriteEnd(pid, fd, ref buffer))
                 continue;
             foreach (int i in owners)
             {
