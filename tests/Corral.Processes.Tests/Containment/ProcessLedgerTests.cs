@@ -13,14 +13,12 @@ public sealed class ProcessLedgerTests
         Modes.SkipIfUnavailable(mode);
         var ct = TestContext.Current.CancellationToken;
         using var dir = new PidDir();
-        await using var tree = ProcessTree.Start(Modes.Bash(
+        await using var tree = await ReadyTree.StartAsync(Modes.Bash(
             "sleep 300 & echo $! > \"$D/a\"; setsid sleep 301 & echo $! > \"$D/b\"; " +
             "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo ready; while [ ! -e \"$D/go\" ]; do sleep 0.01; done", mode) with
         {
             Environment = new Dictionary<string, string?> { ["D"] = dir.Path },
         }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
         int a = await Proc.ReadPidFileAsync(dir.File("a"), TimeSpan.FromSeconds(10));
         int b = await Proc.ReadPidFileAsync(dir.File("b"), TimeSpan.FromSeconds(10));
         await Proc.WaitForAsync(() => Proc.CommandLine(a) == "sleep 300" && Proc.CommandLine(b) == "sleep 301", TimeSpan.FromSeconds(10), "both sleeps");
@@ -62,13 +60,11 @@ public sealed class ProcessLedgerTests
         Assert.SkipUnless(File.Exists("/usr/bin/python3"), "no /usr/bin/python3 to start threads with");
         var ct = TestContext.Current.CancellationToken;
         // The threads' ids come after the child's PID, in its PID window, where session mode probes ids directly.
-        await using var tree = ProcessTree.Start(new ProcessSpec("/usr/bin/python3", "-c",
+        await using var tree = await ReadyTree.StartAsync(new ProcessSpec("/usr/bin/python3", "-c",
             "import threading, time\nfor _ in range(4): threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\nprint('ready', flush=True)\ntime.sleep(300)")
         {
             Containment = mode,
         }, ct);
-        await using (var lines = tree.ReadLinesAsync(ct).GetAsyncEnumerator(ct))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
         Assert.Equal(5, Directory.GetDirectories($"/proc/{tree.Pid}/task").Length);
 
         var ledger = tree.GetProcesses();

@@ -16,9 +16,7 @@ public sealed class UserTests
         Modes.SkipUnlessUsersCanBeSwitched(mode);
         int uid = Proc.UnusedUid();
         var user = new ProcessUser(uid, uid + 1) { SupplementaryGroups = [uid + 2, uid + 3] };
-        await using var tree = ProcessTree.Start(Modes.Bash("echo ready; exec sleep 300", mode) with { User = user }, TestContext.Current.CancellationToken);
-        await using (var lines = tree.ReadLinesAsync(TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken))
-            Assert.True(await lines.MoveNextAsync() && lines.Current.Text == "ready");
+        await using var tree = await ReadyTree.StartAsync(Modes.Bash("echo ready; exec sleep 300", mode) with { User = user }, TestContext.Current.CancellationToken);
 
         // Seen from outside, in the running child's /proc/PID/status.
         Assert.Equal([uid, uid, uid, uid], Proc.Uids(tree.Pid)!);
