@@ -129,6 +129,13 @@ public sealed record ProcessOutcome
     /// <summary>Whether some process still held an output pipe when Corral stopped reading (detached, or unkillable).</summary>
     public bool HolderSurvived { get; init; }
 
+    /// <summary>
+    /// Why an output target stopped taking bytes: the first exception a <see cref="OutputTarget.ToStream"/> stream threw,
+    /// as <c>stdout: IOException: Broken pipe</c>. The pipe was still read to the end (the child never blocks on it) and the
+    /// rest of that stream counted and discarded. Null when every byte reached its target.
+    /// </summary>
+    public string? OutputError { get; init; }
+
     /// <summary>What the tree used (peak memory, CPU time, peak processes), whether it ran into a limit, and which limits were in force.</summary>
     public ResourceUsage Resources { get; init; } = ResourceUsage.Unknown;
 

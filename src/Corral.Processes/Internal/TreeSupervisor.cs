@@ -302,6 +302,7 @@ internal sealed class TreeSupervisor
                 StandardOutputTruncated = Capture?.StdoutTruncated ?? false,
                 StandardErrorTruncated = Capture?.StderrTruncated ?? false,
                 HolderSurvived = holderSurvived,
+                OutputError = _stdout.SinkFailure ?? _stderr.SinkFailure,
                 Resources = resources,
             };
         }

@@ -65,6 +65,60 @@ public class OutputTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_stream_target_that_fails_is_reported_and_the_pipe_is_still_drained_to_the_end()
+    {
+        // The stream takes one write, then fails as a closed terminal would; 4 MiB more follow, then a line on stderr.
+        var failing = new FailingStream();
+        var errors = new MemoryStream();
+        var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "printf 0123456789; head -c 4194304 /dev/zero; echo end >&2")
+        {
+            StandardOutput = OutputTarget.ToStream(failing),
+            StandardError = OutputTarget.ToStream(errors),
+        }, Ct);
+
+        Assert.Equal(ExitReason.Exited, result.Outcome.Reason);
+        Assert.Equal(0, result.Outcome.ExitCode);
+        Assert.Equal(10 + 4194304, result.Outcome.StandardOutputBytes);
+        Assert.StartsWith("0123456789", Encoding.ASCII.GetString(failing.Taken.ToArray()));
+        Assert.True(failing.Taken.Length < 10 + 4194304, "the writes after the failure were discarded");
+        Assert.Equal("end\n"u8.ToArray(), errors.ToArray());
+        Assert.Equal("stdout: IOException: Broken pipe", result.Outcome.OutputError);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task An_outcome_whose_targets_took_every_byte_has_no_output_error()
+    {
+        var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", "-c", "echo out; echo err >&2")
+        {
+            StandardOutput = OutputTarget.ToStream(new MemoryStream()),
+        }, Ct);
+        Assert.Null(result.Outcome.OutputError);
+    }
+
+    /// <summary>Takes its first write, then throws as a write to a closed pipe does.</summary>
+    private sealed class FailingStream : Stream
+    {
+        public MemoryStream Taken { get; } = new();
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => Taken.Length;
+        public override long Position { get => Taken.Length; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (Taken.Length > 0)
+                throw new IOException("Broken pipe");
+            Taken.Write(buffer, offset, count);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Both_pipes_are_drained_concurrently_so_a_full_stderr_never_blocks_the_child()
     {
         // 8 MiB to stderr first, then stdout: a reader that did stdout to EOF first would deadlock.

@@ -85,6 +85,11 @@ internal sealed class OutputPump
     /// <summary>The exception the sink threw, if it failed; the pipe was still drained (and the rest discarded).</summary>
     public Exception? SinkError { get; private set; }
 
+    /// <summary><see cref="SinkError"/> as the outcome reports it: the stream, the exception's type and its message.</summary>
+    public string? SinkFailure => SinkError is { } e
+        ? $"{(_stream == OutputStream.StandardOutput ? "stdout" : "stderr")}: {e.GetType().Name}: {e.Message}"
+        : null;
+
     public Task DrainAvailableAsync()
     {
         lock (_gate)
