@@ -33,6 +33,12 @@ internal static class ApiJson
     /// <summary><see cref="Utf8"/> as a string, for a database column.</summary>
     public static string Text(TaskRecord record) => System.Text.Encoding.UTF8.GetString(Utf8(record));
 
+    /// <summary>A record stored as <see cref="Text"/>.</summary>
+    public static TaskRecord Record(string json) => JsonSerializer.Deserialize<TaskRecord>(json, Options)!;
+
+    /// <summary>A status as the API spells it (<c>succeeded</c>), for a database column.</summary>
+    public static string Name(TaskState state) => JsonNamingPolicy.CamelCase.ConvertName(state.ToString());
+
     public static JsonSerializerOptions Configure(JsonSerializerOptions options)
     {
         options.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using Corral.Server.Api;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -90,8 +89,8 @@ internal sealed class PostgresTaskStore : ITaskStore
                     INSERT INTO tasks (id, status, agent, session_id, session_key, idempotency_key, request_hash, created_at, request_json, record_json, affinity, memory_bytes)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                     """);
-                Add(cmd, r.Id, StatusName(r.Status), r.Agent, r.SessionId, task.SessionKey, r.IdempotencyKey, task.RequestHash, r.CreatedAt.UtcDateTime,
-                    task.RequestJson, Serialize(r), task.Affinity, task.MemoryBytes);
+                Add(cmd, r.Id, ApiJson.Name(r.Status), r.Agent, r.SessionId, task.SessionKey, r.IdempotencyKey, task.RequestHash, r.CreatedAt.UtcDateTime,
+                    task.RequestJson, ApiJson.Text(r), task.Affinity, task.MemoryBytes);
                 await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
                 return 0;
             }, deadline.Token).ConfigureAwait(false);
@@ -123,7 +122,7 @@ internal sealed class PostgresTaskStore : ITaskStore
                 leftovers_cleared = leftovers_cleared OR ($7 AND $6::bigint IS NOT NULL)
             WHERE id = $1 AND ($6::bigint IS NULL OR epoch = $6) AND ($7 OR status IN ('queued', 'running'))
             """);
-        Add(cmd, record.Id, StatusName(record.Status), record.SessionId, record.IsTerminal ? record.EndedAt?.UtcDateTime : null, Serialize(record), epoch, record.IsTerminal);
+        Add(cmd, record.Id, ApiJson.Name(record.Status), record.SessionId, record.IsTerminal ? record.EndedAt?.UtcDateTime : null, ApiJson.Text(record), epoch, record.IsTerminal);
         if (await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0 && epoch is not null)
             throw new StoreException(StoreFailure.Fenced, $"Task {record.Id} is no longer this node's: its lease was lost.");
         return 0;
@@ -148,11 +147,11 @@ internal sealed class PostgresTaskStore : ITaskStore
     }, cancellationToken).ConfigureAwait(false);
 
     public async ValueTask<TaskRecord?> GetAsync(string id, CancellationToken cancellationToken) =>
-        await QueryOneAsync("SELECT record_json FROM tasks WHERE id = $1", r => Deserialize(r.GetString(0)), cancellationToken, id).ConfigureAwait(false);
+        await QueryOneAsync("SELECT record_json FROM tasks WHERE id = $1", r => ApiJson.Record(r.GetString(0)), cancellationToken, id).ConfigureAwait(false);
 
     public async ValueTask<IdempotentMatch?> FindByIdempotencyKeyAsync(string key, CancellationToken cancellationToken) =>
         await QueryOneAsync("SELECT record_json, request_hash FROM tasks WHERE idempotency_key = $1",
-            r => new IdempotentMatch(Deserialize(r.GetString(0)), r.IsDBNull(1) ? null : r.GetString(1)), cancellationToken, key).ConfigureAwait(false);
+            r => new IdempotentMatch(ApiJson.Record(r.GetString(0)), r.IsDBNull(1) ? null : r.GetString(1)), cancellationToken, key).ConfigureAwait(false);
 
     public async ValueTask<TaskListing> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
@@ -162,8 +161,8 @@ internal sealed class PostgresTaskStore : ITaskStore
               AND ($4::text IS NULL OR agent = $4) AND ($7::text IS NULL OR node = $7)
               AND ($5::text IS NULL OR strpos(id, $5) > 0 OR strpos(request_json, $5) > 0 OR strpos(record_json, $5) > 0)
             ORDER BY seq DESC LIMIT $6
-            """, r => (Seq: r.GetInt64(0), Record: Deserialize(r.GetString(1))), cancellationToken,
-            query.Status is { } s ? StatusName(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit, query.Node).ConfigureAwait(false);
+            """, r => (Seq: r.GetInt64(0), Record: ApiJson.Record(r.GetString(1))), cancellationToken,
+            query.Status is { } s ? ApiJson.Name(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit, query.Node).ConfigureAwait(false);
         return new TaskListing([.. rows.Select(r => r.Record)], rows.Count > 0 ? rows[^1].Seq : null);
     }
 
@@ -186,7 +185,7 @@ internal sealed class PostgresTaskStore : ITaskStore
     public async ValueTask<IReadOnlyList<UnfinishedTask>> ListUnfinishedAsync(CancellationToken cancellationToken)
     {
         var rows = await QueryAsync("SELECT record_json, request_json, tree_id, cgroup_path, pid, uid, epoch FROM tasks WHERE status = 'running' AND node = $1 ORDER BY seq",
-            r => (Task: new UnfinishedTask(Deserialize(r.GetString(0)), r.GetString(1), Tree(r, 2)), Epoch: r.GetInt64(6)), cancellationToken, Node).ConfigureAwait(false);
+            r => (Task: new UnfinishedTask(ApiJson.Record(r.GetString(0)), r.GetString(1), Tree(r, 2)), Epoch: r.GetInt64(6)), cancellationToken, Node).ConfigureAwait(false);
         foreach (var (task, epoch) in rows)
             Own(task.Record.Id, epoch);
         return [.. rows.Select(r => r.Task)];
@@ -219,7 +218,7 @@ internal sealed class PostgresTaskStore : ITaskStore
             await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             if (!await reader.ReadAsync(ct).ConfigureAwait(false))
                 return null;
-            var claimed = new ClaimedTask(Deserialize(reader.GetString(0)), reader.GetString(1), reader.GetInt64(2));
+            var claimed = new ClaimedTask(ApiJson.Record(reader.GetString(0)), reader.GetString(1), reader.GetInt64(2));
             Own(claimed.Record.Id, claimed.Epoch);
             return claimed;
         }, cancellationToken).ConfigureAwait(false);
@@ -282,7 +281,7 @@ internal sealed class PostgresTaskStore : ITaskStore
                 select.Parameters.Add(new NpgsqlParameter { Value = limit });
                 await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
                 while (await reader.ReadAsync(ct).ConfigureAwait(false))
-                    expired.Add((Deserialize(reader.GetString(0)), reader.GetInt64(1), Tree(reader, 2), reader.IsDBNull(6) ? null : reader.GetString(6)));
+                    expired.Add((ApiJson.Record(reader.GetString(0)), reader.GetInt64(1), Tree(reader, 2), reader.IsDBNull(6) ? null : reader.GetString(6)));
             }
 
             var reaped = new List<ExpiredTask>();
@@ -292,7 +291,7 @@ internal sealed class PostgresTaskStore : ITaskStore
                 await using var update = new NpgsqlCommand("""
                     UPDATE tasks SET status = $2, ended_at = $3, record_json = $4, epoch = epoch + 1, session_key = NULL WHERE id = $1 AND epoch = $5
                     """, connection, tx);
-                Add(update, final.Id, StatusName(final.Status), final.EndedAt?.UtcDateTime, Serialize(final), epoch);
+                Add(update, final.Id, ApiJson.Name(final.Status), final.EndedAt?.UtcDateTime, ApiJson.Text(final), epoch);
                 if (await update.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 1)
                     reaped.Add(new ExpiredTask(final, epoch + 1, tree, node));
             }
@@ -319,7 +318,7 @@ internal sealed class PostgresTaskStore : ITaskStore
                 select.Parameters.Add(new NpgsqlParameter { Value = id });
                 await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
                 if (await reader.ReadAsync(ct).ConfigureAwait(false))
-                    (record, epoch, status) = (Deserialize(reader.GetString(0)), reader.GetInt64(1), reader.GetString(2));
+                    (record, epoch, status) = (ApiJson.Record(reader.GetString(0)), reader.GetInt64(1), reader.GetString(2));
             }
 
             (TaskRecord, long)? ended = null;
@@ -328,7 +327,7 @@ internal sealed class PostgresTaskStore : ITaskStore
                 var final = end(record);
                 await using var update = new NpgsqlCommand(
                     "UPDATE tasks SET status = $2, ended_at = $3, record_json = $4, epoch = epoch + 1, session_key = NULL WHERE id = $1", connection, tx);
-                Add(update, id, StatusName(final.Status), final.EndedAt?.UtcDateTime, Serialize(final));
+                Add(update, id, ApiJson.Name(final.Status), final.EndedAt?.UtcDateTime, ApiJson.Text(final));
                 await update.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
                 ended = (final, epoch + 1);
             }
@@ -356,7 +355,7 @@ internal sealed class PostgresTaskStore : ITaskStore
         await QueryAsync("""
             SELECT record_json, tree_id, cgroup_path, pid, uid FROM tasks
             WHERE node = $1 AND status NOT IN ('queued', 'running') AND NOT leftovers_cleared AND tree_id IS NOT NULL
-            """, r => (Deserialize(r.GetString(0)), Tree(r, 1)), cancellationToken, Node).ConfigureAwait(false);
+            """, r => (ApiJson.Record(r.GetString(0)), Tree(r, 1)), cancellationToken, Node).ConfigureAwait(false);
 
     /// <summary>What was left of a task's tree on this node has been killed.</summary>
     public Task ClearedAsync(string id) => RunAsync(async (db, ct) =>
@@ -445,9 +444,4 @@ internal sealed class PostgresTaskStore : ITaskStore
     private static bool IsTransient(NpgsqlException e) =>
         e.IsTransient || e is PostgresException { SqlState: "57P01" or "57P02" or "57P03" or "53300" or "40001" or "40P01" } || e.InnerException is IOException or System.Net.Sockets.SocketException;
 
-    private static string StatusName(TaskState state) => JsonNamingPolicy.CamelCase.ConvertName(state.ToString());
-
-    private static string Serialize(TaskRecord record) => ApiJson.Text(record);
-
-    private static TaskRecord Deserialize(string json) => JsonSerializer.Deserialize<TaskRecord>(json, ApiJson.Options)!;
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Corral.Server.Api;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
@@ -142,7 +141,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         using var db = OpenReader();
         using var cmd = Command(db, "SELECT record_json FROM tasks WHERE id = $id");
         cmd.Parameters.AddWithValue("$id", id);
-        return ValueTask.FromResult(cmd.ExecuteScalar() is string json ? Deserialize(json) : null);
+        return ValueTask.FromResult(cmd.ExecuteScalar() is string json ? ApiJson.Record(json) : null);
     }
 
     public ValueTask<IdempotentMatch?> FindByIdempotencyKeyAsync(string key, CancellationToken cancellationToken)
@@ -151,7 +150,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         using var cmd = Command(db, "SELECT record_json, request_hash FROM tasks WHERE idempotency_key = $key");
         cmd.Parameters.AddWithValue("$key", key);
         using var reader = cmd.ExecuteReader();
-        IdempotentMatch? match = reader.Read() ? new(Deserialize(reader.GetString(0)), reader.IsDBNull(1) ? null : reader.GetString(1)) : null;
+        IdempotentMatch? match = reader.Read() ? new(ApiJson.Record(reader.GetString(0)), reader.IsDBNull(1) ? null : reader.GetString(1)) : null;
         return ValueTask.FromResult(match);
     }
 
@@ -168,7 +167,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         cmd.Parameters.AddWithValue("$agent", (object?)query.Agent ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$node", (object?)query.Node ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$text", (object?)query.Text ?? DBNull.Value);
-        cmd.Parameters.AddWithValue("$status", query.Status is { } s ? StatusName(s) : DBNull.Value);
+        cmd.Parameters.AddWithValue("$status", query.Status is { } s ? ApiJson.Name(s) : DBNull.Value);
         cmd.Parameters.AddWithValue("$session", (object?)query.SessionId ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$before", (object?)query.Before ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$limit", query.Limit);
@@ -178,7 +177,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         while (reader.Read())
         {
             last = reader.GetInt64(0);
-            items.Add(Deserialize(reader.GetString(1)));
+            items.Add(ApiJson.Record(reader.GetString(1)));
         }
 
         return ValueTask.FromResult(new TaskListing(items, last));
@@ -209,7 +208,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         {
             TreeIdentity? tree = reader.IsDBNull(2) ? null
                 : new TreeIdentity(reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3), reader.IsDBNull(4) ? 0 : reader.GetInt32(4));
-            items.Add(new UnfinishedTask(Deserialize(reader.GetString(0)), reader.GetString(1), tree));
+            items.Add(new UnfinishedTask(ApiJson.Record(reader.GetString(0)), reader.GetString(1), tree));
         }
 
         return ValueTask.FromResult<IReadOnlyList<UnfinishedTask>>(items);
@@ -400,13 +399,7 @@ internal sealed class SqliteTaskStore : ITaskStore
         return cmd;
     }
 
-    private static string StatusName(TaskState state) => JsonNamingPolicy.CamelCase.ConvertName(state.ToString());
-
     private static string Timestamp(DateTimeOffset at) => at.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
-
-    private static string Serialize(TaskRecord record) => ApiJson.Text(record);
-
-    private static TaskRecord Deserialize(string json) => JsonSerializer.Deserialize<TaskRecord>(json, ApiJson.Options)!;
 
     private enum OpState
     {
@@ -453,14 +446,14 @@ internal sealed class SqliteTaskStore : ITaskStore
                 VALUES ($id, $status, $agent, $session, $key, $hash, $created, $request, $record)
                 """, tx);
             cmd.Parameters.AddWithValue("$id", r.Id);
-            cmd.Parameters.AddWithValue("$status", StatusName(r.Status));
+            cmd.Parameters.AddWithValue("$status", ApiJson.Name(r.Status));
             cmd.Parameters.AddWithValue("$agent", r.Agent);
             cmd.Parameters.AddWithValue("$session", (object?)r.SessionId ?? DBNull.Value);
             cmd.Parameters.AddWithValue("$key", (object?)r.IdempotencyKey ?? DBNull.Value);
             cmd.Parameters.AddWithValue("$hash", task.RequestHash);
             cmd.Parameters.AddWithValue("$created", Timestamp(r.CreatedAt));
             cmd.Parameters.AddWithValue("$request", task.RequestJson);
-            cmd.Parameters.AddWithValue("$record", Serialize(r));
+            cmd.Parameters.AddWithValue("$record", ApiJson.Text(r));
             try
             {
                 cmd.ExecuteNonQuery();
@@ -485,10 +478,10 @@ internal sealed class SqliteTaskStore : ITaskStore
                 """, tx);
             cmd.Parameters.AddWithValue("$final", Record.IsTerminal);
             cmd.Parameters.AddWithValue("$id", Record.Id);
-            cmd.Parameters.AddWithValue("$status", StatusName(Record.Status));
+            cmd.Parameters.AddWithValue("$status", ApiJson.Name(Record.Status));
             cmd.Parameters.AddWithValue("$session", (object?)Record.SessionId ?? DBNull.Value);
             cmd.Parameters.AddWithValue("$ended", Record.IsTerminal && Record.EndedAt is { } ended ? Timestamp(ended) : DBNull.Value);
-            cmd.Parameters.AddWithValue("$record", Serialize(Record));
+            cmd.Parameters.AddWithValue("$record", ApiJson.Text(Record));
             cmd.ExecuteNonQuery();
         }
     }
