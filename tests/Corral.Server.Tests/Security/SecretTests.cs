@@ -73,6 +73,29 @@ public sealed class SecretTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_running_tasks_process_list_masks_a_secret_in_a_command_line()
+    {
+        await using var server = await TestServer.StartAsync();
+        var r = await server.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "(exec -a \"holder-$MY_SECRET\" sleep 60) & wait" },
+            secrets = new Dictionary<string, string> { ["MY_SECRET"] = Secret },
+        });
+        string listing = "";
+        await Proc.WaitForAsync(async () =>
+        {
+            listing = (await server.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{r.Id}/processes")).Body!.ToJsonString();
+            return listing.Contains("holder-");
+        }, TimeSpan.FromSeconds(30), "the task's sleep in its process list");
+
+        Assert.DoesNotContain(Secret, listing);
+        Assert.Contains("holder-[secret:MY_SECRET] 60", listing);
+        await server.Http.CancelAsync(r.Id!);
+        await server.Http.WaitForEndAsync(r.Id!);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_claude_task_that_echoes_its_secret_shows_only_the_placeholder()
     {
         await using var server = await TestServer.StartAsync();

@@ -104,9 +104,19 @@ internal sealed class Scheduler : IHostedService
         return new ProcessLedger(running, []);
     }
 
-    /// <summary>The live processes of a task this node is running; <c>null</c> if it runs no such task.</summary>
-    public IReadOnlyList<Corral.Processes.LiveProcess>? LocalProcesses(string id) =>
-        Find(id) is { Tree: { } tree } active && !active.Record.IsTerminal ? tree.GetProcesses() : null;
+    /// <summary>
+    /// The live processes of a task this node is running, their command lines masked as its records are (a process
+    /// may carry a secret in its argv); <c>null</c> if it runs no such task.
+    /// </summary>
+    public IReadOnlyList<Corral.Processes.LiveProcess>? LocalProcesses(string id)
+    {
+        if (Find(id) is not { Tree: { } tree } active || active.Record.IsTerminal)
+            return null;
+        var processes = tree.GetProcesses();
+        return active.Plan?.Mask is { } mask
+            ? [.. processes.Select(p => p with { CommandLine = mask.Apply(p.CommandLine) })]
+            : processes;
+    }
 
     /// <summary>The newest record: the one in memory, else the stored one.</summary>
     public async ValueTask<TaskRecord?> GetAsync(string id, CancellationToken cancellationToken) =>
