@@ -80,6 +80,12 @@ public static class TaskEndpoints
         {
             return Problems.Problem(context, 413, "payload_too_large", "Request body too large", $"The body is larger than {options.MaxRequestBodyBytes} bytes (Corral:MaxRequestBodyBytes).");
         }
+        catch (BadHttpRequestException e)
+        {
+            // The client's framing, not the server: a body that arrives too slowly (408), a bad chunk or one cut short (400).
+            return Problems.Problem(context, e.StatusCode, e.StatusCode == StatusCodes.Status408RequestTimeout ? "request_timeout" : "bad_request",
+                e.StatusCode == StatusCodes.Status408RequestTimeout ? "Request timeout" : "Bad request", e.Message);
+        }
 
         if (body is null)
             return Problems.Invalid(context, "", "The body must be a JSON object.");

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using System.Text.Json.Nodes;
 using Corral.Server.Tests.Support;
 
@@ -56,6 +58,32 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         var r = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: body);
         Assert.Equal(HttpStatusCode.BadRequest, r.Status);
         Assert.Equal(field, r.Body!["errors"]![0]!["field"]!.GetValue<string>());
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData("chunked", "400", "bad_request")]
+    [InlineData("too slow", "408", "request_timeout")]
+    public async Task A_body_whose_framing_is_broken_is_the_clients_error_never_a_500(string how, string status, string code)
+    {
+        string head = "POST /v1/tasks HTTP/1.1\r\nHost: " + shared.Server.BaseAddress.Authority + "\r\nContent-Type: application/json\r\n";
+        string request = how == "chunked"
+            ? head + "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"
+            : head + "Content-Length: 1000\r\n\r\n{\"agent\"";
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(shared.Server.BaseAddress.Host, shared.Server.BaseAddress.Port, TestContext.Current.CancellationToken);
+        await socket.SendAsync(Encoding.ASCII.GetBytes(request), TestContext.Current.CancellationToken);
+        // "too slow": the rest never comes; Kestrel's minimum body rate gives up after its grace period (5 s).
+
+        var response = new StringBuilder();
+        var buffer = new byte[4096];
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(60));
+        int n;
+        while (!response.ToString().Contains("\"code\"") && (n = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token)) > 0)
+            response.Append(Encoding.ASCII.GetString(buffer, 0, n));
+        string text = response.ToString();
+        Assert.StartsWith("HTTP/1.1 " + status, text);
+        Assert.Contains($"\"code\":\"{code}\"", text);
     }
 
     [Fact(Timeout = 120_000)]
