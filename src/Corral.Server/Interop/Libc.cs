@@ -31,6 +31,56 @@ internal static partial class Libc
             throw new IOException($"chown {path} to {uid}:{gid} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
     }
 
+    public const int EEXIST = 17;
+    private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int openat(SafeFileHandle dirfd, string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int mkdirat(SafeFileHandle dirfd, string path, uint mode);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fchown(SafeFileHandle fd, int owner, int group);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fchmod(SafeFileHandle fd, uint mode);
+
+    /// <summary>Opens an existing directory, refusing a symbolic link in its last component (<c>O_NOFOLLOW</c>).</summary>
+    public static SafeFileHandle OpenDirectory(string path) =>
+        Handle(open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), path);
+
+    /// <summary>
+    /// The directory <paramref name="name"/> in <paramref name="parent"/>, made (0, then <paramref name="mode"/> and
+    /// <paramref name="uid"/>:<paramref name="gid"/> through its descriptor) if missing; <paramref name="created"/> says
+    /// whether it was. A symbolic link there is refused (ELOOP/ENOTDIR), never followed.
+    /// </summary>
+    public static SafeFileHandle OpenOrMakeDirectory(SafeFileHandle parent, string name, uint mode, int uid, int gid, out bool created)
+    {
+        created = mkdirat(parent, name, 0) == 0;
+        if (!created && Marshal.GetLastPInvokeError() != EEXIST)
+            throw new IOException($"mkdir {name} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+        var directory = Handle(openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), name);
+        if (created && (fchown(directory, uid, gid) != 0 || fchmod(directory, mode) != 0))
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            directory.Dispose();
+            throw new IOException($"chown/chmod {name} failed: errno {errno}", errno);
+        }
+
+        return directory;
+    }
+
+    private static SafeFileHandle Handle(int fd, string path)
+    {
+        if (fd < 0)
+            throw new IOException($"open {path} as a directory failed (a symbolic link or not a directory?): errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
     /// <summary>The kernel's <c>struct statvfs</c> on 64-bit Linux.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct StatVfs

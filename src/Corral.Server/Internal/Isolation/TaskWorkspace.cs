@@ -79,13 +79,9 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
     /// <summary>Creates a workdir under the workspace root, and the root itself, as directories the agents group shares.</summary>
     private void CreateShared(string path)
     {
-        if (Directory.Exists(path))
-            return;
-        if (Path.GetDirectoryName(path) is { } parent && parent.Length >= paths.WorkspaceRoot.Length && !Directory.Exists(parent))
-            CreateShared(parent);
-        else if (!Directory.Exists(paths.WorkspaceRoot))
+        if (!Directory.Exists(paths.WorkspaceRoot))
             Files.CreateOwnedDirectory(paths.WorkspaceRoot, 0, users.AgentsGroup, Files.SharedDirectory);
-        if (!Directory.Exists(path))
-            Files.CreateOwnedDirectory(path, 0, users.AgentsGroup, Files.SharedDirectory);
+        // Tasks write in the workspace root: a name in it may become a link at any moment, so no path is followed.
+        Files.CreateBeneath(paths.WorkspaceRoot, Path.GetRelativePath(paths.WorkspaceRoot, path), users.AgentsGroup, Files.SharedDirectory);
     }
 }

@@ -39,6 +39,34 @@ internal static class Files
         Interop.Libc.Chown(path, uid, gid);
     }
 
+    /// <summary>
+    /// Creates <paramref name="relative"/> (and whatever is missing of it) under <paramref name="root"/>, each new
+    /// directory owned by root and <paramref name="gid"/> with <paramref name="mode"/>. Walked one name at a time from a
+    /// descriptor of the one above, never following a symbolic link: a task that can write in the tree and swaps a
+    /// directory for a link meanwhile makes this fail, never makes a directory outside <paramref name="root"/>.
+    /// </summary>
+    public static void CreateBeneath(string root, string relative, int gid, UnixFileMode mode)
+    {
+        var current = Interop.Libc.OpenDirectory(root);
+        try
+        {
+            foreach (string name in relative.Split('/', StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (name == ".")
+                    continue;
+                if (name == "..")
+                    throw new IOException($"'{relative}' is not a plain path under {root}.");
+                var next = Interop.Libc.OpenOrMakeDirectory(current, name, (uint)mode, 0, gid, out _);
+                current.Dispose();
+                current = next;
+            }
+        }
+        finally
+        {
+            current.Dispose();
+        }
+    }
+
     /// <summary>Gives a directory and everything in it to <paramref name="uid"/>:<paramref name="gid"/> (links themselves, never their targets).</summary>
     public static void Own(string path, int uid, int gid)
     {
