@@ -29,6 +29,21 @@ public sealed class RetentionTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Of_concurrent_deletes_of_one_task_exactly_one_answers_204_and_the_rest_404()
+    {
+        await using var server = await TestServer.StartAsync();
+        // A few dozen directories make the file removal slow enough for the deletes to overlap.
+        var done = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "mkdir -p d{1..40}/e{1..5}" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, done.Status);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => server.Http.SendAsync(HttpMethod.Delete, $"/v1/tasks/{done.Id}")));
+
+        Assert.Single(answers, a => a.Status == HttpStatusCode.NoContent);
+        Assert.All(answers.Where(a => a.Status != HttpStatusCode.NoContent), a => Assert.Equal(HttpStatusCode.NotFound, a.Status));
+        Assert.False(Directory.Exists(Path.Combine(server.DataDirectory, "tasks", done.Id!)));
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Finished_tasks_older_than_the_retention_are_deleted_by_the_background_sweep()
     {
         await using var server = await TestServer.StartAsync(s =>

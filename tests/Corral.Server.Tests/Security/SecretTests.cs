@@ -86,7 +86,8 @@ public sealed class SecretTests
         await Proc.WaitForAsync(async () =>
         {
             listing = (await server.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{r.Id}/processes")).Body!.ToJsonString();
-            return listing.Contains("holder-");
+            // The exec'd sleep, masked or not (its shell's own command line holds the script, "holder-$MY_SECRET").
+            return listing.Contains(Secret) || listing.Contains("holder-[secret:MY_SECRET] 60");
         }, TimeSpan.FromSeconds(30), "the task's sleep in its process list");
 
         Assert.DoesNotContain(Secret, listing);

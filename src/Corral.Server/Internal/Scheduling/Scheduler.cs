@@ -543,26 +543,37 @@ internal sealed class Scheduler : IHostedService
         await fleet.Store.NotifyAsync(Storage.Postgres.PostgresNotifications.End, final.Id).ConfigureAwait(false);
     }
 
+    private readonly SemaphoreSlim _deletes = new(1, 1);
+
     /// <summary>Deletes a finished task with its files: <c>null</c> when it is gone, or a refusal (unknown, or still active).</summary>
     public async Task<Refusal?> DeleteAsync(string id, CancellationToken cancellationToken)
     {
         if (Find(id) is { } active)
         {
             if (!active.Record.IsTerminal)
-                return new Refusal(RefusalCode.TaskActive, $"Task {id} is {JsonNaming(active.Record.Status)}: cancel it first, or wait for its end.");
+                return new Refusal(RefusalCode.TaskActive, $"Task {id} is {ApiJson.Name(active.Record.Status)}: cancel it first, or wait for its end.");
             // Ended, its final record on its way to the database: wait for that, briefly.
             if (!await active.Stored.WaitAsync(TimeSpan.FromSeconds(5), _time, cancellationToken).ContinueWith(t => t.IsCompletedSuccessfully, TaskScheduler.Default).ConfigureAwait(false))
                 return new Refusal(RefusalCode.TaskActive, $"Task {id} has ended; its final record is still being written. Try again in a moment.");
         }
 
-        if (await _store.GetAsync(id, cancellationToken).ConfigureAwait(false) is not { } record)
-            return new Refusal(RefusalCode.NotFound, $"No task '{id}'.");
-        if (!record.IsTerminal)
-            return new Refusal(RefusalCode.TaskActive, $"Task {id} is {JsonNaming(record.Status)}.");
-        // Files first: a crash in between leaves a row without files, which a second delete removes.
-        DeleteFiles(id);
-        await _store.DeleteAsync(id, cancellationToken).ConfigureAwait(false);
-        return null;
+        // One delete at a time (they are rare): two removing one tree of files at once each stop at what the other
+        // removed and can leave it half there; after the first, the others find no row.
+        await _deletes.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (await _store.GetAsync(id, cancellationToken).ConfigureAwait(false) is not { } record)
+                return new Refusal(RefusalCode.NotFound, $"No task '{id}'.");
+            if (!record.IsTerminal)
+                return new Refusal(RefusalCode.TaskActive, $"Task {id} is {ApiJson.Name(record.Status)}.");
+            // Files first: a crash in between leaves a row without files, which a second delete removes.
+            DeleteFiles(id);
+            return await _store.DeleteAsync(id, cancellationToken).ConfigureAwait(false) ? null : new Refusal(RefusalCode.NotFound, $"No task '{id}'.");
+        }
+        finally
+        {
+            _deletes.Release();
+        }
     }
 
     /// <summary>Queues again a task that a previous process accepted and never started.</summary>
@@ -920,11 +931,13 @@ internal sealed class Scheduler : IHostedService
             if (Directory.Exists(dir))
                 Directory.Delete(dir, recursive: true);
         }
+        catch (DirectoryNotFoundException)
+        {
+            // Deleted meanwhile by a concurrent delete of the same task.
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _logger.LogWarning(e, "Task {Id}: could not delete its files", id);
         }
     }
-
-    private static string JsonNaming(TaskState state) => System.Text.Json.JsonNamingPolicy.CamelCase.ConvertName(state.ToString());
 }
