@@ -31,7 +31,7 @@ internal static partial class Libc
             throw new IOException($"chown {path} to {uid}:{gid} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
     }
 
-    public const int EEXIST = 17;
+    private const int EEXIST = 17;
     private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -55,12 +55,12 @@ internal static partial class Libc
 
     /// <summary>
     /// The directory <paramref name="name"/> in <paramref name="parent"/>, made (0, then <paramref name="mode"/> and
-    /// <paramref name="uid"/>:<paramref name="gid"/> through its descriptor) if missing; <paramref name="created"/> says
-    /// whether it was. A symbolic link there is refused (ELOOP/ENOTDIR), never followed.
+    /// <paramref name="uid"/>:<paramref name="gid"/> through its descriptor) if missing. A symbolic link there is
+    /// refused (ELOOP/ENOTDIR), never followed.
     /// </summary>
-    public static SafeFileHandle OpenOrMakeDirectory(SafeFileHandle parent, string name, uint mode, int uid, int gid, out bool created)
+    public static SafeFileHandle OpenOrMakeDirectory(SafeFileHandle parent, string name, uint mode, int uid, int gid)
     {
-        created = mkdirat(parent, name, 0) == 0;
+        bool created = mkdirat(parent, name, 0) == 0;
         if (!created && Marshal.GetLastPInvokeError() != EEXIST)
             throw new IOException($"mkdir {name} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
         var directory = Handle(openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), name);

@@ -56,7 +56,7 @@ internal static class Files
                     continue;
                 if (name == "..")
                     throw new IOException($"'{relative}' is not a plain path under {root}.");
-                var next = Interop.Libc.OpenOrMakeDirectory(current, name, (uint)mode, 0, gid, out _);
+                var next = Interop.Libc.OpenOrMakeDirectory(current, name, (uint)mode, 0, gid);
                 current.Dispose();
                 current = next;
             }
