@@ -130,6 +130,23 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_retry_whose_maps_are_serialized_in_another_order_is_the_same_request_not_a_conflict()
+    {
+        string key = "idem-" + Guid.NewGuid();
+        var first = await _http.SendAsync(HttpMethod.Post, "/v1/tasks",
+            rawBody: $$$"""{"agent":"claude-code","prompt":"hello","idempotencyKey":"{{{key}}}","env":{"A_ONE":"1","B_TWO":"2"},"metadata":{"team":"x","n":1}}""");
+        Assert.Equal(HttpStatusCode.Accepted, first.Status);
+        var retry = await _http.SendAsync(HttpMethod.Post, "/v1/tasks",
+            rawBody: $$$"""{"metadata":{"n":1.0,"team":"x"},"env":{"B_TWO":"2","A_ONE":"1"},"idempotencyKey":"{{{key}}}","prompt":"hello","agent":"claude-code"}""");
+        Assert.Equal(HttpStatusCode.OK, retry.Status);
+        Assert.Equal(first.Id, retry.Id);
+
+        var other = await _http.SendAsync(HttpMethod.Post, "/v1/tasks",
+            rawBody: $$$"""{"agent":"claude-code","prompt":"hello","idempotencyKey":"{{{key}}}","env":{"A_ONE":"1","B_TWO":"2"},"metadata":{"team":"x","n":2}}""");
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task List_filters_by_status_and_session_newest_first_in_pages()
     {
         var ids = new List<string>();

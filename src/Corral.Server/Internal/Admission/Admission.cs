@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using Corral.Agents;
 using Corral.Server.Api;
@@ -118,7 +117,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             RequestJson = json,
             Mask = mask,
             HasRequestSecrets = body.Secrets is { Count: > 0 },
-            RequestHash = Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(json))),
+            RequestHash = RequestHash.Of(json),
         }, null);
     }
 

@@ -148,7 +148,7 @@ internal sealed class Scheduler : IHostedService
     {
         if (_storage.IsFull)
             return Submission.Refused(RefusalCode.StorageFull, "The disk of the server's data directory is full.");
-        if (plan.IdempotencyKey is { } key && await FindIdempotentAsync(key, plan.RequestHash, cancellationToken).ConfigureAwait(false) is { } earlier)
+        if (plan.IdempotencyKey is { } key && await FindIdempotentAsync(key, plan, cancellationToken).ConfigureAwait(false) is { } earlier)
             return earlier;
 
         var record = new TaskRecord
@@ -284,7 +284,7 @@ internal sealed class Scheduler : IHostedService
         switch (e)
         {
             case StoreException { Failure: StoreFailure.Conflict } when plan.IdempotencyKey is { } key:
-                return await FindIdempotentAsync(key, plan.RequestHash, cancellationToken).ConfigureAwait(false)
+                return await FindIdempotentAsync(key, plan, cancellationToken).ConfigureAwait(false)
                     ?? Submission.Refused(RefusalCode.StorageUnavailable, "The task could not be stored.");
             case StoreException { Failure: StoreFailure.SessionBusy }:
                 return Submission.Refused(RefusalCode.SessionBusy, $"Session '{plan.SessionKey}' already has a queued or running task.");
@@ -467,21 +467,21 @@ internal sealed class Scheduler : IHostedService
         return new Submission(existing, existing.Record, true, null);
     }
 
-    private async Task<Submission?> FindIdempotentAsync(string key, string hash, CancellationToken cancellationToken)
+    private async Task<Submission?> FindIdempotentAsync(string key, TaskPlan plan, CancellationToken cancellationToken)
     {
         ActiveTask? active;
         lock (_gate)
             active = _keys.GetValueOrDefault(key);
         if (active is not null && await active.WaitInsertedAsync(cancellationToken).ConfigureAwait(false))
         {
-            return active.Plan?.RequestHash == hash
+            return active.Plan?.RequestHash == plan.RequestHash
                 ? new Submission(active, active.Record, true, null)
                 : Submission.Refused(RefusalCode.IdempotencyConflict, $"Task {active.Id} was created with this idempotency key and a different body.");
         }
 
         if (await _store.FindByIdempotencyKeyAsync(key, cancellationToken).ConfigureAwait(false) is not { } found)
             return null;
-        if (found.RequestHash != hash)
+        if (!RequestHash.Matches(found.RequestHash, plan.RequestHash, plan.RequestJson))
             return Submission.Refused(RefusalCode.IdempotencyConflict, $"Task {found.Record.Id} was created with this idempotency key and a different body.");
         var live = Find(found.Record.Id);
         return new Submission(live, live?.Record ?? found.Record, true, null);
