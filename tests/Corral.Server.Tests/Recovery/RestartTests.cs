@@ -42,6 +42,22 @@ public sealed class RestartTests
             var killed = task["process"]!["killed"]!.AsArray().Select(k => k!["pid"]!.GetValue<int>()).ToList();
             Assert.All(pids, p => Assert.Contains(p, killed));
 
+            // The record says what the journal knew: the command, the output that reached it, when the run started.
+            var process = task["process"]!;
+            Assert.Equal("fake-claude.js", Path.GetFileName(process["command"]!.AsArray()[0]!.GetValue<string>()));
+            byte[] stdout = await second.Http.GetByteArrayAsync($"/v1/tasks/{id}/output?stream=stdout");
+            byte[] stderr = await second.Http.GetByteArrayAsync($"/v1/tasks/{id}/output?stream=stderr");
+            Assert.NotEmpty(stdout);
+            Assert.Equal(stdout.Length, process["stdoutBytes"]!.GetValue<long>());
+            Assert.Equal(stderr.Length, process["stderrBytes"]!.GetValue<long>());
+            Assert.Equal(stdout.Length + stderr.Length, task["output"]!["storedBytes"]!.GetValue<long>());
+            Assert.True(task["durationMs"]!.GetValue<long>() >= 0);
+            Assert.Equal(task["startedAt"]!.GetValue<DateTimeOffset>(), process["startedAt"]!.GetValue<DateTimeOffset>());
+            // Its child was killed at start-up, by SIGKILL: its status is that, not a made-up exit code.
+            Assert.Contains(process["pid"]!.GetValue<int>(), killed);
+            Assert.Equal(9, process["signal"]!.GetValue<int>());
+            Assert.Equal(137, process["shellExitCode"]!.GetValue<int>());
+
             // The logs are intact and the event stream ends properly.
             var events = await second.Http.ReadEventsAsync(id);
             Assert.Equal(["task.status", "task.status", "agent.init", "agent.text", "task.status", "task.result", "task.end"], events.Select(e => e.Name));

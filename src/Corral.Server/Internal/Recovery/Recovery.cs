@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Corral.Processes;
 using Corral.Server.Api;
+using Corral.Server.Hosting;
 using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Running;
 using Corral.Server.Internal.Scheduling;
@@ -8,6 +9,7 @@ using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace Corral.Server.Internal.Recovery;
 
@@ -21,7 +23,7 @@ namespace Corral.Server.Internal.Recovery;
 /// Directories of tasks that have no row (a delete that stopped half-way) are removed.
 /// </summary>
 internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.Admission admission, IJournalStore journals, ServerPaths paths,
-    TimeProvider time, ILogger<Recovery> logger) : IHostedService
+    IOptions<CorralOptions> options, TimeProvider time, ILogger<Recovery> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -45,16 +47,16 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
     private async Task SettleAsync(UnfinishedTask left)
     {
         var record = left.Record;
-        var (ended, started, journaledTree) = ReadJournal(journals.Read(record.Id));
-        var treeIdentity = left.Tree ?? journaledTree;
-        if (ended is not null)
+        var journal = ReadJournal(journals.Read(record.Id));
+        var treeIdentity = left.Tree ?? journal.Tree;
+        if (journal.Final is { } ended)
         {
             logger.LogWarning("Task {Id}: its end was in its journal but not in the database; recorded {Status}", record.Id, ended.Status);
             _ = scheduler.FinishRecoveredAsync(ended, journaled: true); // held in memory until the database takes it
             return;
         }
 
-        if (record.Status == TaskState.Queued && !started && treeIdentity is null)
+        if (record.Status == TaskState.Queued && journal.Start is null && treeIdentity is null)
         {
             var body = JsonSerializer.Deserialize<CreateTaskRequest>(left.RequestJson, ApiJson.Options);
             var now = time.GetUtcNow();
@@ -101,53 +103,91 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         }
 
         var at = time.GetUtcNow();
+        var startedAt = record.StartedAt ?? journal.Start?.At;
         var final = record with
         {
             Status = TaskState.Interrupted,
+            StartedAt = startedAt,
             EndedAt = at,
+            DurationMs = startedAt is { } s ? (long)(at - s).TotalMilliseconds : null,
             Error = new TaskError(ErrorCodes.Interrupted,
                 $"The server stopped while the task was running; {killed.Count} leftover process(es) of its tree were killed at start-up."),
-            Process = (record.Process ?? Placeholder(record, treeIdentity, at)) with { Killed = killed },
+            Process = (record.Process ?? Placeholder(journal, treeIdentity, startedAt ?? at, at, killed)) with { Killed = killed },
+            // What reached the journal is what was stored; how much the cap dropped went with the server's memory.
+            Output = record.Output ?? new TaskOutput(journal.StdoutBytes + journal.StderrBytes, 0, MaxOutputBytes(left.RequestJson), 0),
         };
         logger.LogWarning("Task {Id} was running when the server stopped: marked interrupted, {Count} leftover process(es) killed", record.Id, killed.Count);
         _ = scheduler.FinishRecoveredAsync(final, journaled: false);
     }
 
-    /// <summary>What a task's journal says: its final record if it holds its end, whether the run started, its tree.</summary>
-    private static (TaskRecord? Final, bool Started, TreeIdentity? Tree) ReadJournal(JournalReader journal)
+    /// <summary>The output cap a stored request asked for, else the server's.</summary>
+    private long MaxOutputBytes(string requestJson)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<CreateTaskRequest>(requestJson, ApiJson.Options)?.Limits?.MaxOutputBytes ?? options.Value.MaxOutputBytes;
+        }
+        catch (JsonException)
+        {
+            return options.Value.MaxOutputBytes;
+        }
+    }
+
+    /// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size.</summary>
+    private sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes);
+
+    private static JournalFacts ReadJournal(JournalReader journal)
     {
         using var reader = journal;
         long limit = reader.FileLength;
         JournalEntry? result = null;
-        bool ended = false, started = false;
+        bool ended = false;
+        StartNote? start = null;
         TreeIdentity? tree = null;
+        long stdout = 0, stderr = 0;
         while (reader.TryRead(limit, out var e))
         {
             if (e.IsLine)
                 continue;
+            if (e.IsOutput)
+            {
+                if (e.Stream == OutputStream.StandardError)
+                    stderr += e.Length;
+                else
+                    stdout += e.Length;
+                continue;
+            }
+
             if (e.Name == "task.result")
                 result = e;
             else if (e.IsMeta && e.Name == JournalNotes.Started)
-                started = true;
+                start = JsonSerializer.Deserialize<StartNote>(reader.ReadAll(e), ApiJson.Options);
             else if (e.IsMeta && e.Name == JournalNotes.Tree)
                 tree = JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
             ended = e.Name == "task.end";
         }
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
-        return (final, started, tree);
+        return new JournalFacts(final, start, tree, stdout, stderr);
     }
 
-    /// <summary>What is known of a tree whose task never recorded an outcome: its child, its id.</summary>
-    private static ProcessOutcome Placeholder(TaskRecord record, TreeIdentity? tree, DateTimeOffset at) => new()
+    /// <summary>
+    /// What is known of a tree whose task never recorded an outcome: its command, its child, the output that reached the
+    /// journal; the child's exit status only when start-up killed it (SIGKILL), for otherwise it went with the server.
+    /// </summary>
+    private static ProcessOutcome Placeholder(JournalFacts journal, TreeIdentity? tree, DateTimeOffset startedAt, DateTimeOffset at, IReadOnlyList<KilledProcess> killed) => new()
     {
+        Command = journal.Start?.Command ?? [],
         Pid = tree?.Pid ?? 0,
         TreeId = tree?.TreeId ?? "",
         Reason = ExitReason.Canceled,
-        StartedAt = record.StartedAt ?? at,
+        Signal = tree is { Pid: > 0 } t && killed.Any(k => k.Pid == t.Pid) ? 9 : null,
+        StartedAt = startedAt,
         ExitedAt = at,
         CompletedAt = at,
         Containment = tree?.CgroupPath is null ? ContainmentKind.Session : ContainmentKind.Cgroup,
+        StandardOutputBytes = journal.StdoutBytes,
+        StandardErrorBytes = journal.StderrBytes,
     };
 
     /// <summary>Removes the directories of tasks that have no record (a delete that stopped half-way, or one made through another node).</summary>

@@ -78,7 +78,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask);
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.
-        task.Journal.AddMeta(JournalNotes.Started, new { at = started });
+        task.Journal.AddMeta(JournalNotes.Started, new StartNote(started, [run.Spec.FileName, .. run.Spec.Arguments]));
         ingest.Commit();
 
         var spec = run.Spec with

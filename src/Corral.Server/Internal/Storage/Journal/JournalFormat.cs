@@ -151,9 +151,12 @@ internal static class JournalFormat
 /// <summary>The names of the server's own notes in a journal (meta records).</summary>
 internal static class JournalNotes
 {
-    /// <summary>The run started (written before the process is created).</summary>
+    /// <summary>The run started (a <see cref="StartNote"/>, written before the process is created).</summary>
     public const string Started = "started";
 
     /// <summary>The run's process tree (a <see cref="TreeIdentity"/>), to kill what is left of it after a crash.</summary>
     public const string Tree = "tree";
 }
+
+/// <summary>What a journal says of a run before its process exists: when, and the command line (masked as the journal is).</summary>
+internal sealed record StartNote(DateTimeOffset At, IReadOnlyList<string>? Command);
