@@ -22,8 +22,10 @@ public sealed class CommandAdapter : IAgentAdapter
     public IReadOnlyList<string> Validate(AgentRequest request)
     {
         var errors = new List<string>();
-        if (request.Command is not { Count: > 0 } || string.IsNullOrEmpty(request.Command[0]))
+        if (request.Command is not { Count: > 0 })
             errors.Add("command: required for the command agent (an argv array).");
+        else if (request.Command[0] is null or "")
+            errors.Add("command[0]: the program to run, a non-empty string.");
         else if (request.Command.Any(a => a is null || a.Contains('\0')))
             errors.Add("command: arguments must be strings without NUL characters.");
         if (request.McpServers is not null || request.ResumeSessionId is not null || request.Model is not null)

@@ -19,7 +19,7 @@ public static class FeedEndpoints
     {
         routes.MapGet("/v1/events", EventsAsync).WithTags("Feed").Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .WithSummary("Server-sent events: task.accepted, task.updated, task.started, task.ended with a summary of the task; live only, no replay.");
-        routes.MapGet("/v1/stats", StatsAsync).WithTags("Feed").Produces<TaskStats>().WithSummary("How many tasks are in each status.");
+        routes.MapMethods("/v1/stats", HealthEndpoints.GetOrHead, StatsAsync).WithTags("Feed").Produces<TaskStats>().WithSummary("How many tasks are in each status.");
         return routes;
     }
 

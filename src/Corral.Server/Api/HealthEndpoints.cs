@@ -15,11 +15,15 @@ public static class HealthEndpoints
     /// <summary>Maps the health endpoints.</summary>
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder routes)
     {
-        routes.MapGet("/healthz", () => TypedResults.Json(new { status = "ok" })).WithTags("Health").WithSummary("Liveness: always 200 while the process is up.");
-        routes.MapGet("/readyz", Ready).WithTags("Health")
+        // HEAD too: load balancers and uptime checks probe with it (Kestrel sends the headers without the body).
+        routes.MapMethods("/healthz", GetOrHead, () => TypedResults.Json(new { status = "ok" })).WithTags("Health").WithSummary("Liveness: always 200 while the process is up.");
+        routes.MapMethods("/readyz", GetOrHead, Ready).WithTags("Health")
             .WithSummary("Readiness: 200 while at least one agent can take tasks (each agent's availability listed); 503 with a reason otherwise.");
         return routes;
     }
+
+    /// <summary>The methods of a probe: GET, and HEAD for checks that want only the status.</summary>
+    internal static readonly string[] GetOrHead = [HttpMethods.Get, HttpMethods.Head];
 
     private static IResult Ready(HttpContext context, AgentCatalog catalog, Scheduler scheduler, StorageGuard storage, IOptions<CorralOptions> options)
     {

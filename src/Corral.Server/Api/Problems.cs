@@ -48,6 +48,39 @@ internal static class Problems
             problem.Extensions["errors"] = errors.Select(e => new { field = e.Field, message = e.Message }).ToArray();
         return TypedResults.Problem(problem);
     }
+
+    /// <summary>
+    /// Gives every problem, also those the framework writes (no route, a wrong method or media type), a <c>code</c>, a
+    /// <c>detail</c> and a <c>type</c>: a client handles them all alike.
+    /// </summary>
+    public static void Complete(ProblemDetailsContext context)
+    {
+        var problem = context.ProblemDetails;
+        var request = context.HttpContext.Request;
+        problem.Extensions.TryAdd("code", problem.Status switch
+        {
+            404 => "not_found",
+            405 => "method_not_allowed",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            >= 500 => "internal_error",
+            _ => "invalid_request",
+        });
+        problem.Detail ??= problem.Status switch
+        {
+            404 => $"Nothing is at {request.Path}.",
+            405 => $"{request.Path} does not take {request.Method}.",
+            415 => "Send application/json in UTF-8 (RFC 8259).",
+            _ => null,
+        };
+        // The framework knows the types of RFC 9110's codes; these two are defined elsewhere.
+        problem.Type ??= problem.Status switch
+        {
+            429 => "https://www.rfc-editor.org/rfc/rfc6585#section-4",
+            507 => "https://www.rfc-editor.org/rfc/rfc4918#section-11.5",
+            _ => null,
+        };
+    }
 }
 
 /// <summary>

@@ -64,8 +64,8 @@ public static class TaskEndpoints
             seconds = Math.Min(w, options.MaxWaitSeconds);
         }
 
-        if (context.Request.ContentType is { } type && !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return Problems.Problem(context, 415, "unsupported_media_type", "Unsupported media type", "Send the task as application/json.");
+        if (context.Request.ContentType is { } type && !IsJson(type))
+            return Problems.Problem(context, 415, "unsupported_media_type", "Unsupported Media Type", "Send the task as application/json in UTF-8 (RFC 8259).");
 
         CreateTaskRequest? body;
         try
@@ -109,6 +109,12 @@ public static class TaskEndpoints
 
         return new RecordResult(record, OutcomeStatus(record));
     }
+
+    /// <summary>Whether a content type is JSON in UTF-8, the only encoding JSON has (a charset of UTF-16 would be read wrongly).</summary>
+    internal static bool IsJson(string contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media)
+        && media.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+        && (!media.Charset.HasValue || media.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || media.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The HTTP status of <c>?wait=</c> for a record.</summary>
     internal static int OutcomeStatus(TaskRecord record) => record.Status switch
@@ -258,6 +264,10 @@ public static class TaskEndpoints
     /// <summary>What is wrong with a body the serializer refused, in the API's words (not .NET's type names).</summary>
     private static string JsonProblem(JsonException e) => e.Message switch
     {
+        // The reader cannot make a .NET string of it: bytes that are not UTF-8, or an escaped lone surrogate (\ud800).
+        _ when e.InnerException is InvalidOperationException { Message: var inner }
+            && (inner.Contains("UTF-8", StringComparison.Ordinal) || inner.Contains("UTF-16", StringComparison.Ordinal))
+            => "is not valid text: JSON strings are UTF-8, and an escaped surrogate (\\uD800–\\uDFFF) must be half of a pair.",
         var m when m.Contains("could not be converted", StringComparison.Ordinal) => "has the wrong type (see the API's schema: /openapi/v1.json).",
         var m when m.StartsWith("Duplicate property", StringComparison.Ordinal) => "appears twice in the body.",
         var m when m.Contains("could not be mapped", StringComparison.Ordinal) => "is not a field of a task (a typo?).",

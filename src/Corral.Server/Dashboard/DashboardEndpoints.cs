@@ -33,7 +33,7 @@ internal static class DashboardEndpoints
     public static IEndpointRouteBuilder MapDashboard(this IEndpointRouteBuilder routes)
     {
         routes.MapGet("/", (HttpContext context, DashboardAssets assets) => Serve(context, assets.Find("index.html"))).ExcludeFromDescription();
-        routes.MapGet(AssetsPath + "/{**path}", (HttpContext context, DashboardAssets assets, string path) => Serve(context, assets.Find("ui/" + path)))
+        routes.MapGet(AssetsPath + "/{**path}", (HttpContext context, DashboardAssets assets, string? path) => Serve(context, path is null ? null : assets.Find("ui/" + path)))
             .ExcludeFromDescription();
         return routes;
     }

@@ -145,18 +145,7 @@ public static class CorralServer
             .ValidateOnStart();
         builder.Services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         // Every error response carries a machine-readable code, the framework's own (404, 405, 500…) included.
-        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = c =>
-        {
-            c.ProblemDetails.Extensions.TryAdd("code", c.ProblemDetails.Status switch
-            {
-                404 => "not_found",
-                405 => "method_not_allowed",
-                413 => "payload_too_large",
-                415 => "unsupported_media_type",
-                >= 500 => "internal_error",
-                _ => "invalid_request",
-            });
-        });
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Complete);
         builder.Services.AddExceptionHandler<StoreUnavailableHandler>();
         builder.Services.AddOpenApi();
         string? postgres = options.Postgres ?? corral.Postgres.ConnectionString;

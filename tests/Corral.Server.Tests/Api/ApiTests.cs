@@ -21,6 +21,9 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     [InlineData("""{"agent":"claude-code"}""", "prompt: required")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","command":["ls"]}""", "command: only for the command agent")]
     [InlineData("""{"agent":"command"}""", "command: required")]
+    [InlineData("""{"agent":"command","command":[null]}""", "command[0]: the program to run")]
+    [InlineData("""{"agent":"command","command":[""]}""", "command[0]: the program to run")]
+    [InlineData("""{"agent":"command","command":["echo","\ud800"]}""", "command[1]: is not valid text")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"timeoutSeconds":-1}}""", "timeoutSeconds")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"maxTurns":0}}""", "maxTurns")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","limits":{"timeoutSeconds":"soon"}}""", "limits.timeoutSeconds: has the wrong type")]
@@ -58,6 +61,50 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         var r = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: body);
         Assert.Equal(HttpStatusCode.BadRequest, r.Status);
         Assert.Equal(field, r.Body!["errors"]![0]!["field"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Bytes_that_are_not_UTF_8_in_a_string_are_named_as_such_not_as_a_wrong_type()
+    {
+        using var content = new ByteArrayContent([.. "{\"agent\":\"command\",\"command\":[\"echo\",\"A"u8, 0xFF, .. "B\"]}"u8]);
+        content.Headers.ContentType = new("application/json");
+        var response = await _http.PostAsync("/v1/tasks", content, TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken))!;
+        Assert.Equal("command[1]", body["errors"]![0]!["field"]!.GetValue<string>());
+        Assert.Contains("is not valid text", body["detail"]!.GetValue<string>());
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData("GET", "/nothing", null, 404, "not_found", "Nothing is at /nothing.")]
+    [InlineData("GET", "/ui/", null, 404, "not_found", "Nothing is at /ui/.")]
+    [InlineData("PUT", "/healthz", null, 405, "method_not_allowed", "/healthz does not take PUT.")]
+    [InlineData("POST", "/v1/tasks", "text/plain", 415, "unsupported_media_type", "UTF-8")]
+    [InlineData("POST", "/v1/tasks", "application/json; charset=utf-16", 415, "unsupported_media_type", "UTF-8")]
+    public async Task Every_problem_has_a_code_a_title_a_detail_and_a_type_also_the_frameworks_own(string method, string path, string? type, int status, string code, string detail)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        if (type is not null)
+            request.Content = new StringContent("""{"agent":"command","command":["true"]}""", Encoding.UTF8, System.Net.Http.Headers.MediaTypeHeaderValue.Parse(type));
+        var response = await _http.SendAsync(request, TestContext.Current.CancellationToken);
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken))!;
+        Assert.Equal(code, body["code"]!.GetValue<string>());
+        Assert.Contains(detail, body["detail"]!.GetValue<string>());
+        Assert.StartsWith("https://", body["type"]!.GetValue<string>());
+        Assert.False(string.IsNullOrEmpty(body["title"]!.GetValue<string>()));
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData("/healthz")]
+    [InlineData("/readyz")]
+    [InlineData("/v1/stats")]
+    public async Task A_probe_may_use_HEAD_and_gets_the_status_without_a_body(string path)
+    {
+        using var head = await _http.SendAsync(new HttpRequestMessage(HttpMethod.Head, path), TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken));
     }
 
     [Theory(Timeout = 120_000)]

@@ -30,6 +30,7 @@ public sealed class ConcurrencyTests : IAsyncLifetime
         var c = await http.ClaudeAsync("hello", wait: 10);
         Assert.Equal(HttpStatusCode.TooManyRequests, c.Status);
         Assert.Equal("busy", c.Body!["code"]!.GetValue<string>());
+        Assert.Equal("https://www.rfc-editor.org/rfc/rfc6585#section-4", c.Body["type"]!.GetValue<string>());
         Assert.Equal(TimeSpan.FromSeconds(7), c.Message.Headers.RetryAfter!.Delta);
 
         // The running one ends; the queued one takes its slot and runs to success.
