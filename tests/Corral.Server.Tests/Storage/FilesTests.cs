@@ -40,7 +40,7 @@ public sealed partial class FilesTests : IDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public void A_directory_swapped_for_a_link_while_paths_are_made_never_lets_one_land_outside()
+    public async Task A_directory_swapped_for_a_link_while_paths_are_made_never_lets_one_land_outside()
     {
         // What a hostile task can do in a shared workspace: exchange a directory and a link to elsewhere, over and over,
         // while the server (root) makes a workdir through that name.
@@ -78,7 +78,7 @@ public sealed partial class FilesTests : IDisposable
         }
 
         stop.Cancel();
-        swapper.Wait(TestContext.Current.CancellationToken);
+        await swapper.WaitAsync(TestContext.Current.CancellationToken);
         Assert.True(swaps > 100, $"the swapper ran ({swaps} swaps)");
         Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
         Assert.True(made > 0 && refused > 0, $"both outcomes seen: {made} made, {refused} refused");
