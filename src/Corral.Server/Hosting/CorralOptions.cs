@@ -187,6 +187,13 @@ public sealed class IsolationOptions
     /// root is made group-owned by it and setgid; for absolute workdirs, <c>chgrp</c> them to it). Default: <see cref="UidRangeStart"/> − 1.
     /// </summary>
     public int? AgentsGroup { get; set; }
+
+    /// <summary>
+    /// The host's shared writable directories, separated by <c>:</c>, from which what a task's uid left is removed
+    /// after the task and before the uid is handed out again (so a later task of that uid cannot read it); empty turns
+    /// this off. Default: <c>/tmp:/var/tmp:/dev/shm</c>.
+    /// </summary>
+    public string SweepDirectories { get; set; } = "/tmp:/var/tmp:/dev/shm";
 }
 
 /// <summary>Resource limits of tasks (section <c>Corral:Limits</c>): defaults for tasks that set none, and the largest a task may ask for.</summary>

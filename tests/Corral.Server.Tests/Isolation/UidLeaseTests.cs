@@ -55,11 +55,13 @@ public sealed class UidLeaseTests : IDisposable
 
         await a.Http.CancelAsync(first.Id!);
         await a.Http.WaitForEndAsync(first.Id!);
-        // Given back cleanly: b may take it now.
+        // Given back cleanly: b may take it once a has swept what it left in the shared directories.
         var taken = new HashSet<int>();
-        for (int i = 0; i < 6; i++)
+        await Proc.WaitForAsync(async () =>
+        {
             taken.Add(int.Parse((await b.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30)).Body!["result"]!["text"]!.GetValue<string>()));
-        Assert.Contains(held[0], taken);
+            return taken.Contains(held[0]);
+        }, TimeSpan.FromSeconds(30), "b to take the uid a gave back");
         Assert.DoesNotContain(held[1], taken);
         await a.Http.CancelAsync(second.Id!);
     }

@@ -25,7 +25,9 @@ internal enum IsolationMode
 /// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a fresh uid from a range that collides with
 /// no host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went),
 /// a member of the agents group, taken round-robin and never handed out while a process of it may live (a uid whose
-/// teardown left something behind, or that a process held at start-up, is skipped).
+/// teardown left something behind, or that a process held at start-up, is skipped). A uid given back is swept first:
+/// what it left in the host's shared directories is removed (<see cref="Leftovers"/>), in batches in the background,
+/// and only then may it be handed out again.
 /// </summary>
 internal sealed class TaskUsers : IHostedService
 {
@@ -34,16 +36,28 @@ internal sealed class TaskUsers : IHostedService
     private readonly Lock _gate = new();
     private readonly HashSet<int> _inUse = [];
     private readonly HashSet<int> _quarantined = [];
+    private readonly HashSet<int> _unswept = [];
+    private readonly string[] _sweepDirectories;
+    private readonly SemaphoreSlim _sweeping = new(1, 1);
+    private readonly SemaphoreSlim _dirty = new(0, 1);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TimeProvider _time;
+    private Task _sweepLoop = Task.CompletedTask;
     private UidLeases? _leases;
     private ProcessUser? _fixed;
     private int _cursor;
 
     private readonly ServerPaths _paths;
 
-    public TaskUsers(IOptions<CorralOptions> options, ServerPaths paths, ILogger<TaskUsers> logger)
+    /// <summary>How long given-back uids gather before a sweep: one scan of the directories serves them all.</summary>
+    private static readonly TimeSpan SweepBatch = TimeSpan.FromMilliseconds(250);
+
+    public TaskUsers(IOptions<CorralOptions> options, ServerPaths paths, TimeProvider time, ILogger<TaskUsers> logger)
     {
         _paths = paths;
+        _time = time;
         _options = options.Value.Isolation;
+        _sweepDirectories = _options.SweepDirectories.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         _logger = logger;
         bool root = Interop.Libc.geteuid() == 0;
         string requested = _options.User ?? (root ? IsolationOptions.Dynamic : IsolationOptions.None);
@@ -89,27 +103,36 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>The group every dynamic uid belongs to (shared workdirs).</summary>
     public int AgentsGroup => _options.AgentsGroup ?? _options.UidRangeStart - 1;
 
-    /// <summary>The identity for a new task's tree, or <c>null</c> for the server's own. Release it when the task ends.</summary>
-    public ProcessUser? Allocate()
+    /// <summary>
+    /// The identity for a new task's tree, or <c>null</c> for the server's own. Release it when the task ends. Waits
+    /// only when every free uid is still to be swept (a range smaller than the tasks it serves).
+    /// </summary>
+    public async ValueTask<ProcessUser?> AllocateAsync(CancellationToken cancellationToken = default)
     {
         if (Mode == IsolationMode.Fixed)
             return _fixed;
         if (Mode == IsolationMode.None)
             return null;
-        lock (_gate)
+        while (true)
         {
-            for (int tried = 0; tried < _options.UidRangeCount; tried++)
+            lock (_gate)
             {
-                int uid = _options.UidRangeStart + _cursor;
-                _cursor = (_cursor + 1) % _options.UidRangeCount;
-                if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
-                    continue;
-                _inUse.Add(uid);
-                return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
-            }
-        }
+                for (int tried = 0; tried < _options.UidRangeCount; tried++)
+                {
+                    int uid = _options.UidRangeStart + _cursor;
+                    _cursor = (_cursor + 1) % _options.UidRangeCount;
+                    if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _unswept.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
+                        continue;
+                    _inUse.Add(uid);
+                    return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
+                }
 
-        throw new InvalidOperationException("Every uid of the dynamic range is in use.");
+                if (_unswept.Count == 0)
+                    throw new InvalidOperationException("Every uid of the dynamic range is in use.");
+            }
+
+            await SweepAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -123,9 +146,82 @@ internal sealed class TaskUsers : IHostedService
         lock (_gate)
         {
             _inUse.Remove(user.Uid);
+            if (clean && _sweepDirectories.Length > 0)
+            {
+                _unswept.Add(user.Uid); // its lease is held until the sweep
+                if (_dirty.CurrentCount == 0)
+                    _dirty.Release();
+                return;
+            }
+
             _leases?.Release(user.Uid, clean);
             if (!clean)
                 _quarantined.Add(user.Uid);
+        }
+    }
+
+    /// <summary>
+    /// Removes what the uids given back so far left in the shared directories, then lets them be handed out again; a
+    /// uid whose leftovers could not all be removed is not handed out again by this process.
+    /// </summary>
+    private async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        await _sweeping.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            HashSet<int> uids;
+            lock (_gate)
+                uids = [.. _unswept];
+            if (uids.Count == 0)
+                return;
+            var failed = new List<int>();
+            foreach (var (uid, paths) in Leftovers.Find(_sweepDirectories, uids.Contains))
+            {
+                if (!await Leftovers.RemoveAsync(uid, paths, cancellationToken).ConfigureAwait(false))
+                    failed.Add(uid);
+            }
+
+            lock (_gate)
+            {
+                foreach (int uid in uids)
+                {
+                    _unswept.Remove(uid);
+                    bool clean = !failed.Contains(uid);
+                    _leases?.Release(uid, clean);
+                    if (!clean)
+                        _quarantined.Add(uid);
+                }
+            }
+
+            if (failed.Count > 0)
+                _logger.LogWarning("Could not remove everything uid(s) {Uids} left in {Directories}: they are not handed out again", string.Join(", ", failed), string.Join(", ", _sweepDirectories));
+        }
+        finally
+        {
+            _sweeping.Release();
+        }
+    }
+
+    private async Task SweepLoopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                await _dirty.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await Task.Delay(SweepBatch, _time, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await SweepAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _logger.LogError(e, "Sweeping the shared directories failed");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
@@ -164,7 +260,7 @@ internal sealed class TaskUsers : IHostedService
         var alive = UidsInUse();
         foreach (int uid in alive)
         {
-            if (uid >= _options.UidRangeStart && uid - _options.UidRangeStart < _options.UidRangeCount)
+            if (InRange(uid))
                 _quarantined.Add(uid);
         }
 
@@ -180,14 +276,42 @@ internal sealed class TaskUsers : IHostedService
 
         if (_quarantined.Count > 0)
             _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: they are not handed out", _quarantined.Count);
+
+        // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
+        if (_sweepDirectories.Length > 0)
+        {
+            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid));
+            lock (_gate)
+            {
+                foreach (int uid in left.Keys)
+                {
+                    if (_leases.TryTake(uid, Holder))
+                        _unswept.Add(uid);
+                }
+            }
+
+            await SweepAsync(cancellationToken).ConfigureAwait(false);
+            _sweepLoop = SweepLoopAsync(_stopping.Token);
+        }
     }
 
+    private bool InRange(int uid) => uid >= _options.UidRangeStart && uid - _options.UidRangeStart < _options.UidRangeCount;
+
     /// <summary>Stops after the scheduler: every task has given its uid back (a uid whose tree left something stays marked).</summary>
-    public Task StopAsync(CancellationToken cancellationToken)
+    public async Task StopAsync(CancellationToken cancellationToken)
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _sweepLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        try
+        {
+            await SweepAsync(cancellationToken).ConfigureAwait(false); // the last tasks' uids; the next start sweeps what this misses
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
         lock (_gate)
             _leases?.Dispose();
-        return Task.CompletedTask;
     }
 
     /// <summary>Who holds a leased uid, written in its lease file for an operator: this process and its data directory.</summary>

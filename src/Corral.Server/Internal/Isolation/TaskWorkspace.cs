@@ -10,7 +10,8 @@ namespace Corral.Server.Internal.Isolation;
 /// What a task runs in. Without a user of its own: its working directory, when Corral makes it. With one
 /// (<c>tasks/&lt;id&gt;/</c> is then traverse-only, 0711): a working directory, a HOME (seeded from the agent's
 /// <c>HomeSeed</c>, with a resumed session's state) and a TMPDIR, each owned by the task's uid and 0700; relative
-/// workdirs in the workspace root are shared by the agents group (2770, setgid).
+/// workdirs in the workspace root are shared by the agents group (2770, setgid). After the run, <c>tasks/&lt;id&gt;/</c>
+/// is closed (0700) before the uid can serve another task.
 /// </summary>
 internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCatalog catalog)
 {
@@ -74,6 +75,24 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
             return;
         Files.CreatePrivateDirectory(paths.Sessions);
         plan.Adapter.SaveSession(sessionId, Path.Combine(paths.TaskDirectory(plan.Id), "home"), paths.Sessions);
+    }
+
+    /// <summary>
+    /// Before its uid is given back: the task's directory becomes the server's alone (0700), so a later task that is
+    /// handed the same uid cannot pass into the HOME, TMPDIR and workdir this one owned there.
+    /// </summary>
+    public void Close(TaskPlan plan, ProcessUser? user)
+    {
+        if (user is not { Exclusive: true })
+            return;
+        try
+        {
+            File.SetUnixFileMode(paths.TaskDirectory(plan.Id), Files.PrivateDirectory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // deleted meanwhile; nothing to close
+        }
     }
 
     /// <summary>Creates a workdir under the workspace root, and the root itself, as directories the agents group shares.</summary>

@@ -28,7 +28,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
 
     public async Task<RunResult> RunAsync(ActiveTask task)
     {
-        var user = users.Allocate();
+        var user = await users.AllocateAsync().ConfigureAwait(false);
         bool clean = true;
         try
         {
@@ -43,6 +43,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         }
         finally
         {
+            workspace.Close(task.Plan!, user);
             users.Release(user, clean);
         }
     }
