@@ -97,6 +97,20 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     }
 
     [Theory(Timeout = 120_000)]
+    [InlineData("application/json")]
+    [InlineData("application/json; charset=utf-8")]
+    [InlineData("application/json; charset=\"UTF-8\"")]
+    public async Task Json_in_UTF_8_is_taken_however_its_charset_is_spelled(string type)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/tasks")
+        {
+            Content = new StringContent("""{"agent":"command","command":["true"]}""", Encoding.UTF8, System.Net.Http.Headers.MediaTypeHeaderValue.Parse(type)),
+        };
+        using var response = await _http.SendAsync(request, TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+    }
+
+    [Theory(Timeout = 120_000)]
     [InlineData("/healthz")]
     [InlineData("/readyz")]
     [InlineData("/v1/stats")]
@@ -191,6 +205,19 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
         var other = await _http.SendAsync(HttpMethod.Post, "/v1/tasks",
             rawBody: $$$"""{"agent":"claude-code","prompt":"hello","idempotencyKey":"{{{key}}}","env":{"A_ONE":"1","B_TWO":"2"},"metadata":{"team":"x","n":2}}""");
         Assert.Equal(HttpStatusCode.Conflict, other.Status);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_secret_equal_to_a_number_in_the_request_is_still_a_valid_request_with_a_key()
+    {
+        // The mask turns the number 3600 into "[secret:T]" text in what is kept: the hash must not depend on parsing that.
+        string key = "idem-" + Guid.NewGuid();
+        string body = $$$"""{"agent":"command","command":["true"],"secrets":{"T":"3600"},"limits":{"timeoutSeconds":3600},"idempotencyKey":"{{{key}}}"}""";
+        var first = await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=30", rawBody: body);
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+        var retry = await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=30", rawBody: body);
+        Assert.Equal(HttpStatusCode.OK, retry.Status);
+        Assert.Equal(first.Id, retry.Id);
     }
 
     [Fact(Timeout = 120_000)]

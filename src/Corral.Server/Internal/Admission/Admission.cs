@@ -96,6 +96,9 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
         // What is kept of the request: secret values never, and nowhere else in it either.
         var kept = body.Secrets is null ? body : body with { Secrets = body.Secrets.ToDictionary(kv => kv.Key, kv => $"[secret:{kv.Key}]") };
         string json = JsonSerializer.Serialize(kept, ApiJson.Options);
+        // Hashed before masking (a mask may turn a number equal to a secret into text that is no longer JSON), and masked
+        // in its canonical form, so the stored hash is never of a secret.
+        string hash = RequestHash.Of(json, mask);
         if (mask is not null)
             json = mask.Apply(json);
         return (new TaskPlan
@@ -117,7 +120,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             RequestJson = json,
             Mask = mask,
             HasRequestSecrets = body.Secrets is { Count: > 0 },
-            RequestHash = RequestHash.Of(json),
+            RequestHash = hash,
         }, null);
     }
 

@@ -12,14 +12,17 @@ namespace Corral.Server.Internal.Admission;
 /// </summary>
 internal static class RequestHash
 {
-    /// <summary>The SHA-256, in hex, of the canonical form of <paramref name="json"/> (a valid JSON text).</summary>
-    public static string Of(string json)
+    /// <summary>
+    /// The SHA-256, in hex, of the canonical form of <paramref name="json"/> (a valid JSON text), with the secrets of
+    /// <paramref name="mask"/> masked in it first.
+    /// </summary>
+    public static string Of(string json, Secrets.SecretMask? mask = null)
     {
         using var document = JsonDocument.Parse(json);
         var buffer = new ArrayBufferWriter<byte>(json.Length + 64);
         using (var writer = new Utf8JsonWriter(buffer))
             Write(document.RootElement, writer);
-        return Convert.ToHexString(SHA256.HashData(buffer.WrittenSpan));
+        return Convert.ToHexString(SHA256.HashData(mask is null ? buffer.WrittenSpan : mask.Apply(buffer.WrittenSpan)));
     }
 
     /// <summary>
@@ -73,17 +76,21 @@ internal static class RequestHash
             return raw; // an exponent past 19 digits: kept as written
         string mantissa = e < 0 ? text : text[..e];
         int dot = mantissa.IndexOf('.');
-        if (dot >= 0)
+        mantissa = dot >= 0 ? mantissa.Remove(dot, 1) : mantissa;
+        string digits = mantissa.TrimStart('0');
+        if (digits.Length == 0)
+            return "0"; // and -0
+        int trailing = digits.Length - digits.TrimEnd('0').Length;
+        try
         {
-            exponent -= mantissa.Length - dot - 1;
-            mantissa = mantissa.Remove(dot, 1);
+            exponent = checked(exponent - (dot >= 0 ? mantissa.Length - dot : 0) + trailing);
+        }
+        catch (OverflowException)
+        {
+            return raw; // an exponent at the edge of 64 bits: kept as written, never wrapped onto another number
         }
 
-        mantissa = mantissa.TrimStart('0');
-        if (mantissa.Length == 0)
-            return "0"; // and -0
-        int trailing = mantissa.Length - mantissa.TrimEnd('0').Length;
-        exponent += trailing;
+        mantissa = digits;
         var canonical = new StringBuilder(mantissa.Length + 8);
         if (negative)
             canonical.Append('-');

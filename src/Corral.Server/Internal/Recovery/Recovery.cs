@@ -58,7 +58,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
 
         if (record.Status == TaskState.Queued && journal.Start is null && treeIdentity is null)
         {
-            var body = JsonSerializer.Deserialize<CreateTaskRequest>(left.RequestJson, ApiJson.Options);
+            var body = RequestOf(left.RequestJson);
             var now = time.GetUtcNow();
             if (body?.Secrets is { Count: > 0 })
             {
@@ -72,7 +72,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
                 return;
             }
 
-            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request is empty.")) : admission.Plan(body, record.Id);
+            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request cannot be read.")) : admission.Plan(body, record.Id);
             if (plan is not null)
             {
                 scheduler.Requeue(plan with { RequestJson = left.RequestJson }, record);
@@ -103,7 +103,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         }
 
         var at = time.GetUtcNow();
-        var startedAt = record.StartedAt ?? journal.Start?.At;
+        var startedAt = record.StartedAt ?? (journal.Start?.At is { } noted && noted != default ? noted : null);
         var final = record with
         {
             Status = TaskState.Interrupted,
@@ -121,15 +121,18 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
     }
 
     /// <summary>The output cap a stored request asked for, else the server's.</summary>
-    private long MaxOutputBytes(string requestJson)
+    private long MaxOutputBytes(string requestJson) => RequestOf(requestJson)?.Limits?.MaxOutputBytes ?? options.Value.MaxOutputBytes;
+
+    /// <summary>A stored request, or <c>null</c> when the mask made it unreadable (a secret equal to a number in it).</summary>
+    private static CreateTaskRequest? RequestOf(string json)
     {
         try
         {
-            return JsonSerializer.Deserialize<CreateTaskRequest>(requestJson, ApiJson.Options)?.Limits?.MaxOutputBytes ?? options.Value.MaxOutputBytes;
+            return JsonSerializer.Deserialize<CreateTaskRequest>(json, ApiJson.Options);
         }
         catch (JsonException)
         {
-            return options.Value.MaxOutputBytes;
+            return null;
         }
     }
 
@@ -161,7 +164,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
             if (e.Name == "task.result")
                 result = e;
             else if (e.IsMeta && e.Name == JournalNotes.Started)
-                start = JsonSerializer.Deserialize<StartNote>(reader.ReadAll(e), ApiJson.Options);
+                start = StartNoteOf(reader.ReadAll(e));
             else if (e.IsMeta && e.Name == JournalNotes.Tree)
                 tree = JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
             ended = e.Name == "task.end";
@@ -169,6 +172,19 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
         return new JournalFacts(final, start, tree, stdout, stderr);
+    }
+
+    /// <summary>A start note; one the mask made unreadable (a secret equal to digits of its time) still says the run started.</summary>
+    private static StartNote StartNoteOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<StartNote>(json, ApiJson.Options) ?? new StartNote(default, null);
+        }
+        catch (JsonException)
+        {
+            return new StartNote(default, null);
+        }
     }
 
     /// <summary>
