@@ -3,7 +3,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace Corral.Server.Interop;
 
-/// <summary>The few libc calls the server makes itself: durable writes, free space, directories by descriptor, owners (glibc, Linux).</summary>
+/// <summary>The few libc calls the server makes itself: durable writes, free space, directories by descriptor (glibc, Linux).</summary>
 internal static partial class Libc
 {
     public const int ENOSPC = 28;
@@ -48,28 +48,6 @@ internal static partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fchmod(SafeFileHandle fd, uint mode);
-
-    // struct statx has one layout on every architecture (struct stat's st_uid moves between x86-64 and arm64).
-    private const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
-    private const uint STATX_MODE = 0x2, STATX_UID = 0x8;
-
-    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int statx(int dirfd, string path, int flags, uint mask, byte* buffer);
-
-    /// <summary>The owner and mode (file type bits included) of <paramref name="path"/> itself, a link not followed; <c>false</c> if it is gone.</summary>
-    public static unsafe bool TryOwner(string path, out int uid, out int mode)
-    {
-        byte* buffer = stackalloc byte[256];
-        if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_UID | STATX_MODE, buffer) != 0)
-        {
-            (uid, mode) = (-1, 0);
-            return false;
-        }
-
-        uid = (int)*(uint*)(buffer + 20);
-        mode = *(ushort*)(buffer + 28);
-        return true;
-    }
 
     /// <summary>Opens an existing directory, refusing a symbolic link in its last component (<c>O_NOFOLLOW</c>).</summary>
     public static SafeFileHandle OpenDirectory(string path) =>

@@ -16,13 +16,9 @@ public sealed partial class LeftoverTests : IDisposable
 
     public void Dispose()
     {
-        foreach (string path in _made)
-        {
-            if (Directory.Exists(path))
-                Directory.Delete(path, recursive: true);
-            else
-                File.Delete(path);
-        }
+        // rm, not .NET: a name that is not UTF-8 cannot be deleted through a string.
+        using (var rm = System.Diagnostics.Process.Start("rm", ["-rf", "--", .. _made]))
+            rm.WaitForExit(TimeSpan.FromSeconds(30));
 
         Directory.Delete(_leases, recursive: true);
     }
@@ -72,16 +68,18 @@ public sealed partial class LeftoverTests : IDisposable
         Made($"/tmp/{_tag}-link");
         Made($"/dev/shm/{_tag}-dir");
         Made($"/var/tmp/{_tag}-var");
+        Made($"/tmp/{_tag}-locked");
 
         await using var server = await TestServer.StartAsync(OneUid);
         string first = await RunAsync(server, $"""
             echo secret > /tmp/{_tag}-file; ln -s {target} /tmp/{_tag}-link; mkdir /dev/shm/{_tag}-dir; echo s > /dev/shm/{_tag}-dir/f
-            echo v > /var/tmp/{_tag}-var; echo inner > {shared}/mine; echo HOME=$HOME
+            echo v > /var/tmp/{_tag}-var; echo inner > {shared}/mine; echo odd > /tmp/{_tag}-$'\xff'
+            mkdir /tmp/{_tag}-locked; echo l > /tmp/{_tag}-locked/f; chmod 500 /tmp/{_tag}-locked; echo HOME=$HOME
             """);
         string firstHome = first.Split('\n').Single(l => l.StartsWith("HOME=", StringComparison.Ordinal))[5..];
 
         string second = await RunAsync(server, $"""
-            id -u; for f in /tmp/{_tag}-file /tmp/{_tag}-link /dev/shm/{_tag}-dir /var/tmp/{_tag}-var {shared}/mine; do [ -e "$f" ] || [ -L "$f" ] && echo "left $f"; done
+            id -u; for f in /tmp/{_tag}-file /tmp/{_tag}-link /dev/shm/{_tag}-dir /var/tmp/{_tag}-var {shared}/mine /tmp/{_tag}-$'\xff' /tmp/{_tag}-locked; do [ -e "$f" ] || [ -L "$f" ] && echo "left $f"; done
             ls {firstHome} >/dev/null 2>&1 && echo "entered the first task's home"; echo done
             """);
         Assert.Equal($"{_uid}\ndone\n", second);
@@ -103,10 +101,96 @@ public sealed partial class LeftoverTests : IDisposable
         Assert.Equal($"{_uid}\n", await RunAsync(server, "id -u"));
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task After_a_crash_the_next_task_of_a_uid_cannot_enter_the_directories_of_the_task_before()
+    {
+        RequireRoot();
+        string data = Made(Directory.CreateTempSubdirectory("corral-left-data-").FullName);
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly); // tasks pass through to their own directories
+        ServerProcess? first = null, second = null;
+        try
+        {
+            first = await ServerProcess.StartAsync(data, OneUid);
+            var created = await first.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "echo mine > $HOME/mine; echo $$ > $HOME/pid; exec sleep 60" } });
+            string home = Path.Combine(data, "tasks", created.Id!, "home"), mine = Path.Combine(home, "mine");
+            int pid = await Proc.ReadPidFileAsync(Path.Combine(home, "pid"), TimeSpan.FromSeconds(30));
+            var sleeper = Proc.Identify(pid);
+            first.Kill();
+            // The task's process goes too (as a lost machine would take it): its uid is then free at the next start.
+            Proc.KillIfAlive(sleeper);
+            await Proc.WaitForAsync(() => Proc.State(pid) == '-', TimeSpan.FromSeconds(15), "the task's process to be gone (reaped)");
+
+            second = await ServerProcess.StartAsync(data, OneUid);
+            var next = await second.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"id -u; cat {mine} 2>/dev/null || echo denied" } }, wait: 60);
+            Assert.True(next.Status == HttpStatusCode.OK, next.Body?.ToJsonString());
+            Assert.Equal($"{_uid}\ndenied\n", next.Body!["result"]!["text"]!.GetValue<string>());
+        }
+        finally
+        {
+            first?.Kill();
+            second?.Kill();
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public void A_scan_finds_raw_names_and_links_themselves_and_enters_only_world_writable_directories_no_task_owns()
+    {
+        RequireRoot();
+        string scratch = Made(Directory.CreateTempSubdirectory("corral-scan-").FullName);
+        int wanted = _uid, task = _uid + 1;
+        void Own(string path, int uid) => Interop.Chown(path, uid, uid);
+        byte[] odd = [.. System.Text.Encoding.UTF8.GetBytes(scratch + "/odd-"), 0xFF];
+        string rootWw = Directory.CreateDirectory(Path.Combine(scratch, "root-ww")).FullName;
+        File.SetUnixFileMode(rootWw, (UnixFileMode)0x3FF | UnixFileMode.StickyBit);
+        string taskWw = Directory.CreateDirectory(Path.Combine(scratch, "task-ww")).FullName;
+        File.SetUnixFileMode(taskWw, (UnixFileMode)0x3FF);
+        Own(taskWw, task);
+        foreach (string file in new[] { Path.Combine(rootWw, "in-root-ww"), Path.Combine(taskWw, "in-task-ww"), Path.Combine(scratch, "plain") })
+        {
+            File.WriteAllText(file, "x");
+            Own(file, wanted);
+        }
+
+        File.CreateSymbolicLink(Path.Combine(scratch, "link"), "/etc/passwd");
+        Own(Path.Combine(scratch, "link"), wanted);
+        Interop.MakeFile(odd, wanted);
+
+        var scan = Corral.Server.Internal.Isolation.Leftovers.Find([scratch, "/no/such/directory"], u => u == wanted, u => u == wanted || u == task);
+
+        Assert.Null(scan.Failure);
+        var found = scan.Found[wanted].Select(p => Convert.ToHexString(p)).Order().ToList();
+        var expected = new[] { "root-ww/in-root-ww", "plain", "link" }.Select(n => System.Text.Encoding.UTF8.GetBytes(Path.Combine(scratch, n))).Append(odd)
+            .Select(p => Convert.ToHexString(p)).Order().ToList();
+        Assert.Equal(expected, found); // not task-ww/in-task-ww: its owner could swap task-ww for a link while it is read
+        Assert.Single(scan.Found);
+    }
+
     private static partial class Interop
     {
         [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
         private static partial int lchown(string path, int owner, int group);
+
+        [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+        private static unsafe partial int open(byte* path, int flags, int mode);
+
+        [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+        private static partial int fchown(int fd, int owner, int group);
+
+        [System.Runtime.InteropServices.LibraryImport("libc")]
+        private static partial int close(int fd);
+
+        /// <summary>Creates a file by a raw name (not UTF-8) owned by <paramref name="uid"/>.</summary>
+        public static unsafe void MakeFile(byte[] name, int uid)
+        {
+            byte[] terminated = [.. name, 0];
+            fixed (byte* path = terminated)
+            {
+                int fd = open(path, 0x41 | 0x80000, 0x1A4); // O_WRONLY | O_CREAT | O_CLOEXEC, 0644
+                if (fd < 0 || fchown(fd, uid, uid) != 0)
+                    throw new IOException($"creating a raw name: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+                close(fd);
+            }
+        }
 
         public static void Chown(string path, int uid, int gid)
         {

@@ -1,89 +1,145 @@
+using System.Text;
 using Corral.Processes;
+using Corral.Server.Interop;
 
 namespace Corral.Server.Internal.Isolation;
 
 /// <summary>
 /// What a task's uid left in the host's shared writable directories (<c>/tmp</c>, <c>/var/tmp</c>, <c>/dev/shm</c>),
 /// found and removed before the uid is handed out again, so a later task of that uid cannot read it.
-/// <para>
-/// Removal runs <c>rm</c> as the uid itself, with no supplementary group: it can remove only what that uid could, so a
-/// link or a swapped directory planted by another task gains nobody anything (root never deletes by a path there).
-/// </para>
+/// <list type="bullet">
+/// <item>Found by root through descriptors and raw names: a name that is not UTF-8 is found, and a name swapped for a
+/// link meanwhile is never followed. Any error other than a name that vanished fails the scan (it is retried), never
+/// reads as "nothing left".</item>
+/// <item>Removed by <c>rm</c> running as the uid itself, with no group: it removes only what that uid could, so a link or
+/// a swapped directory planted by another task gains nobody anything. A fresh scan then checks that nothing is left.</item>
+/// </list>
 /// </summary>
 internal static class Leftovers
 {
+    /// <summary>The most entries one scan reads: past it the scan fails (and is retried), so a flood of names costs bounded time.</summary>
+    public const int MaxEntries = 200_000;
+
     private const int TypeMask = 0xF000, Directory = 0x4000, OtherWrite = 0x2;
 
-    /// <summary>Paths per uid: the entries of <paramref name="directories"/> owned by a uid <paramref name="wanted"/>, and those one level down in a world-writable directory of someone else (<c>/tmp/.X11-unix</c>).</summary>
-    public static Dictionary<int, List<string>> Find(IEnumerable<string> directories, Func<int, bool> wanted)
+    /// <summary>What a scan found: the paths of each wanted uid, or why the scan could not be done.</summary>
+    public sealed record Scan(IReadOnlyDictionary<int, List<byte[]>> Found, string? Failure);
+
+    /// <summary>
+    /// The entries of <paramref name="directories"/> owned by a uid <paramref name="wanted"/>, and those one level down
+    /// in a world-writable directory that no task owns (<c>/tmp/.X11-unix</c>): a task's own directory is not entered,
+    /// since its owner could swap it for a link while it is read.
+    /// </summary>
+    /// <param name="directories">Absolute paths.</param>
+    /// <param name="wanted">The uids whose entries are sought.</param>
+    /// <param name="task">Whether a uid may be a task's (the dynamic range).</param>
+    public static Scan Find(IEnumerable<string> directories, Func<int, bool> wanted, Func<int, bool> task)
     {
-        var found = new Dictionary<int, List<string>>();
+        var found = new Dictionary<int, List<byte[]>>();
+        int seen = 0;
         foreach (string directory in directories)
         {
-            foreach (string entry in Entries(directory))
+            byte[] root = Encoding.UTF8.GetBytes(directory.TrimEnd('/'));
+            using var dir = Libc.RawDirectory.Open(root, out int errno);
+            if (dir is null)
             {
-                if (!Interop.Libc.TryOwner(entry, out int uid, out int mode))
+                if (errno == Libc.ENOENT)
+                    continue; // not on this host
+                return new Scan(found, $"{directory}: errno {errno}");
+            }
+
+            while (dir.Next(out errno) is { } name)
+            {
+                if (++seen > MaxEntries)
+                    return new Scan(found, $"more than {MaxEntries} entries");
+                int error = dir.Owner(name, out int uid, out int mode);
+                if (error == Libc.ENOENT)
                     continue;
+                if (error != 0)
+                    return new Scan(found, $"{directory}: statx errno {error}");
                 if (wanted(uid))
                 {
-                    Add(found, uid, entry);
+                    Add(found, uid, Join(root, name));
+                    continue;
                 }
-                else if ((mode & TypeMask) == Directory && (mode & OtherWrite) != 0)
+
+                if ((mode & TypeMask) != Directory || (mode & OtherWrite) == 0 || task(uid))
+                    continue;
+                using var inner = dir.OpenChild(name, out error);
+                if (inner is null)
                 {
-                    foreach (string inner in Entries(entry))
-                    {
-                        if (Interop.Libc.TryOwner(inner, out int innerUid, out _) && wanted(innerUid))
-                            Add(found, innerUid, inner);
-                    }
+                    if (error is Libc.ENOENT or Libc.ENOTDIR or Libc.ELOOP)
+                        continue; // gone or replaced meanwhile: nothing of a task's is entered
+                    return new Scan(found, $"{directory}: open errno {error}");
                 }
+
+                if (inner.Self(out int owner, out _) != 0 || task(owner))
+                    continue;
+                byte[] innerPath = Join(root, name);
+                while (inner.Next(out error) is { } innerName)
+                {
+                    if (++seen > MaxEntries)
+                        return new Scan(found, $"more than {MaxEntries} entries");
+                    int innerError = inner.Owner(innerName, out int innerUid, out _);
+                    if (innerError == Libc.ENOENT)
+                        continue;
+                    if (innerError != 0)
+                        return new Scan(found, $"{directory}: statx errno {innerError}");
+                    if (wanted(innerUid))
+                        Add(found, innerUid, Join(innerPath, innerName));
+                }
+
+                if (error != 0)
+                    return new Scan(found, $"{directory}: readdir errno {error}");
             }
+
+            if (errno != 0)
+                return new Scan(found, $"{directory}: readdir errno {errno}");
         }
 
-        return found;
+        return new Scan(found, null);
     }
 
-    /// <summary>Removes <paramref name="paths"/> as <paramref name="uid"/>; <c>true</c> when none of them is left.</summary>
-    public static async Task<bool> RemoveAsync(int uid, IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    /// <summary>Runs the removal of <paramref name="paths"/> as <paramref name="uid"/>: <c>false</c> if it could not be started (a scan says what is left).</summary>
+    public static async Task<bool> RemoveAsync(int uid, IReadOnlyList<byte[]> paths, CancellationToken cancellationToken)
     {
-        foreach (var batch in paths.Chunk(512)) // well within ARG_MAX
+        // The names go NUL-separated on stdin, as raw bytes (argv would need text, and has a size limit). A directory the
+        // uid made unwritable is made writable by the uid first, or rm could not empty it.
+        var input = new MemoryStream();
+        foreach (byte[] path in paths)
         {
-            var spec = new ProcessSpec("/bin/rm", ["-rf", "--one-file-system", "--", .. batch])
-            {
-                User = new ProcessUser(uid, uid),
-                WorkingDirectory = "/",
-                InheritEnvironment = false,
-                Timeout = TimeSpan.FromSeconds(60),
-            };
-            try
-            {
-                await ProcessTree.RunAsync(spec, cancellationToken).ConfigureAwait(false);
-            }
-            catch (ProcessSpawnException)
-            {
-                return false;
-            }
+            input.Write(path);
+            input.WriteByte(0);
         }
 
-        return paths.All(p => !(Interop.Libc.TryOwner(p, out int owner, out _) && owner == uid));
+        var spec = new ProcessSpec("/bin/sh", ["-c", "exec xargs -0 -r sh -c 'chmod -R u+rwx -- \"$@\" 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh"])
+        {
+            User = new ProcessUser(uid, uid),
+            WorkingDirectory = "/",
+            InheritEnvironment = false,
+            Environment = new Dictionary<string, string?> { ["PATH"] = "/usr/bin:/bin" },
+            StandardInput = InputSource.FromBytes(input.ToArray()),
+            StandardOutput = OutputTarget.Discard,
+            StandardError = OutputTarget.Discard,
+            Timeout = TimeSpan.FromSeconds(60),
+        };
+        try
+        {
+            await ProcessTree.RunAsync(spec, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (ProcessSpawnException)
+        {
+            return false;
+        }
     }
 
-    private static void Add(Dictionary<int, List<string>> found, int uid, string path)
+    private static byte[] Join(byte[] directory, byte[] name) => [.. directory, (byte)'/', .. name];
+
+    private static void Add(Dictionary<int, List<byte[]>> found, int uid, byte[] path)
     {
         if (!found.TryGetValue(uid, out var list))
             found[uid] = list = [];
         list.Add(path);
-    }
-
-    private static IEnumerable<string> Entries(string directory)
-    {
-        try
-        {
-            // Materialized so an error while reading is caught here, not in the caller's loop.
-            return System.IO.Directory.EnumerateFileSystemEntries(directory).ToList();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return [];
-        }
     }
 }

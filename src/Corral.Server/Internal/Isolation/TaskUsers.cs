@@ -52,6 +52,11 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>How long given-back uids gather before a sweep: one scan of the directories serves them all.</summary>
     private static readonly TimeSpan SweepBatch = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How long after a failed scan the next one is tried.</summary>
+    private static readonly TimeSpan SweepRetry = TimeSpan.FromSeconds(5);
+
+    private volatile string? _sweepFailure;
+
     public TaskUsers(IOptions<CorralOptions> options, ServerPaths paths, TimeProvider time, ILogger<TaskUsers> logger)
     {
         _paths = paths;
@@ -131,7 +136,8 @@ internal sealed class TaskUsers : IHostedService
                     throw new InvalidOperationException("Every uid of the dynamic range is in use.");
             }
 
-            await SweepAsync(cancellationToken).ConfigureAwait(false);
+            if (!await SweepAsync(cancellationToken).ConfigureAwait(false))
+                throw new InvalidOperationException($"Every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {_sweepFailure}.");
         }
     }
 
@@ -162,9 +168,10 @@ internal sealed class TaskUsers : IHostedService
 
     /// <summary>
     /// Removes what the uids given back so far left in the shared directories, then lets them be handed out again; a
-    /// uid whose leftovers could not all be removed is not handed out again by this process.
+    /// uid whose leftovers could not all be removed is not handed out again by this process. <c>false</c> when the
+    /// directories could not be scanned: the uids stay to be swept, and the reason is in <see cref="_sweepFailure"/>.
     /// </summary>
-    private async Task SweepAsync(CancellationToken cancellationToken)
+    private async Task<bool> SweepAsync(CancellationToken cancellationToken)
     {
         await _sweeping.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -173,28 +180,42 @@ internal sealed class TaskUsers : IHostedService
             lock (_gate)
                 uids = [.. _unswept];
             if (uids.Count == 0)
-                return;
-            var failed = new List<int>();
-            foreach (var (uid, paths) in Leftovers.Find(_sweepDirectories, uids.Contains))
+                return true;
+            var scan = Leftovers.Find(_sweepDirectories, uids.Contains, InRange);
+            if (scan.Found.Count > 0 && scan.Failure is null)
             {
-                if (!await Leftovers.RemoveAsync(uid, paths, cancellationToken).ConfigureAwait(false))
-                    failed.Add(uid);
+                foreach (var (uid, paths) in scan.Found)
+                {
+                    if (!await Leftovers.RemoveAsync(uid, paths, cancellationToken).ConfigureAwait(false))
+                        _logger.LogWarning("Could not start the removal of what uid {Uid} left in {Directories}", uid, string.Join(", ", _sweepDirectories));
+                }
+
+                scan = Leftovers.Find(_sweepDirectories, scan.Found.ContainsKey, InRange); // what is left now
             }
 
+            if (scan.Failure is { } failure)
+            {
+                _sweepFailure = failure;
+                _logger.LogWarning("Could not scan {Directories} for what tasks left ({Failure}): {Count} uid(s) wait to be swept", string.Join(", ", _sweepDirectories), failure, uids.Count);
+                return false;
+            }
+
+            _sweepFailure = null;
             lock (_gate)
             {
                 foreach (int uid in uids)
                 {
                     _unswept.Remove(uid);
-                    bool clean = !failed.Contains(uid);
+                    bool clean = !scan.Found.ContainsKey(uid);
                     _leases?.Release(uid, clean);
                     if (!clean)
                         _quarantined.Add(uid);
                 }
             }
 
-            if (failed.Count > 0)
-                _logger.LogWarning("Could not remove everything uid(s) {Uids} left in {Directories}: they are not handed out again", string.Join(", ", failed), string.Join(", ", _sweepDirectories));
+            if (scan.Found.Count > 0)
+                _logger.LogWarning("Could not remove everything uid(s) {Uids} left in {Directories}: they are not handed out again", string.Join(", ", scan.Found.Keys), string.Join(", ", _sweepDirectories));
+            return true;
         }
         finally
         {
@@ -202,20 +223,24 @@ internal sealed class TaskUsers : IHostedService
         }
     }
 
+    /// <summary>Sweeps what is given back, in batches; after a failed scan, again a few seconds later.</summary>
     private async Task SweepLoopAsync(CancellationToken cancellationToken)
     {
         try
         {
+            bool swept = true;
             while (true)
             {
-                await _dirty.WaitAsync(cancellationToken).ConfigureAwait(false);
-                await Task.Delay(SweepBatch, _time, cancellationToken).ConfigureAwait(false);
+                if (swept)
+                    await _dirty.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await Task.Delay(swept ? SweepBatch : SweepRetry, _time, cancellationToken).ConfigureAwait(false);
                 try
                 {
-                    await SweepAsync(cancellationToken).ConfigureAwait(false);
+                    swept = await SweepAsync(cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    swept = false;
                     _logger.LogError(e, "Sweeping the shared directories failed");
                 }
             }
@@ -268,9 +293,13 @@ internal sealed class TaskUsers : IHostedService
         var leases = UidLeases.Open(_options.UidLeaseDirectory, out string? problem);
         if (problem is not null)
             _logger.LogWarning("Dynamic uids are not leased host-wide ({Problem}): another Corral server on this host must use a range of its own (Corral:Isolation:UidRangeStart)", problem);
+        // A task's directory is closed at its end; after a crash, here, before any uid can serve another task.
+        CloseTaskDirectories();
         lock (_gate)
         {
-            leases.Reclaim(alive);
+            // A uid a dead holder left marked stays leased here until swept (another server must not take it before).
+            foreach (int uid in leases.Reclaim(alive, keep: _sweepDirectories.Length > 0))
+                _unswept.Add(uid);
             _leases = leases;
         }
 
@@ -280,18 +309,43 @@ internal sealed class TaskUsers : IHostedService
         // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
         if (_sweepDirectories.Length > 0)
         {
-            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid));
+            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid), InRange);
             lock (_gate)
             {
-                foreach (int uid in left.Keys)
+                foreach (int uid in left.Found.Keys)
                 {
-                    if (_leases.TryTake(uid, Holder))
+                    if (_leases.TryTake(uid, Holder)) // not if another server holds it, or this one already does
                         _unswept.Add(uid);
                 }
             }
 
-            await SweepAsync(cancellationToken).ConfigureAwait(false);
+            if (!await SweepAsync(cancellationToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    if (_dirty.CurrentCount == 0)
+                        _dirty.Release(); // the loop tries again
+                }
+            }
             _sweepLoop = SweepLoopAsync(_stopping.Token);
+        }
+    }
+
+    /// <summary>Makes every task directory the server's alone (0700): a task that runs again opens its own (<see cref="TaskWorkspace.Prepare"/>).</summary>
+    private void CloseTaskDirectories()
+    {
+        if (!Directory.Exists(_paths.Tasks))
+            return;
+        foreach (string directory in Directory.EnumerateDirectories(_paths.Tasks))
+        {
+            try
+            {
+                File.SetUnixFileMode(directory, Files.PrivateDirectory);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _logger.LogWarning(e, "Could not close {Directory}", directory);
+            }
         }
     }
 
@@ -301,9 +355,9 @@ internal sealed class TaskUsers : IHostedService
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
-        await _sweepLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         try
         {
+            await _sweepLoop.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await SweepAsync(cancellationToken).ConfigureAwait(false); // the last tasks' uids; the next start sweeps what this misses
         }
         catch (OperationCanceledException)

@@ -27,6 +27,8 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         }
 
         string taskDirectory = paths.TaskDirectory(plan.Id);
+        // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart).
+        File.SetUnixFileMode(taskDirectory, Files.TraverseOnly);
         if (plan.CreateWorkdir)
         {
             if (request.WorkingDirectory.StartsWith(taskDirectory + Path.DirectorySeparatorChar, StringComparison.Ordinal))

@@ -76,33 +76,47 @@ internal sealed class UidLeases : IDisposable
         file.Dispose();
     }
 
-    /// <summary>Frees the uids that dead holders left marked and that no process runs as any more (<paramref name="alive"/>); returns the others still marked.</summary>
-    public IReadOnlyList<int> Reclaim(IReadOnlySet<int> alive)
+    /// <summary>
+    /// Frees the uids that dead holders left marked and that no process runs as any more (<paramref name="alive"/>);
+    /// with <paramref name="keep"/>, takes them instead, still marked (so no other server takes them first), to be
+    /// given back by <see cref="Release"/>. Returns the uids taken.
+    /// </summary>
+    public IReadOnlyList<int> Reclaim(IReadOnlySet<int> alive, bool keep = false)
     {
-        var marked = new List<int>();
+        var taken = new List<int>();
         if (!Shared)
-            return marked;
+            return taken;
         foreach (string path in Directory.EnumerateFiles(_directory))
         {
             if (!int.TryParse(Path.GetFileName(path), NumberStyles.None, CultureInfo.InvariantCulture, out int uid))
                 continue;
+            FileStream file;
             try
             {
-                using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-                if (file.Length == 0)
-                    continue;
-                if (alive.Contains(uid))
-                    marked.Add(uid);
-                else
-                    file.SetLength(0);
+                file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
             }
             catch (IOException)
             {
-                // held by a live server
+                continue; // held by a live server
+            }
+
+            if (file.Length == 0 || alive.Contains(uid) || _held.ContainsKey(uid))
+            {
+                file.Dispose();
+            }
+            else if (keep)
+            {
+                _held[uid] = file;
+                taken.Add(uid);
+            }
+            else
+            {
+                file.SetLength(0);
+                file.Dispose();
             }
         }
 
-        return marked;
+        return taken;
     }
 
     public void Dispose()
