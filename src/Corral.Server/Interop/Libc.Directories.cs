@@ -8,11 +8,11 @@ namespace Corral.Server.Interop;
 /// </summary>
 internal static partial class Libc
 {
-    public const int ENOENT = 2, ENOTDIR = 20, ELOOP = 40;
+    public const int ENOENT = 2, EACCES = 13, ENOTDIR = 20, ELOOP = 40;
 
     // struct statx has one layout on every architecture (struct stat's st_uid moves between x86-64 and arm64).
-    private const int AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
-    private const uint STATX_MODE = 0x2, STATX_UID = 0x8;
+    private const int AT_SYMLINK_NOFOLLOW = 0x100;
+    private const uint STATX_MODE = 0x2, STATX_UID = 0x8, STATX_GID = 0x10;
 
     // glibc's struct dirent on 64-bit Linux: d_ino, d_off, d_reclen, d_type, then the name.
     private const int DirentNameOffset = 19;
@@ -72,16 +72,18 @@ internal static partial class Libc
             return new RawDirectory(dir, fd);
         }
 
-        /// <summary>The next name (never <c>.</c> or <c>..</c>); <c>null</c> at the end, or on an error (its errno, else 0).</summary>
+        /// <summary>The errno of the last <see cref="Next"/> that returned <c>null</c>: 0 at the end of the directory.</summary>
+        public int LastError { get; private set; }
+
+        /// <summary>The next name (never <c>.</c> or <c>..</c>); <c>null</c> at the end, or on an error (its errno, else 0; also in <see cref="LastError"/>).</summary>
         public byte[]? Next(out int errno)
         {
             while (true)
             {
-                Marshal.SetLastPInvokeError(0);
-                nint entry = readdir(_dir);
+                nint entry = readdir(_dir); // LibraryImport clears errno before the call
                 if (entry == 0)
                 {
-                    errno = Marshal.GetLastPInvokeError();
+                    errno = LastError = Marshal.GetLastPInvokeError();
                     return null;
                 }
 
@@ -93,25 +95,21 @@ internal static partial class Libc
             }
         }
 
-        /// <summary>The owner and mode (type bits included) of <paramref name="name"/> in this directory, itself and not a link's target; 0 or the errno.</summary>
-        public int Owner(byte[] name, out int uid, out int mode) => Stat(name, AT_SYMLINK_NOFOLLOW, out uid, out mode);
-
-        /// <summary>The owner and mode of this directory itself; 0 or the errno.</summary>
-        public int Self(out int uid, out int mode) => Stat([], AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, out uid, out mode);
-
-        private int Stat(byte[] name, int flags, out int uid, out int mode)
+        /// <summary>The owner, group and mode (type bits included) of <paramref name="name"/> in this directory, itself and not a link's target; 0 or the errno.</summary>
+        public int Owner(byte[] name, out int uid, out int gid, out int mode)
         {
             byte* buffer = stackalloc byte[256];
             int rc;
             fixed (byte* path = Terminated(name))
-                rc = statx(_fd, path, flags, STATX_UID | STATX_MODE, buffer);
+                rc = statx(_fd, path, AT_SYMLINK_NOFOLLOW, STATX_UID | STATX_GID | STATX_MODE, buffer);
             if (rc != 0)
             {
-                (uid, mode) = (-1, 0);
+                (uid, gid, mode) = (-1, -1, 0);
                 return Marshal.GetLastPInvokeError();
             }
 
             uid = (int)*(uint*)(buffer + 20);
+            gid = (int)*(uint*)(buffer + 24);
             mode = *(ushort*)(buffer + 28);
             return 0;
         }

@@ -16,8 +16,8 @@ public sealed partial class LeftoverTests : IDisposable
 
     public void Dispose()
     {
-        // rm, not .NET: a name that is not UTF-8 cannot be deleted through a string.
-        using (var rm = System.Diagnostics.Process.Start("rm", ["-rf", "--", .. _made]))
+        // rm, not .NET: a name that is not UTF-8 cannot be deleted through a string; the glob takes what a task made.
+        using (var rm = System.Diagnostics.Process.Start("sh", ["-c", $"rm -rf -- \"$@\" /tmp/{_tag}* /dev/shm/{_tag}* /var/tmp/{_tag}*", "sh", .. _made]))
             rm.WaitForExit(TimeSpan.FromSeconds(30));
 
         Directory.Delete(_leases, recursive: true);
@@ -89,7 +89,7 @@ public sealed partial class LeftoverTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task What_a_uid_of_the_range_left_before_a_start_is_gone_when_the_server_takes_requests()
+    public async Task What_a_uid_of_the_range_left_before_a_start_is_gone_before_that_uid_runs_a_task()
     {
         RequireRoot();
         string left = Made($"/dev/shm/{_tag}-crashed");
@@ -97,8 +97,8 @@ public sealed partial class LeftoverTests : IDisposable
         Interop.Chown(left, _uid, _uid);
 
         await using var server = await TestServer.StartAsync(OneUid);
+        Assert.Equal($"{_uid}\ngone\n", await RunAsync(server, $"id -u; [ -e {left} ] && echo there || echo gone"));
         Assert.False(File.Exists(left));
-        Assert.Equal($"{_uid}\n", await RunAsync(server, "id -u"));
     }
 
     [Fact(Timeout = 180_000)]
@@ -133,35 +133,50 @@ public sealed partial class LeftoverTests : IDisposable
     }
 
     [Fact(Timeout = 60_000)]
-    public void A_scan_finds_raw_names_and_links_themselves_and_enters_only_world_writable_directories_no_task_owns()
+    public void A_scan_finds_raw_names_links_themselves_and_entries_deep_in_directories_others_may_write_in()
     {
         RequireRoot();
         string scratch = Made(Directory.CreateTempSubdirectory("corral-scan-").FullName);
-        int wanted = _uid, task = _uid + 1;
-        void Own(string path, int uid) => Interop.Chown(path, uid, uid);
-        byte[] odd = [.. System.Text.Encoding.UTF8.GetBytes(scratch + "/odd-"), 0xFF];
-        string rootWw = Directory.CreateDirectory(Path.Combine(scratch, "root-ww")).FullName;
-        File.SetUnixFileMode(rootWw, (UnixFileMode)0x3FF | UnixFileMode.StickyBit);
-        string taskWw = Directory.CreateDirectory(Path.Combine(scratch, "task-ww")).FullName;
-        File.SetUnixFileMode(taskWw, (UnixFileMode)0x3FF);
-        Own(taskWw, task);
-        foreach (string file in new[] { Path.Combine(rootWw, "in-root-ww"), Path.Combine(taskWw, "in-task-ww"), Path.Combine(scratch, "plain") })
+        int wanted = _uid, task = _uid + 1, agents = _uid + 2;
+        void Own(string path, int uid, int? gid = null) => Interop.Chown(path, uid, gid ?? uid);
+        string Dir(string relative, int mode, int owner, int? gid = null)
         {
-            File.WriteAllText(file, "x");
-            Own(file, wanted);
+            string path = Directory.CreateDirectory(Path.Combine(scratch, relative)).FullName;
+            File.SetUnixFileMode(path, (UnixFileMode)mode);
+            Own(path, owner, gid);
+            return path;
         }
 
+        // Found: a file, a link (not what it points at), a raw name, and files a level or more down in directories
+        // another uid may write in: root's 1777, a task's 0777 (/tmp/cache), a 2770 of the agents group.
+        // Not: a file in a directory only its owner may write in (the uid could not have put it there, nor could it be
+        // swept by it); and nothing of another uid.
+        Dir("root-ww", 0x3FF | 0x200, 0);
+        Dir("task-ww", 0x3FF, task);
+        Dir("task-ww/deeper", 0x3FF, task);
+        Dir("agents", 0x1F8 | 0x400, task, agents); // 2770
+        Dir("private", 0x1ED, task); // 0755
+        string[] files = ["plain", "root-ww/in-root-ww", "task-ww/deeper/in-task-ww", "agents/in-agents", "private/in-private"];
+        foreach (string file in files)
+        {
+            File.WriteAllText(Path.Combine(scratch, file), "x");
+            Own(Path.Combine(scratch, file), wanted);
+        }
+
+        File.WriteAllText(Path.Combine(scratch, "task-ww", "others"), "x");
+        Own(Path.Combine(scratch, "task-ww", "others"), task);
         File.CreateSymbolicLink(Path.Combine(scratch, "link"), "/etc/passwd");
         Own(Path.Combine(scratch, "link"), wanted);
+        byte[] odd = [.. System.Text.Encoding.UTF8.GetBytes(scratch + "/odd-"), 0xFF];
         Interop.MakeFile(odd, wanted);
 
-        var scan = Corral.Server.Internal.Isolation.Leftovers.Find([scratch, "/no/such/directory"], u => u == wanted, u => u == wanted || u == task);
+        var scan = Corral.Server.Internal.Isolation.Leftovers.Find([scratch, "/no/such/directory"], u => u == wanted, agents);
 
         Assert.Null(scan.Failure);
         var found = scan.Found[wanted].Select(p => Convert.ToHexString(p)).Order().ToList();
-        var expected = new[] { "root-ww/in-root-ww", "plain", "link" }.Select(n => System.Text.Encoding.UTF8.GetBytes(Path.Combine(scratch, n))).Append(odd)
+        var expected = files[..4].Append("link").Select(n => System.Text.Encoding.UTF8.GetBytes(Path.Combine(scratch, n))).Append(odd)
             .Select(p => Convert.ToHexString(p)).Order().ToList();
-        Assert.Equal(expected, found); // not task-ww/in-task-ww: its owner could swap task-ww for a link while it is read
+        Assert.Equal(expected, found);
         Assert.Single(scan.Found);
     }
 

@@ -109,5 +109,26 @@ public sealed class UidLeaseTests : IDisposable
         }
     }
 
+    [Fact(Timeout = 30_000)]
+    public void A_start_takes_the_uids_its_own_crashed_process_left_marked_and_leaves_another_data_directorys_to_it()
+    {
+        File.WriteAllText(Path.Combine(_leases, "1000"), "pid 1 data /srv/mine\n");
+        File.WriteAllText(Path.Combine(_leases, "1001"), "pid 2 data /srv/other\n");
+        File.WriteAllText(Path.Combine(_leases, "1002"), "pid 3 data /srv/mine\n");
+        File.WriteAllText(Path.Combine(_leases, "1003"), "");
+        using var leases = Corral.Server.Internal.Isolation.UidLeases.Open(_leases, out string? problem);
+        Assert.Null(problem);
+
+        // 1002 still has a process; 1001's task directories are the other server's to close before its uid serves again.
+        var taken = leases.Reclaim(new HashSet<int> { 1002 }, "pid 9 data /srv/mine", keep: true);
+
+        Assert.Equal([1000], taken);
+        Assert.Equal("pid 2 data /srv/other\n", File.ReadAllText(Path.Combine(_leases, "1001")));
+        Assert.False(leases.TryTake(1001, "pid 9 data /srv/mine")); // still marked
+        Assert.True(leases.TryTake(1003, "pid 9 data /srv/mine"));
+        leases.Release(1000, clean: true);
+        Assert.Equal("", File.ReadAllText(Path.Combine(_leases, "1000")));
+    }
+
     public void Dispose() => Directory.Delete(_leases, recursive: true);
 }

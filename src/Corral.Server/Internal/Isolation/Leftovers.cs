@@ -9,34 +9,35 @@ namespace Corral.Server.Internal.Isolation;
 /// found and removed before the uid is handed out again, so a later task of that uid cannot read it.
 /// <list type="bullet">
 /// <item>Found by root through descriptors and raw names: a name that is not UTF-8 is found, and a name swapped for a
-/// link meanwhile is never followed. Any error other than a name that vanished fails the scan (it is retried), never
-/// reads as "nothing left".</item>
+/// link meanwhile is never followed. An error other than a name that vanished or was swapped fails the scan (it is
+/// retried), never reads as "nothing left".</item>
 /// <item>Removed by <c>rm</c> running as the uid itself, with no group: it removes only what that uid could, so a link or
 /// a swapped directory planted by another task gains nobody anything. A fresh scan then checks that nothing is left.</item>
 /// </list>
 /// </summary>
 internal static class Leftovers
 {
-    /// <summary>The most entries one scan reads: past it the scan fails (and is retried), so a flood of names costs bounded time.</summary>
-    public const int MaxEntries = 200_000;
+    /// <summary>How deep a scan goes into directories that others may write in (a task's entries are removed whole).</summary>
+    public const int MaxDepth = 8;
 
-    private const int TypeMask = 0xF000, Directory = 0x4000, OtherWrite = 0x2;
+    private const int TypeMask = 0xF000, Directory = 0x4000, GroupWrite = 0x10, OtherWrite = 0x2;
 
     /// <summary>What a scan found: the paths of each wanted uid, or why the scan could not be done.</summary>
     public sealed record Scan(IReadOnlyDictionary<int, List<byte[]>> Found, string? Failure);
 
     /// <summary>
-    /// The entries of <paramref name="directories"/> owned by a uid <paramref name="wanted"/>, and those one level down
-    /// in a world-writable directory that no task owns (<c>/tmp/.X11-unix</c>): a task's own directory is not entered,
-    /// since its owner could swap it for a link while it is read.
+    /// The entries of <paramref name="directories"/> owned by a uid <paramref name="wanted"/>, at any depth (to
+    /// <see cref="MaxDepth"/>) in directories another uid may write in: world-writable ones, or group-writable ones of
+    /// <paramref name="sharedGroup"/> (a task made <c>/tmp/cache</c> 0777, another wrote in it). Every directory is
+    /// opened from its parent's descriptor without following a link, so a task that swaps one meanwhile can hide it
+    /// from this scan, never redirect it.
     /// </summary>
-    /// <param name="directories">Absolute paths.</param>
+    /// <param name="directories">Absolute paths, links resolved.</param>
     /// <param name="wanted">The uids whose entries are sought.</param>
-    /// <param name="task">Whether a uid may be a task's (the dynamic range).</param>
-    public static Scan Find(IEnumerable<string> directories, Func<int, bool> wanted, Func<int, bool> task)
+    /// <param name="sharedGroup">The group every task is a member of.</param>
+    public static Scan Find(IEnumerable<string> directories, Func<int, bool> wanted, int sharedGroup)
     {
         var found = new Dictionary<int, List<byte[]>>();
-        int seen = 0;
         foreach (string directory in directories)
         {
             byte[] root = Encoding.UTF8.GetBytes(directory.TrimEnd('/'));
@@ -45,66 +46,55 @@ internal static class Leftovers
             {
                 if (errno == Libc.ENOENT)
                     continue; // not on this host
-                return new Scan(found, $"{directory}: errno {errno}");
+                return new Scan(found, $"{directory}: open errno {errno}");
             }
 
-            while (dir.Next(out errno) is { } name)
-            {
-                if (++seen > MaxEntries)
-                    return new Scan(found, $"more than {MaxEntries} entries");
-                int error = dir.Owner(name, out int uid, out int mode);
-                if (error == Libc.ENOENT)
-                    continue;
-                if (error != 0)
-                    return new Scan(found, $"{directory}: statx errno {error}");
-                if (wanted(uid))
-                {
-                    Add(found, uid, Join(root, name));
-                    continue;
-                }
-
-                if ((mode & TypeMask) != Directory || (mode & OtherWrite) == 0 || task(uid))
-                    continue;
-                using var inner = dir.OpenChild(name, out error);
-                if (inner is null)
-                {
-                    if (error is Libc.ENOENT or Libc.ENOTDIR or Libc.ELOOP)
-                        continue; // gone or replaced meanwhile: nothing of a task's is entered
-                    return new Scan(found, $"{directory}: open errno {error}");
-                }
-
-                if (inner.Self(out int owner, out _) != 0 || task(owner))
-                    continue;
-                byte[] innerPath = Join(root, name);
-                while (inner.Next(out error) is { } innerName)
-                {
-                    if (++seen > MaxEntries)
-                        return new Scan(found, $"more than {MaxEntries} entries");
-                    int innerError = inner.Owner(innerName, out int innerUid, out _);
-                    if (innerError == Libc.ENOENT)
-                        continue;
-                    if (innerError != 0)
-                        return new Scan(found, $"{directory}: statx errno {innerError}");
-                    if (wanted(innerUid))
-                        Add(found, innerUid, Join(innerPath, innerName));
-                }
-
-                if (error != 0)
-                    return new Scan(found, $"{directory}: readdir errno {error}");
-            }
-
-            if (errno != 0)
-                return new Scan(found, $"{directory}: readdir errno {errno}");
+            if (Walk(dir, root, 0, wanted, sharedGroup, found) is { } failure)
+                return new Scan(found, $"{directory}: {failure}");
         }
 
         return new Scan(found, null);
+    }
+
+    private static string? Walk(Libc.RawDirectory dir, byte[] path, int depth, Func<int, bool> wanted, int sharedGroup, Dictionary<int, List<byte[]>> found)
+    {
+        while (dir.Next(out int errno) is { } name)
+        {
+            int error = dir.Owner(name, out int uid, out int gid, out int mode);
+            if (error == Libc.ENOENT)
+                continue;
+            if (error != 0)
+                return $"statx errno {error}";
+            byte[] entry = Join(path, name);
+            if (wanted(uid))
+            {
+                Add(found, uid, entry);
+                continue;
+            }
+
+            bool shared = (mode & OtherWrite) != 0 || ((mode & GroupWrite) != 0 && gid == sharedGroup);
+            if ((mode & TypeMask) != Directory || !shared || depth + 1 >= MaxDepth)
+                continue;
+            using var inner = dir.OpenChild(name, out error);
+            if (inner is null)
+            {
+                if (error is Libc.ENOENT or Libc.ENOTDIR or Libc.ELOOP or Libc.EACCES)
+                    continue; // gone or swapped meanwhile
+                return $"open errno {error}";
+            }
+
+            if (Walk(inner, entry, depth + 1, wanted, sharedGroup, found) is { } failure)
+                return failure;
+        }
+
+        return dir.LastError is 0 ? null : $"readdir errno {dir.LastError}";
     }
 
     /// <summary>Runs the removal of <paramref name="paths"/> as <paramref name="uid"/>: <c>false</c> if it could not be started (a scan says what is left).</summary>
     public static async Task<bool> RemoveAsync(int uid, IReadOnlyList<byte[]> paths, CancellationToken cancellationToken)
     {
         // The names go NUL-separated on stdin, as raw bytes (argv would need text, and has a size limit). A directory the
-        // uid made unwritable is made writable by the uid first, or rm could not empty it.
+        // uid made unwritable is made writable by the uid first, or rm could not empty it. Every name is absolute.
         var input = new MemoryStream();
         foreach (byte[] path in paths)
         {
@@ -112,7 +102,9 @@ internal static class Leftovers
             input.WriteByte(0);
         }
 
-        var spec = new ProcessSpec("/bin/sh", ["-c", "exec xargs -0 -r sh -c 'chmod -R u+rwx -- \"$@\" 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh"])
+        // find -P follows no link, not even one it is given: only the uid's own directories are made writable by it.
+        var spec = new ProcessSpec("/bin/sh", ["-c",
+            "exec xargs -0 -r sh -c 'find -P \"$@\" -xdev -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh"])
         {
             User = new ProcessUser(uid, uid),
             WorkingDirectory = "/",

@@ -62,7 +62,10 @@ internal sealed class TaskUsers : IHostedService
         _paths = paths;
         _time = time;
         _options = options.Value.Isolation;
-        _sweepDirectories = _options.SweepDirectories.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        // Links resolved once (/dev/shm may be one to /run/shm): the scan then follows none.
+        _sweepDirectories = [.. _options.SweepDirectories.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(d => Path.IsPathFullyQualified(d) ? Interop.Libc.RealPath(d) ?? d
+                : throw new ServerConfigurationException($"Corral:Isolation:SweepDirectories: '{d}' is not an absolute path."))];
         _logger = logger;
         bool root = Interop.Libc.geteuid() == 0;
         string requested = _options.User ?? (root ? IsolationOptions.Dynamic : IsolationOptions.None);
@@ -181,7 +184,7 @@ internal sealed class TaskUsers : IHostedService
                 uids = [.. _unswept];
             if (uids.Count == 0)
                 return true;
-            var scan = Leftovers.Find(_sweepDirectories, uids.Contains, InRange);
+            var scan = Leftovers.Find(_sweepDirectories, uids.Contains, AgentsGroup);
             if (scan.Found.Count > 0 && scan.Failure is null)
             {
                 foreach (var (uid, paths) in scan.Found)
@@ -190,7 +193,7 @@ internal sealed class TaskUsers : IHostedService
                         _logger.LogWarning("Could not start the removal of what uid {Uid} left in {Directories}", uid, string.Join(", ", _sweepDirectories));
                 }
 
-                scan = Leftovers.Find(_sweepDirectories, scan.Found.ContainsKey, InRange); // what is left now
+                scan = Leftovers.Find(_sweepDirectories, scan.Found.ContainsKey, AgentsGroup); // what is left now
             }
 
             if (scan.Failure is { } failure)
@@ -229,14 +232,18 @@ internal sealed class TaskUsers : IHostedService
         try
         {
             bool swept = true;
+            var pause = SweepBatch;
             while (true)
             {
                 if (swept)
                     await _dirty.WaitAsync(cancellationToken).ConfigureAwait(false);
-                await Task.Delay(swept ? SweepBatch : SweepRetry, _time, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(swept ? pause : SweepRetry, _time, cancellationToken).ConfigureAwait(false);
+                long started = _time.GetTimestamp();
                 try
                 {
                     swept = await SweepAsync(cancellationToken).ConfigureAwait(false);
+                    // Sweeping takes at most a fifth of a core, however many names the directories hold.
+                    pause = TimeSpan.FromTicks(Math.Max(SweepBatch.Ticks, _time.GetElapsedTime(started).Ticks * 4));
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -298,7 +305,7 @@ internal sealed class TaskUsers : IHostedService
         lock (_gate)
         {
             // A uid a dead holder left marked stays leased here until swept (another server must not take it before).
-            foreach (int uid in leases.Reclaim(alive, keep: _sweepDirectories.Length > 0))
+            foreach (int uid in leases.Reclaim(alive, Holder, keep: _sweepDirectories.Length > 0))
                 _unswept.Add(uid);
             _leases = leases;
         }
@@ -309,7 +316,9 @@ internal sealed class TaskUsers : IHostedService
         // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
         if (_sweepDirectories.Length > 0)
         {
-            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid), InRange);
+            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid), AgentsGroup);
+            if (left.Failure is { } failure)
+                throw new ServerConfigurationException($"Corral:Isolation:SweepDirectories: cannot scan for what tasks left ({failure}); fix the directory or set the list to those that can be scanned.");
             lock (_gate)
             {
                 foreach (int uid in left.Found.Keys)
@@ -317,16 +326,12 @@ internal sealed class TaskUsers : IHostedService
                     if (_leases.TryTake(uid, Holder)) // not if another server holds it, or this one already does
                         _unswept.Add(uid);
                 }
+
+                // Swept in the background: the uids are held until then, and serving need not wait for rm.
+                if (_unswept.Count > 0)
+                    _dirty.Release();
             }
 
-            if (!await SweepAsync(cancellationToken).ConfigureAwait(false))
-            {
-                lock (_gate)
-                {
-                    if (_dirty.CurrentCount == 0)
-                        _dirty.Release(); // the loop tries again
-                }
-            }
             _sweepLoop = SweepLoopAsync(_stopping.Token);
         }
     }

@@ -27,8 +27,6 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         }
 
         string taskDirectory = paths.TaskDirectory(plan.Id);
-        // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart).
-        File.SetUnixFileMode(taskDirectory, Files.TraverseOnly);
         if (plan.CreateWorkdir)
         {
             if (request.WorkingDirectory.StartsWith(taskDirectory + Path.DirectorySeparatorChar, StringComparison.Ordinal))
@@ -56,6 +54,9 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         if (filled)
             Files.Own(home, user.Uid, user.Gid);
         Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
+        // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart), last:
+        // a task queued again after a crash finds its directories still the old uid's until they are made this one's.
+        File.SetUnixFileMode(taskDirectory, Files.TraverseOnly);
 
         var environment = new Dictionary<string, string>(request.Environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
         environment.TryAdd("USER", $"corral-{user.Uid}");

@@ -77,11 +77,13 @@ internal sealed class UidLeases : IDisposable
     }
 
     /// <summary>
-    /// Frees the uids that dead holders left marked and that no process runs as any more (<paramref name="alive"/>);
-    /// with <paramref name="keep"/>, takes them instead, still marked (so no other server takes them first), to be
-    /// given back by <see cref="Release"/>. Returns the uids taken.
+    /// Frees the uids that dead holders of this data directory left marked (<paramref name="holder"/>: the directory
+    /// in it is compared) and that no process runs as any more (<paramref name="alive"/>); with <paramref name="keep"/>,
+    /// takes them instead, still marked (so no other server takes them first), to be given back by <see cref="Release"/>.
+    /// A uid another data directory's server left stays marked for that server's next start: its task directories
+    /// are its own to close. Returns the uids taken.
     /// </summary>
-    public IReadOnlyList<int> Reclaim(IReadOnlySet<int> alive, bool keep = false)
+    public IReadOnlyList<int> Reclaim(IReadOnlySet<int> alive, string holder, bool keep = false)
     {
         var taken = new List<int>();
         if (!Shared)
@@ -100,7 +102,7 @@ internal sealed class UidLeases : IDisposable
                 continue; // held by a live server
             }
 
-            if (file.Length == 0 || alive.Contains(uid) || _held.ContainsKey(uid))
+            if (file.Length == 0 || alive.Contains(uid) || _held.ContainsKey(uid) || !SameDataDirectory(file, holder))
             {
                 file.Dispose();
             }
@@ -117,6 +119,17 @@ internal sealed class UidLeases : IDisposable
         }
 
         return taken;
+    }
+
+    /// <summary>Whether a lease file's holder line names the data directory of <paramref name="holder"/> ("pid N data DIR").</summary>
+    private static bool SameDataDirectory(FileStream file, string holder)
+    {
+        var buffer = new byte[Math.Min(file.Length, 4096)];
+        file.Position = 0;
+        file.ReadExactly(buffer);
+        string line = Encoding.UTF8.GetString(buffer).TrimEnd('\n');
+        static string Data(string l) => l.IndexOf(" data ", StringComparison.Ordinal) is int at and >= 0 ? l[(at + 6)..] : "";
+        return Data(line) == Data(holder);
     }
 
     public void Dispose()

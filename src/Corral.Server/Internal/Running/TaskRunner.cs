@@ -43,8 +43,14 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         }
         finally
         {
-            workspace.Close(task.Plan!, user);
-            users.Release(user, clean);
+            try
+            {
+                workspace.Close(task.Plan!, user);
+            }
+            finally
+            {
+                users.Release(user, clean);
+            }
         }
     }
 
