@@ -71,9 +71,19 @@ internal sealed class UidLeases : IDisposable
     {
         if (!_held.Remove(uid, out var file))
             return;
-        if (clean)
-            file.SetLength(0);
-        file.Dispose();
+        try
+        {
+            if (clean)
+                file.SetLength(0);
+        }
+        catch (IOException)
+        {
+            // left marked: the next start reclaims it once nothing runs as it
+        }
+        finally
+        {
+            file.Dispose(); // the lock goes in every case
+        }
     }
 
     /// <summary>
