@@ -50,6 +50,14 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
     /// <summary>The user the tree runs as; <c>null</c> (the default) keeps Corral's own identity.</summary>
     public ProcessUser? User { get; init; }
 
+    /// <summary>
+    /// Directories the tree sees in place of others: each key (an existing absolute directory, such as <c>/tmp</c>)
+    /// shows the directory of its value, in a mount namespace of the tree's own, so nothing the tree writes there
+    /// reaches the host's or another tree's. Needs Corral's native spawn and CAP_SYS_ADMIN (root); otherwise the spawn
+    /// fails with <see cref="SpawnFailure.ContainmentUnavailable"/>. <c>null</c> (the default): the host's directories.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? PrivateDirectories { get; init; }
+
     /// <summary>Limits on the tree's memory, processes and CPU; <c>null</c> (the default) sets none.</summary>
     public ResourceLimits? ResourceLimits { get; init; }
 }

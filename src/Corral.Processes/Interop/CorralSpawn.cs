@@ -20,6 +20,8 @@ internal static unsafe class CorralSpawn
     internal const int StepSetgid = 6;
     internal const int StepSetuid = 7;
     internal const int StepNoNewPrivs = 8;
+    internal const int StepUnshare = 9;
+    internal const int StepMount = 10;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -39,6 +41,9 @@ internal static unsafe class CorralSpawn
         public uint Gid;
         public int GroupCount;
         public uint* Groups;
+        public int MountCount;
+        public byte** MountSources;
+        public byte** MountTargets;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load();

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/sched.h>
@@ -48,6 +49,9 @@ struct corral_spawn_request
     unsigned int gid;
     int group_count;
     const unsigned int *groups;
+    int mount_count;      // nonzero: a mount namespace of the child's own, where each target shows its source
+    const char *const *mount_sources;
+    const char *const *mount_targets;
 };
 
 enum
@@ -60,6 +64,8 @@ enum
     CORRAL_STEP_SETGID = 6,
     CORRAL_STEP_SETUID = 7,
     CORRAL_STEP_NO_NEW_PRIVS = 8,
+    CORRAL_STEP_UNSHARE = 9,
+    CORRAL_STEP_MOUNT = 10,
 };
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
@@ -83,6 +89,24 @@ static int move_fd(int from, int to)
     return (int)syscall(SYS_dup2, from, to) < 0 ? -1 : 0;
 }
 
+#define CORRAL_MAX_MOUNTS 16
+
+// "/proc/self/fd/N" into buf (at least 32 bytes): no libc formatting in the child.
+static void fd_path(char *buf, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    int i = 0, n = 0;
+    for (; prefix[i] != 0; i++)
+        buf[i] = prefix[i];
+    do
+        digits[n++] = (char)('0' + fd % 10);
+    while ((fd /= 10) > 0);
+    while (n > 0)
+        buf[i++] = digits[--n];
+    buf[i] = 0;
+}
+
 static int child_main(void *arg)
 {
     struct corral_spawn_request *r = arg;
@@ -98,6 +122,33 @@ static int child_main(void *arg)
 
     if (syscall(SYS_setsid) < 0)
         return child_fail(r, CORRAL_STEP_SETSID);
+
+    // Private directories, while we still hold CAP_SYS_ADMIN: a mount namespace of the tree's own, whose mounts
+    // propagate to nobody (MS_SLAVE: the host's still reach it), then each source bound over its target.
+    // Every source is opened before the first mount, which could hide a later one (a source under /tmp, bound over).
+    if (r->mount_count > 0)
+    {
+        int sources[CORRAL_MAX_MOUNTS];
+        char path[32];
+        if (r->mount_count > CORRAL_MAX_MOUNTS)
+        {
+            errno = EINVAL;
+            return child_fail(r, CORRAL_STEP_MOUNT);
+        }
+        if (syscall(SYS_unshare, CLONE_NEWNS) < 0)
+            return child_fail(r, CORRAL_STEP_UNSHARE);
+        if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+            return child_fail(r, CORRAL_STEP_MOUNT);
+        for (int i = 0; i < r->mount_count; i++)
+            if ((sources[i] = (int)syscall(SYS_open, r->mount_sources[i], O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return child_fail(r, CORRAL_STEP_MOUNT);
+        for (int i = 0; i < r->mount_count; i++)
+        {
+            fd_path(path, sources[i]);
+            if (syscall(SYS_mount, path, r->mount_targets[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+                return child_fail(r, CORRAL_STEP_MOUNT);
+        }
+    }
 
     // The identity, before anything that checks permissions (chdir, exec): those checks are then the user's. Raw
     // syscalls act on this task alone; glibc's setuid() would try to change every thread of the parent we share

@@ -194,6 +194,13 @@ public sealed class IsolationOptions
     /// this off. Default: <c>/tmp:/var/tmp:/dev/shm</c>.
     /// </summary>
     public string SweepDirectories { get; set; } = "/tmp:/var/tmp:/dev/shm";
+
+    /// <summary>
+    /// Whether a task with a uid of its own sees directories of its own in place of the shared ones of
+    /// <see cref="SweepDirectories"/> (a mount namespace per task: <c>/tmp</c> is its TMPDIR), so nothing it writes there
+    /// reaches the host or another task. Used when the host allows it (checked at start). Default: <c>true</c>.
+    /// </summary>
+    public bool PrivateTmp { get; set; } = true;
 }
 
 /// <summary>Resource limits of tasks (section <c>Corral:Limits</c>): defaults for tasks that set none, and the largest a task may ask for.</summary>

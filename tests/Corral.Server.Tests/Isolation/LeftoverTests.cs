@@ -5,7 +5,8 @@ namespace Corral.Server.Tests.Isolation;
 
 /// <summary>
 /// A uid is handed out again only after what its last task left in the host's shared directories is gone: the next
-/// task of that uid reads none of it. With a range of one uid, every task has the same one.
+/// task of that uid reads none of it. With a range of one uid, every task has the same one; tasks share the host's
+/// directories here (no private /tmp), as on a host that cannot give them their own.
 /// </summary>
 public sealed partial class LeftoverTests : IDisposable
 {
@@ -35,6 +36,7 @@ public sealed partial class LeftoverTests : IDisposable
         s["Corral:Isolation:UidRangeStart"] = _uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
         s["Corral:Isolation:UidRangeCount"] = "1";
         s["Corral:Isolation:UidLeaseDirectory"] = _leases;
+        s["Corral:Isolation:PrivateTmp"] = "false"; // the shared directories themselves: what the sweep is for
     }
 
     private string Made(string path)

@@ -52,6 +52,42 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Each_task_has_a_tmp_and_dev_shm_of_its_own_that_neither_the_host_nor_another_task_sees()
+    {
+        RequireRoot();
+        // The data directory outside /tmp, as deployed (/var/lib/corral): one under /tmp keeps /tmp shared, or the task
+        // would not see its own directories.
+        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        try
+        {
+            await using var server = await TestServer.StartAsync(s => s.Remove("Corral:Isolation:User"), dataDirectory: data);
+            await OwnTmpAsync(server);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    private static async Task OwnTmpAsync(TestServer server)
+    {
+        string name = "corral-own-tmp-" + Guid.NewGuid().ToString("N");
+        var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"echo a > /tmp/{name}; echo s > /dev/shm/{name}; echo ready; sleep 60" } });
+        await server.Http.WaitForAsync(holder.Id!, t => t["status"]!.GetValue<string>() == "running");
+        string taskDir = Path.Combine(server.DataDirectory, "tasks", holder.Id!);
+        await Proc.WaitForAsync(() => File.Exists(Path.Combine(taskDir, "tmp", name)) && File.Exists(Path.Combine(taskDir, "private-dev-shm", name)),
+            TimeSpan.FromSeconds(30), "the first task's files in its own directories");
+
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"ls -A /tmp /dev/shm | grep -c {name} || true" } }, wait: 30);
+        Assert.Equal("0\n", other.Body!["result"]!["text"]!.GetValue<string>());
+        Assert.False(File.Exists(Path.Combine("/tmp", name)));
+        Assert.False(File.Exists(Path.Combine("/dev/shm", name)));
+        await server.Http.CancelAsync(holder.Id!);
+        await server.Http.WaitForEndAsync(holder.Id!);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_task_cannot_signal_another_tasks_process_read_the_database_or_move_itself_out_of_its_cgroup()
     {
         RequireRoot();
@@ -90,14 +126,13 @@ public sealed class TaskUserTests
     {
         RequireRoot();
         await using var server = await StartAsync(s => s["Corral:Containment"] = "Session");
-        string pidFile = Path.Combine(Path.GetTempPath(), "corral-escapee-" + Guid.NewGuid().ToString("N"));
-        string script = $"setsid env -i /bin/sh -c 'echo $$ > {pidFile}.tmp; mv {pidFile}.tmp {pidFile}; exec sleep 300' < /dev/null > /dev/null 2>&1 & " +
-                        $"while [ ! -s {pidFile} ]; do sleep 0.05; done; exit 0";
-        // The escapee writes where the test can read it: /tmp is world-writable.
+        // The escapee writes its pid in the task's workdir, where the test reads it (not /tmp: what a uid leaves there is
+        // swept once its task ends).
+        string script = "setsid env -i /bin/sh -c \"echo \\$\\$ > $PWD/escapee.tmp; mv $PWD/escapee.tmp $PWD/escapee.pid; exec sleep 300\" < /dev/null > /dev/null 2>&1 & " +
+                        "while [ ! -s escapee.pid ]; do sleep 0.05; done; exit 0";
         var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 60);
         Assert.Equal(HttpStatusCode.OK, r.Status);
-        int escapee = int.Parse(File.ReadAllText(pidFile).Trim());
-        File.Delete(pidFile);
+        int escapee = int.Parse(File.ReadAllText(Path.Combine(r.Body!["workdir"]!.GetValue<string>(), "escapee.pid")).Trim());
         var killed = r.Body!["process"]!["killed"]!.AsArray();
         var entry = Assert.Single(killed, k => k!["pid"]!.GetValue<int>() == escapee);
         Assert.Equal("uid", entry!["foundBy"]!.GetValue<string>());

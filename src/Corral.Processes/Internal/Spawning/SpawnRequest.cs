@@ -8,8 +8,12 @@ internal sealed record SpawnRequest(
     IReadOnlyList<string> Argv,
     IReadOnlyList<string> Environment,
     string? WorkingDirectory,
-    ProcessUser? User = null)
+    ProcessUser? User = null,
+    IReadOnlyList<(string Target, string Source)>? PrivateMounts = null)
 {
+    /// <summary>The directories the tree sees in place of others (target, source), in a mount namespace of its own.</summary>
+    public IReadOnlyList<(string Target, string Source)> Mounts => PrivateMounts ?? [];
+
     public const string TreeIdVariable = "CORRAL_TREE_ID";
 
     public static SpawnRequest Validate(ProcessSpec spec, string treeId)
@@ -50,7 +54,30 @@ internal sealed record SpawnRequest(
 
         var argv = new List<string>(args.Count + 1) { executable };
         argv.AddRange(args);
-        return new SpawnRequest(executable, argv, environment, cwd, spec.User);
+        return new SpawnRequest(executable, argv, environment, cwd, spec.User, PrivateMountsOf(spec.PrivateDirectories, file));
+    }
+
+    private static List<(string Target, string Source)>? PrivateMountsOf(IReadOnlyDictionary<string, string>? directories, string file)
+    {
+        if (directories is not { Count: > 0 })
+            return null;
+        if (directories.Count > 16)
+            throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, "at most 16 private directories");
+        var mounts = new List<(string, string)>();
+        foreach (var (target, source) in directories)
+        {
+            foreach (string path in new[] { target, source })
+            {
+                if (path is null || !Path.IsPathFullyQualified(path) || path.Contains('\0'))
+                    throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"a private directory is not an absolute path: '{path}'");
+                if (!Directory.Exists(path))
+                    throw new ProcessSpawnException(SpawnFailure.InvalidArgument, file, $"a private directory does not exist: '{path}'", Libc.ENOENT);
+            }
+
+            mounts.Add((target, source));
+        }
+
+        return mounts;
     }
 
     /// <summary>The most supplementary groups the kernel accepts (NGROUPS_MAX).</summary>

@@ -62,6 +62,12 @@ internal static unsafe class Spawner
     {
         if (PreferNative && CorralSpawn.Available)
             return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf);
+        if (request.Mounts.Count > 0)
+        {
+            throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, request.ExecutablePath,
+                $"private directories need Corral's native spawn ({CorralSpawn.FileName}), which is not available");
+        }
+
         if (request.User is { } user)
         {
             // posix_spawn has no action that changes identity or sets no_new_privs, and nothing of ours can run
@@ -97,6 +103,9 @@ internal static unsafe class Spawner
                 StdoutFd = stdoutFd,
                 StderrFd = stderrFd,
                 CgroupFd = cgroupFd,
+                MountCount = request.Mounts.Count,
+                MountSources = request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Source)]) : null,
+                MountTargets = request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Target)]) : null,
             };
             var user = request.User;
             uint[] groups = user?.SupplementaryGroups.Select(g => (uint)g).ToArray() ?? [];
@@ -128,6 +137,8 @@ internal static unsafe class Spawner
                 CorralSpawn.StepSetgid => (SpawnFailure.UserUnavailable, $"cannot change to gid {user?.Gid}"),
                 CorralSpawn.StepSetuid => (SpawnFailure.UserUnavailable, $"cannot change to uid {user?.Uid}"),
                 CorralSpawn.StepNoNewPrivs => (SpawnFailure.UserUnavailable, "cannot set no_new_privs"),
+                CorralSpawn.StepUnshare => (SpawnFailure.ContainmentUnavailable, "cannot make the tree a mount namespace of its own (private directories need CAP_SYS_ADMIN)"),
+                CorralSpawn.StepMount => (SpawnFailure.ContainmentUnavailable, "cannot mount the tree's private directories"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),
             };
@@ -142,6 +153,7 @@ internal static unsafe class Spawner
         finally
         {
             Fd.Close(ref cgroupFd);
+
             strings.Dispose();
         }
     }

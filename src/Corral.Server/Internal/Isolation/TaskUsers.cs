@@ -108,6 +108,12 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>Whether tasks run as a user other than the server's.</summary>
     public bool Isolated => Mode != IsolationMode.None;
 
+    /// <summary>
+    /// The shared directories a task sees as its own (a mount namespace per task), each with the name of its own
+    /// directory in the task's directory; empty when the host cannot, or it is turned off.
+    /// </summary>
+    public IReadOnlyList<(string Shared, string Own)> PrivateDirectories { get; private set; } = [];
+
     /// <summary>The group every dynamic uid belongs to (shared workdirs).</summary>
     public int AgentsGroup => _options.AgentsGroup ?? _options.UidRangeStart - 1;
 
@@ -288,6 +294,10 @@ internal sealed class TaskUsers : IHostedService
             return;
         }
 
+        // Can a task see directories of its own in place of the shared ones? One real spawn says.
+        if (_options.PrivateTmp)
+            PrivateDirectories = await ProbePrivateDirectoriesAsync(probe, cancellationToken).ConfigureAwait(false);
+
         // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
         var alive = UidsInUse();
         foreach (int uid in alive)
@@ -333,6 +343,37 @@ internal sealed class TaskUsers : IHostedService
             }
 
             _sweepLoop = SweepLoopAsync(_stopping.Token);
+        }
+    }
+
+    /// <summary>The shared directories that exist here, each with its own directory's name, if a spawn can bind them (else none).</summary>
+    private async Task<IReadOnlyList<(string Shared, string Own)>> ProbePrivateDirectoriesAsync(ProcessUser probe, CancellationToken cancellationToken)
+    {
+        var directories = _sweepDirectories.Where(Directory.Exists)
+            .Select(d => (d, d == "/tmp" ? "tmp" : "private" + d.Replace('/', '-'))).ToList();
+        if (directories.Count == 0)
+            return [];
+        string scratch = Directory.CreateTempSubdirectory("corral-private-probe-").FullName;
+        try
+        {
+            await ProcessTree.RunAsync(new ProcessSpec("/bin/true")
+            {
+                User = probe,
+                WorkingDirectory = "/",
+                InheritEnvironment = false,
+                PrivateDirectories = directories.ToDictionary(d => d.Item1, _ => scratch),
+            }, cancellationToken).ConfigureAwait(false);
+            return directories;
+        }
+        catch (ProcessSpawnException e)
+        {
+            _logger.LogWarning("Tasks share {Directories} with the host (what they leave there is swept after them): this host cannot give them their own ({Reason})",
+                string.Join(", ", directories.Select(d => d.Item1)), e.Message);
+            return [];
+        }
+        finally
+        {
+            Directory.Delete(scratch);
         }
     }
 

@@ -54,6 +54,8 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         if (filled)
             Files.Own(home, user.Uid, user.Gid);
         Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
+        foreach (var (_, own) in users.PrivateDirectories)
+            Files.CreateOwnedDirectory(Path.Combine(taskDirectory, own), user.Uid, user.Gid);
         // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart), last:
         // a task queued again after a crash finds its directories still the old uid's until they are made this one's.
         File.SetUnixFileMode(taskDirectory, Files.TraverseOnly);
@@ -78,6 +80,23 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
             return;
         Files.CreatePrivateDirectory(paths.Sessions);
         plan.Adapter.SaveSession(sessionId, Path.Combine(paths.TaskDirectory(plan.Id), "home"), paths.Sessions);
+    }
+
+    /// <summary>
+    /// What the task's tree sees in place of the host's shared directories (its own, in its directory), or <c>null</c>.
+    /// A shared directory that holds the task's own directory or its workdir (a data directory or a repository under
+    /// <c>/tmp</c>) stays shared: binding over it would hide them from the task (what it leaves there is swept).
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? PrivateDirectories(TaskPlan plan, ProcessUser? user)
+    {
+        if (user is not { Exclusive: true } || users.PrivateDirectories.Count == 0)
+            return null;
+        string taskDirectory = paths.TaskDirectory(plan.Id);
+        static bool Under(string path, string directory) => path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
+        var own = users.PrivateDirectories
+            .Where(d => !Under(taskDirectory, d.Shared) && !Under(plan.Request.WorkingDirectory, d.Shared))
+            .ToDictionary(d => d.Shared, d => Path.Combine(taskDirectory, d.Own));
+        return own.Count > 0 ? own : null;
     }
 
     /// <summary>

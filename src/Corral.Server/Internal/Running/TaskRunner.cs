@@ -93,6 +93,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             // The environment is the one admission built (the request's holds all of it): nothing of the server's.
             InheritEnvironment = false,
             User = user,
+            PrivateDirectories = workspace.PrivateDirectories(plan, user),
             ResourceLimits = plan.Resources,
             Containment = _options.Containment,
             Teardown = new TeardownOptions
