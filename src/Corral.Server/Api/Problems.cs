@@ -49,6 +49,9 @@ internal static class Problems
         return TypedResults.Problem(problem);
     }
 
+    /// <summary>What a client that sent anything but JSON is told, by the framework's 415 and the endpoint's.</summary>
+    public const string UnsupportedMediaType = "Send application/json in UTF-8 (RFC 8259).";
+
     /// <summary>
     /// Gives every problem, also those the framework writes (no route, a wrong method or media type), a <c>code</c>, a
     /// <c>detail</c> and a <c>type</c>: a client handles them all alike.
@@ -70,7 +73,7 @@ internal static class Problems
         {
             404 => $"Nothing is at {request.Path}.",
             405 => $"{request.Path} does not take {request.Method}.",
-            415 => "Send application/json in UTF-8 (RFC 8259).",
+            415 => UnsupportedMediaType,
             _ => null,
         };
         // The framework knows the types of RFC 9110's codes; these two are defined elsewhere.

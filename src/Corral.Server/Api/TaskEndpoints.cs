@@ -65,7 +65,7 @@ public static class TaskEndpoints
         }
 
         if (context.Request.ContentType is { } type && !IsJson(type))
-            return Problems.Problem(context, 415, "unsupported_media_type", "Unsupported Media Type", "Send the task as application/json in UTF-8 (RFC 8259).");
+            return Problems.Problem(context, 415, "unsupported_media_type", "Unsupported Media Type", Problems.UnsupportedMediaType);
 
         CreateTaskRequest? body;
         try

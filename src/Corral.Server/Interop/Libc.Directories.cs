@@ -75,22 +75,21 @@ internal static partial class Libc
         /// <summary>The errno of the last <see cref="Next"/> that returned <c>null</c>: 0 at the end of the directory.</summary>
         public int LastError { get; private set; }
 
-        /// <summary>The next name (never <c>.</c> or <c>..</c>); <c>null</c> at the end, or on an error (its errno, else 0; also in <see cref="LastError"/>).</summary>
-        public byte[]? Next(out int errno)
+        /// <summary>The next name (never <c>.</c> or <c>..</c>); <c>null</c> at the end, or on an error (<see cref="LastError"/>).</summary>
+        public byte[]? Next()
         {
             while (true)
             {
                 nint entry = readdir(_dir); // LibraryImport clears errno before the call
                 if (entry == 0)
                 {
-                    errno = LastError = Marshal.GetLastPInvokeError();
+                    LastError = Marshal.GetLastPInvokeError();
                     return null;
                 }
 
                 var name = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)entry + DirentNameOffset);
                 if (name.SequenceEqual("."u8) || name.SequenceEqual(".."u8))
                     continue;
-                errno = 0;
                 return name.ToArray();
             }
         }

@@ -153,7 +153,6 @@ internal static unsafe class Spawner
         finally
         {
             Fd.Close(ref cgroupFd);
-
             strings.Dispose();
         }
     }

@@ -58,7 +58,7 @@ internal static class Leftovers
 
     private static string? Walk(Libc.RawDirectory dir, byte[] path, int depth, Func<int, bool> wanted, int sharedGroup, Dictionary<int, List<byte[]>> found)
     {
-        while (dir.Next(out int errno) is { } name)
+        while (dir.Next() is { } name)
         {
             int error = dir.Owner(name, out int uid, out int gid, out int mode);
             if (error == Libc.ENOENT)
@@ -95,11 +95,12 @@ internal static class Leftovers
     {
         // The names go NUL-separated on stdin, as raw bytes (argv would need text, and has a size limit). A directory the
         // uid made unwritable is made writable by the uid first, or rm could not empty it. Every name is absolute.
-        var input = new MemoryStream();
+        var input = new byte[paths.Sum(p => p.Length + 1)];
+        int at = 0;
         foreach (byte[] path in paths)
         {
-            input.Write(path);
-            input.WriteByte(0);
+            path.CopyTo(input, at);
+            at += path.Length + 1; // the NUL is already there
         }
 
         // find -P follows no link, not even one it is given: only the uid's own directories are made writable by it.
@@ -110,7 +111,7 @@ internal static class Leftovers
             WorkingDirectory = "/",
             InheritEnvironment = false,
             Environment = new Dictionary<string, string?> { ["PATH"] = "/usr/bin:/bin" },
-            StandardInput = InputSource.FromBytes(input.ToArray()),
+            StandardInput = InputSource.FromBytes(input),
             StandardOutput = OutputTarget.Discard,
             StandardError = OutputTarget.Discard,
             Timeout = TimeSpan.FromSeconds(60),

@@ -54,7 +54,7 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         if (filled)
             Files.Own(home, user.Uid, user.Gid);
         Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
-        foreach (var (_, own) in users.PrivateDirectories)
+        foreach (var (_, own) in users.PrivateDirectories.Where(d => d.Own != "tmp")) // the TMPDIR, made just above, is /tmp's
             Files.CreateOwnedDirectory(Path.Combine(taskDirectory, own), user.Uid, user.Gid);
         // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart), last:
         // a task queued again after a crash finds its directories still the old uid's until they are made this one's.

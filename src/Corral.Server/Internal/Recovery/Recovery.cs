@@ -103,7 +103,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         }
 
         var at = time.GetUtcNow();
-        var startedAt = record.StartedAt ?? (journal.Start?.At is { } noted && noted != default ? noted : null);
+        var startedAt = record.StartedAt ?? journal.Start?.At;
         var final = record with
         {
             Status = TaskState.Interrupted,
@@ -179,11 +179,11 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
     {
         try
         {
-            return JsonSerializer.Deserialize<StartNote>(json, ApiJson.Options) ?? new StartNote(default, null);
+            return JsonSerializer.Deserialize<StartNote>(json, ApiJson.Options) ?? new StartNote(null, null);
         }
         catch (JsonException)
         {
-            return new StartNote(default, null);
+            return new StartNote(null, null);
         }
     }
 

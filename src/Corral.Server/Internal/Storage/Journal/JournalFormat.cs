@@ -159,4 +159,4 @@ internal static class JournalNotes
 }
 
 /// <summary>What a journal says of a run before its process exists: when, and the command line (masked as the journal is).</summary>
-internal sealed record StartNote(DateTimeOffset At, IReadOnlyList<string>? Command);
+internal sealed record StartNote(DateTimeOffset? At, IReadOnlyList<string>? Command);
