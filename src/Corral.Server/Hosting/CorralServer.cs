@@ -114,7 +114,10 @@ public static class CorralServer
     /// </summary>
     public static WebApplication Build(ServerOptions options, string[] args)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args });
+        // Configuration is read once, at start. Watching it for changes would watch the content root recursively (the
+        // working directory: under systemd, the data directory), so every task's directories would cost an inotify
+        // watch and a wake-up of the watcher thread, until the kernel's watch limit.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false", .. args] });
         string urls = options.Urls ?? builder.Configuration["Corral:Urls"] ?? ServerOptions.DefaultUrls;
         string? token = options.Token ?? ReadTokenFile(options.TokenFile ?? builder.Configuration["Corral:TokenFile"])
             ?? builder.Configuration["Corral:Token"] ?? Environment.GetEnvironmentVariable(TokenVariable);
