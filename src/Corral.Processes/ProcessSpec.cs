@@ -55,6 +55,9 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
     /// shows the directory of its value, in a mount namespace of the tree's own, so nothing the tree writes there
     /// reaches the host's or another tree's. Needs Corral's native spawn and CAP_SYS_ADMIN (root); otherwise the spawn
     /// fails with <see cref="SpawnFailure.ContainmentUnavailable"/>. <c>null</c> (the default): the host's directories.
+    /// Trees that run as a <see cref="User"/> other than root, which cannot mount, share one namespace per set of
+    /// directories (made once: joining it is cheaper than making one), while each value still names the directory it
+    /// showed, for at most a minute; a tree running as root always has a namespace of its own.
     /// </summary>
     public IReadOnlyDictionary<string, string>? PrivateDirectories { get; init; }
 

@@ -22,6 +22,7 @@ internal static unsafe class CorralSpawn
     internal const int StepNoNewPrivs = 8;
     internal const int StepUnshare = 9;
     internal const int StepMount = 10;
+    internal const int StepSetns = 11;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -44,9 +45,11 @@ internal static unsafe class CorralSpawn
         public int MountCount;
         public byte** MountSources;
         public byte** MountTargets;
+        public int MountNamespaceFd;
     }
 
-    private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load();
+    private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load("corral_spawn");
+    private static readonly delegate* unmanaged<Request*, int*, int> s_namespace = (delegate* unmanaged<Request*, int*, int>)Load("corral_mount_namespace");
 
     /// <summary>Whether the library was found and works on this architecture.</summary>
     internal static bool Available => s_spawn != null;
@@ -61,12 +64,27 @@ internal static unsafe class CorralSpawn
         return result;
     }
 
-    private static delegate* unmanaged<Request*, int*, int*, int> Load()
+    /// <summary>0 with a descriptor of a new mount namespace holding the request's mounts in <see cref="Request.MountNamespaceFd"/>, or -errno with the failing step.</summary>
+    internal static int MakeMountNamespace(Request* request, out int step)
+    {
+        if (s_namespace == null)
+        {
+            step = 0;
+            return -Libc.ENOSYS;
+        }
+
+        int s;
+        int result = s_namespace(request, &s);
+        step = s;
+        return result;
+    }
+
+    private static delegate* unmanaged<Request*, int*, int*, int> Load(string name)
     {
         // The runtime's own probing: next to the app, or runtimes/linux-x64/native from a package's deps.json.
         if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || RuntimeInformation.ProcessArchitecture != Architecture.X64
             || !NativeLibrary.TryLoad(FileName, typeof(CorralSpawn).Assembly, null, out nint library)
-            || !NativeLibrary.TryGetExport(library, "corral_spawn", out nint export))
+            || !NativeLibrary.TryGetExport(library, name, out nint export))
             return null;
         return (delegate* unmanaged<Request*, int*, int*, int>)export;
     }

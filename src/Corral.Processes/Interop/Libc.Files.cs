@@ -61,6 +61,11 @@ internal static unsafe partial class Libc
     internal const int StatxUidOffset = 20;
     internal const int AT_FDCWD = -100;
     internal const uint STATX_UID = 0x8;
+    internal const uint STATX_INO = 0x100;
+    internal const int StatxInoOffset = 32;
+    internal const int StatxDevMajorOffset = 136;
+    internal const int StatxDevMinorOffset = 140;
+    internal const int AT_EMPTY_PATH = 0x1000;
 
     [LibraryImport(Name, SetLastError = true)]
     internal static partial int statx(int dirfd, byte* path, int flags, uint mask, byte* statxBuffer);

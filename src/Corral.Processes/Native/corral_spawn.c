@@ -52,6 +52,7 @@ struct corral_spawn_request
     int mount_count;      // nonzero: a mount namespace of the child's own, where each target shows its source
     const char *const *mount_sources;
     const char *const *mount_targets;
+    int mount_ns_fd;      // >= 0: join this mount namespace instead (mount_count is then 0); the namespace call's result
 };
 
 enum
@@ -66,6 +67,7 @@ enum
     CORRAL_STEP_NO_NEW_PRIVS = 8,
     CORRAL_STEP_UNSHARE = 9,
     CORRAL_STEP_MOUNT = 10,
+    CORRAL_STEP_SETNS = 11,
 };
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
@@ -107,6 +109,40 @@ static void fd_path(char *buf, int fd)
     buf[i] = 0;
 }
 
+// A mount namespace of this task's own, whose mounts propagate to nobody (MS_SLAVE: the host's still reach it),
+// then each source bound over its target. Every source is opened before the first mount, which could hide a later
+// one (a source under /tmp, bound over). The sources' descriptors are close-on-exec; a caller that does not exec
+// closes them.
+static int make_mounts(struct corral_spawn_request *r)
+{
+    int sources[CORRAL_MAX_MOUNTS];
+    char path[32];
+    if (r->mount_count > CORRAL_MAX_MOUNTS)
+    {
+        errno = EINVAL;
+        return child_fail(r, CORRAL_STEP_MOUNT);
+    }
+    if (syscall(SYS_unshare, CLONE_NEWNS) < 0)
+        return child_fail(r, CORRAL_STEP_UNSHARE);
+    if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return child_fail(r, CORRAL_STEP_MOUNT);
+    int opened = 0, failed = 0;
+    for (; opened < r->mount_count && !failed; opened++)
+        failed = (sources[opened] = (int)syscall(SYS_open, r->mount_sources[opened], O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0;
+    if (failed)
+        opened--;
+    for (int i = 0; i < r->mount_count && !failed; i++)
+    {
+        fd_path(path, sources[i]);
+        failed = syscall(SYS_mount, path, r->mount_targets[i], NULL, MS_BIND | MS_REC, NULL) < 0;
+    }
+    int error = errno;
+    for (int i = 0; i < opened; i++)
+        syscall(SYS_close, sources[i]);
+    errno = error;
+    return failed ? child_fail(r, CORRAL_STEP_MOUNT) : 0;
+}
+
 static int child_main(void *arg)
 {
     struct corral_spawn_request *r = arg;
@@ -123,32 +159,15 @@ static int child_main(void *arg)
     if (syscall(SYS_setsid) < 0)
         return child_fail(r, CORRAL_STEP_SETSID);
 
-    // Private directories, while we still hold CAP_SYS_ADMIN: a mount namespace of the tree's own, whose mounts
-    // propagate to nobody (MS_SLAVE: the host's still reach it), then each source bound over its target.
-    // Every source is opened before the first mount, which could hide a later one (a source under /tmp, bound over).
-    if (r->mount_count > 0)
+    // Private directories, while we still hold CAP_SYS_ADMIN: a namespace made for trees like this one (joining it
+    // copies no mount table and leaves none to tear down at exit), or one of the tree's own.
+    if (r->mount_ns_fd >= 0)
     {
-        int sources[CORRAL_MAX_MOUNTS];
-        char path[32];
-        if (r->mount_count > CORRAL_MAX_MOUNTS)
-        {
-            errno = EINVAL;
-            return child_fail(r, CORRAL_STEP_MOUNT);
-        }
-        if (syscall(SYS_unshare, CLONE_NEWNS) < 0)
-            return child_fail(r, CORRAL_STEP_UNSHARE);
-        if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-            return child_fail(r, CORRAL_STEP_MOUNT);
-        for (int i = 0; i < r->mount_count; i++)
-            if ((sources[i] = (int)syscall(SYS_open, r->mount_sources[i], O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-                return child_fail(r, CORRAL_STEP_MOUNT);
-        for (int i = 0; i < r->mount_count; i++)
-        {
-            fd_path(path, sources[i]);
-            if (syscall(SYS_mount, path, r->mount_targets[i], NULL, MS_BIND | MS_REC, NULL) < 0)
-                return child_fail(r, CORRAL_STEP_MOUNT);
-        }
+        if (syscall(SYS_setns, r->mount_ns_fd, CLONE_NEWNS) < 0)
+            return child_fail(r, CORRAL_STEP_SETNS);
     }
+    else if (r->mount_count > 0 && make_mounts(r) < 0)
+        return -1;
 
     // The identity, before anything that checks permissions (chdir, exec): those checks are then the user's. Raw
     // syscalls act on this task alone; glibc's setuid() would try to change every thread of the parent we share
@@ -212,6 +231,61 @@ static long clone3_run(struct clone_args *args, size_t size, int (*fn)(void *), 
 }
 #define CORRAL_HAVE_CLONE3_RUN 1
 #endif
+
+// The namespace maker's child: it shares our descriptor table (CLONE_FILES), so the namespace it opens is ours.
+static int namespace_main(void *arg)
+{
+    struct corral_spawn_request *r = arg;
+    if (make_mounts(r) < 0)
+        return 127;
+    int fd = (int)syscall(SYS_open, "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return child_fail(r, CORRAL_STEP_MOUNT);
+    r->mount_ns_fd = fd;
+    return 0;
+}
+
+// Makes a mount namespace with r's mounts and stores a descriptor of it in r->mount_ns_fd (0), or returns -errno
+// (and *step). The namespace lives as long as that descriptor, or a process in it.
+int corral_mount_namespace(struct corral_spawn_request *r, int *step)
+{
+    *step = 0;
+    r->mount_ns_fd = -1;
+#ifndef CORRAL_HAVE_CLONE3_RUN
+    (void)r;
+    return -ENOSYS;
+#else
+    _Alignas(16) char stack[16 * 1024];
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
+    args.exit_signal = SIGCHLD;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    r->child_errno = 0;
+    r->child_step = 0;
+
+    uint64_t all = ~0ULL, old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+    long pid = clone3_run(&args, sizeof args, namespace_main, r);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+    if (pid < 0)
+        return (int)pid;
+    siginfo_t info;
+    while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR)
+    {
+    }
+    if (r->child_errno != 0)
+    {
+        *step = r->child_step;
+        if (r->mount_ns_fd >= 0)
+            close(r->mount_ns_fd);
+        r->mount_ns_fd = -1;
+        return -r->child_errno;
+    }
+    return r->mount_ns_fd >= 0 ? 0 : -EIO;
+#endif
+}
 
 // Returns the child's PID and stores its pidfd in *pidfd; or -errno (and *step says where, if the child failed).
 int corral_spawn(struct corral_spawn_request *r, int *pidfd, int *step)

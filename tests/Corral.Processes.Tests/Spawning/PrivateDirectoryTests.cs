@@ -60,4 +60,74 @@ public sealed class PrivateDirectoryTests
         }, TestContext.Current.CancellationToken));
         Assert.Equal(SpawnFailure.ContainmentUnavailable, refused.Failure);
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Trees_of_a_uid_with_the_same_directories_join_one_namespace_and_trees_of_root_each_have_their_own()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
+        using var dir = new PidDir();
+        string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        int uid = Proc.UnusedUid();
+        var spec = new ProcessSpec("/bin/readlink", ["/proc/self/ns/mnt"])
+        {
+            PrivateDirectories = new Dictionary<string, string> { ["/tmp"] = own },
+        };
+        async Task<string> NamespaceOf(ProcessUser? user)
+        {
+            var result = await ProcessTree.RunAsync(spec with { User = user }, TestContext.Current.CancellationToken);
+            Assert.Equal(0, result.Outcome.ExitCode);
+            return result.StandardOutput.Trim();
+        }
+
+        // A namespace that ended gives its number to the next one made (the kernel hands out the lowest free): a root
+        // tree's differs from the first uid tree's only while that one is kept.
+        string ours = File.ResolveLinkTarget("/proc/self/ns/mnt", false)!.ToString();
+        string first = await NamespaceOf(new ProcessUser(uid, uid));
+        string root = await NamespaceOf(null);
+        string second = await NamespaceOf(new ProcessUser(uid, uid));
+        Assert.NotEqual(ours, first);
+        Assert.NotEqual(first, root);
+        Assert.Equal(first, second);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_mount_a_root_tree_makes_in_its_namespace_is_never_seen_by_the_next_tree()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
+        using var dir = new PidDir();
+        string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        var spec = new ProcessSpec("/bin/sh", ["-c", "mkdir -p /tmp/m && mount -t tmpfs corral-test /tmp/m && touch /tmp/m/f"])
+        {
+            PrivateDirectories = new Dictionary<string, string> { ["/tmp"] = own },
+        };
+        var mounted = await ProcessTree.RunAsync(spec, TestContext.Current.CancellationToken);
+        Assert.Equal(0, mounted.Outcome.ExitCode);
+        var next = await ProcessTree.RunAsync(spec with { Arguments = ["-c", "test -d /tmp/m && test ! -e /tmp/m/f"] }, TestContext.Current.CancellationToken);
+        Assert.Equal(0, next.Outcome.ExitCode);
+        Assert.False(File.Exists(Path.Combine(own, "m", "f")));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_source_directory_removed_and_made_again_is_bound_afresh_never_the_removed_one()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
+        using var dir = new PidDir();
+        string own = dir.File("tmp");
+        int uid = Proc.UnusedUid();
+        var spec = new ProcessSpec("/bin/sh", ["-c", "ls -A /tmp; echo x > /tmp/left"])
+        {
+            User = new ProcessUser(uid, uid),
+            PrivateDirectories = new Dictionary<string, string> { ["/tmp"] = own },
+        };
+        for (int round = 0; round < 3; round++)
+        {
+            Directory.CreateDirectory(own);
+            File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
+            var result = await ProcessTree.RunAsync(spec, TestContext.Current.CancellationToken);
+            Assert.Equal(0, result.Outcome.ExitCode);
+            Assert.Equal("", result.StandardOutput); // not what the tree before left in the directory that was removed
+            Assert.True(File.Exists(Path.Combine(own, "left")));
+            Directory.Delete(own, recursive: true);
+        }
+    }
 }

@@ -84,6 +84,8 @@ internal static unsafe class Spawner
     {
         int cgroupFd = -1;
         var strings = new NativeStrings();
+        // A tree that cannot change its mounts joins a namespace made for trees like it rather than make its own.
+        var shared = request.Mounts.Count > 0 && request.User is { Uid: not 0 } ? MountNamespaces.Rent(request.Mounts) : null;
         try
         {
             if (leaf is not null)
@@ -103,9 +105,10 @@ internal static unsafe class Spawner
                 StdoutFd = stdoutFd,
                 StderrFd = stderrFd,
                 CgroupFd = cgroupFd,
-                MountCount = request.Mounts.Count,
-                MountSources = request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Source)]) : null,
-                MountTargets = request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Target)]) : null,
+                MountCount = shared is null ? request.Mounts.Count : 0,
+                MountSources = shared is null && request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Source)]) : null,
+                MountTargets = shared is null && request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Target)]) : null,
+                MountNamespaceFd = shared is null ? -1 : (int)shared.DangerousGetHandle(),
             };
             var user = request.User;
             uint[] groups = user?.SupplementaryGroups.Select(g => (uint)g).ToArray() ?? [];
@@ -139,12 +142,13 @@ internal static unsafe class Spawner
                 CorralSpawn.StepNoNewPrivs => (SpawnFailure.UserUnavailable, "cannot set no_new_privs"),
                 CorralSpawn.StepUnshare => (SpawnFailure.ContainmentUnavailable, "cannot make the tree a mount namespace of its own (private directories need CAP_SYS_ADMIN)"),
                 CorralSpawn.StepMount => (SpawnFailure.ContainmentUnavailable, "cannot mount the tree's private directories"),
+                CorralSpawn.StepSetns => (SpawnFailure.ContainmentUnavailable, "cannot join the mount namespace of the tree's private directories"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),
             };
             string path = failure switch
             {
-                SpawnFailure.ContainmentUnavailable => leaf!.Path,
+                SpawnFailure.ContainmentUnavailable => leaf?.Path ?? request.ExecutablePath,
                 SpawnFailure.BadWorkingDirectory => request.WorkingDirectory ?? request.ExecutablePath,
                 _ => request.ExecutablePath,
             };
@@ -152,6 +156,7 @@ internal static unsafe class Spawner
         }
         finally
         {
+            shared?.DangerousRelease();
             Fd.Close(ref cgroupFd);
             strings.Dispose();
         }
