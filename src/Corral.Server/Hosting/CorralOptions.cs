@@ -197,8 +197,9 @@ public sealed class IsolationOptions
 
     /// <summary>
     /// Whether a task with a uid of its own sees directories of its own in place of the shared ones of
-    /// <see cref="SweepDirectories"/> (a mount namespace per task: <c>/tmp</c> is its TMPDIR), so nothing it writes there
-    /// reaches the host or another task. Used when the host allows it (checked at start). Default: <c>true</c>.
+    /// <see cref="SweepDirectories"/> (its uid's, under <c>private/&lt;uid&gt;/</c> in the data directory, emptied before the
+    /// uid serves another task; <c>/tmp</c> is its TMPDIR), so nothing it writes there reaches the host or another task.
+    /// Used when the host allows it (checked at start). Default: <c>true</c>.
     /// </summary>
     public bool PrivateTmp { get; set; } = true;
 }

@@ -74,17 +74,53 @@ public sealed class TaskUserTests
     {
         string name = "corral-own-tmp-" + Guid.NewGuid().ToString("N");
         var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"echo a > /tmp/{name}; echo s > /dev/shm/{name}; echo ready; sleep 60" } });
-        await server.Http.WaitForAsync(holder.Id!, t => t["status"]!.GetValue<string>() == "running");
-        string taskDir = Path.Combine(server.DataDirectory, "tasks", holder.Id!);
-        await Proc.WaitForAsync(() => File.Exists(Path.Combine(taskDir, "tmp", name)) && File.Exists(Path.Combine(taskDir, "private-dev-shm", name)),
-            TimeSpan.FromSeconds(30), "the first task's files in its own directories");
+        var running = await server.Http.WaitForAsync(holder.Id!, t => t["status"]!.GetValue<string>() == "running");
+        string own = Path.Combine(server.DataDirectory, "private", running["uid"]!.GetValue<int>().ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Proc.WaitForAsync(() => File.Exists(Path.Combine(own, "tmp", name)) && File.Exists(Path.Combine(own, "dev-shm", name)),
+            TimeSpan.FromSeconds(30), "the first task's files in its uid's own directories");
 
-        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"ls -A /tmp /dev/shm | grep -c {name} || true" } }, wait: 30);
-        Assert.Equal("0\n", other.Body!["result"]!["text"]!.GetValue<string>());
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"ls -A /tmp /dev/shm | grep -c {name} || true; echo $TMPDIR" } }, wait: 30);
+        Assert.Equal("0\n/tmp\n", other.Body!["result"]!["text"]!.GetValue<string>());
         Assert.False(File.Exists(Path.Combine("/tmp", name)));
         Assert.False(File.Exists(Path.Combine("/dev/shm", name)));
         await server.Http.CancelAsync(holder.Id!);
         await server.Http.WaitForEndAsync(holder.Id!);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
+    {
+        RequireRoot();
+        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+        int uid = Proc.UnusedUid();
+        try
+        {
+            await using var server = await TestServer.StartAsync(s =>
+            {
+                s.Remove("Corral:Isolation:User");
+                s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                s["Corral:Isolation:UidRangeCount"] = "1"; // every task has the same uid
+                s["Corral:Isolation:UidLeaseDirectory"] = leases;
+            }, dataDirectory: data);
+            // The first task fills its /tmp and /dev/shm (a tree in a directory it then closes) and closes /tmp itself.
+            var first = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c",
+                "mkdir -p /tmp/d/e && echo s > /tmp/d/e/f && echo s > /dev/shm/g && chmod 000 /tmp/d && chmod 500 /tmp && echo done" } }, wait: 60);
+            Assert.Equal("done\n", first.Body!["result"]!["text"]!.GetValue<string>());
+            var second = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c",
+                "echo uid=$(id -u); echo tmp=$(ls -A /tmp | wc -l); echo shm=$(ls -A /dev/shm | wc -l); echo x > /tmp/x && echo write=ok" } }, wait: 60);
+            var seen = Lines(second.Body!["result"]!["text"]!.GetValue<string>());
+            Assert.Equal(uid.ToString(System.Globalization.CultureInfo.InvariantCulture), seen["uid"]);
+            Assert.Equal("0", seen["tmp"]);
+            Assert.Equal("0", seen["shm"]);
+            Assert.Equal("ok", seen["write"]);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
     }
 
     [Fact(Timeout = 120_000)]

@@ -90,6 +90,50 @@ internal static class Leftovers
         return dir.LastError is 0 ? null : $"readdir errno {dir.LastError}";
     }
 
+    /// <summary>
+    /// Everything in the private directories (<c>root/&lt;uid&gt;/&lt;name&gt;/</c>) of the uids <paramref name="wanted"/>:
+    /// only that uid writes there, and the directories above are root's, so nothing here is a link to follow.
+    /// </summary>
+    public static Scan FindPrivate(string root, Func<int, bool> wanted)
+    {
+        var found = new Dictionary<int, List<byte[]>>();
+        if (!System.IO.Directory.Exists(root))
+            return new Scan(found, null);
+        foreach (string own in System.IO.Directory.EnumerateDirectories(root))
+        {
+            if (!int.TryParse(Path.GetFileName(own), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int uid) || !wanted(uid))
+                continue;
+            foreach (string directory in System.IO.Directory.EnumerateDirectories(own))
+            {
+                byte[] path = Encoding.UTF8.GetBytes(directory);
+                using var dir = Libc.RawDirectory.Open(path, out int errno);
+                if (dir is null)
+                    return new Scan(found, $"{directory}: open errno {errno}");
+                while (dir.Next() is { } name)
+                    Add(found, uid, Join(path, name));
+                if (dir.LastError != 0)
+                    return new Scan(found, $"{directory}: readdir errno {dir.LastError}");
+            }
+        }
+
+        return new Scan(found, null);
+    }
+
+    /// <summary>Both scans' findings, or the first one's failure.</summary>
+    public static Scan Merge(Scan a, Scan b)
+    {
+        if (a.Failure is not null || b.Failure is not null)
+            return new Scan(a.Found, a.Failure ?? b.Failure);
+        var found = a.Found.ToDictionary(e => e.Key, e => new List<byte[]>(e.Value));
+        foreach (var (uid, paths) in b.Found)
+        {
+            foreach (byte[] path in paths)
+                Add(found, uid, path);
+        }
+
+        return new Scan(found, null);
+    }
+
     /// <summary>Runs the removal of <paramref name="paths"/> as <paramref name="uid"/>: <c>false</c> if it could not be started (a scan says what is left).</summary>
     public static async Task<bool> RemoveAsync(int uid, IReadOnlyList<byte[]> paths, CancellationToken cancellationToken)
     {

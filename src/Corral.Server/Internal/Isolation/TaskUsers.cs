@@ -109,8 +109,10 @@ internal sealed class TaskUsers : IHostedService
     public bool Isolated => Mode != IsolationMode.None;
 
     /// <summary>
-    /// The shared directories a task sees as its own (a mount namespace per task), each with the name of its own
-    /// directory in the task's directory; empty when the host cannot, or it is turned off.
+    /// The shared directories a task sees as its own, each with the name of its own in its uid's directory
+    /// (<see cref="ServerPaths.PrivateOf"/>): the same for every task of a uid, so its tasks join one mount namespace
+    /// rather than each making one, and emptied by the sweep before the uid serves another task. Empty when the host
+    /// cannot, or it is turned off.
     /// </summary>
     public IReadOnlyList<(string Shared, string Own)> PrivateDirectories { get; private set; } = [];
 
@@ -190,7 +192,8 @@ internal sealed class TaskUsers : IHostedService
                 uids = [.. _unswept];
             if (uids.Count == 0)
                 return true;
-            var scan = Leftovers.Find(_sweepDirectories, uids.Contains, AgentsGroup);
+            OpenPrivateDirectories(uids);
+            var scan = Scan(uids.Contains);
             if (scan.Found.Count > 0 && scan.Failure is null)
             {
                 foreach (var (uid, paths) in scan.Found)
@@ -199,7 +202,7 @@ internal sealed class TaskUsers : IHostedService
                         _logger.LogWarning("Could not start the removal of what uid {Uid} left in {Directories}", uid, string.Join(", ", _sweepDirectories));
                 }
 
-                scan = Leftovers.Find(_sweepDirectories, scan.Found.ContainsKey, AgentsGroup); // what is left now
+                scan = Scan(scan.Found.ContainsKey); // what is left now
             }
 
             if (scan.Failure is { } failure)
@@ -229,6 +232,26 @@ internal sealed class TaskUsers : IHostedService
         finally
         {
             _sweeping.Release();
+        }
+    }
+
+    /// <summary>What the uids <paramref name="wanted"/> left in the shared directories and in their own.</summary>
+    private Leftovers.Scan Scan(Func<int, bool> wanted) =>
+        Leftovers.Merge(Leftovers.Find(_sweepDirectories, wanted, AgentsGroup), Leftovers.FindPrivate(_paths.Private, wanted));
+
+    /// <summary>
+    /// Each uid's own directories back to 0700 (a task may have opened or closed its <c>/tmp</c>): others stay out, and
+    /// the removal, which runs as the uid, can empty them.
+    /// </summary>
+    private void OpenPrivateDirectories(IEnumerable<int> uids)
+    {
+        foreach (int uid in uids)
+        {
+            string own = _paths.PrivateOf(uid);
+            if (!Directory.Exists(own))
+                continue;
+            foreach (string directory in Directory.EnumerateDirectories(own))
+                File.SetUnixFileMode(directory, Files.PrivateDirectory);
         }
     }
 
@@ -326,7 +349,7 @@ internal sealed class TaskUsers : IHostedService
         // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
         if (_sweepDirectories.Length > 0)
         {
-            var left = Leftovers.Find(_sweepDirectories, uid => InRange(uid) && !alive.Contains(uid), AgentsGroup);
+            var left = Scan(uid => InRange(uid) && !alive.Contains(uid));
             if (left.Failure is { } failure)
                 throw new ServerConfigurationException($"Corral:Isolation:SweepDirectories: cannot scan for what tasks left ({failure}); fix the directory or set the list to those that can be scanned.");
             lock (_gate)
@@ -350,7 +373,7 @@ internal sealed class TaskUsers : IHostedService
     private async Task<IReadOnlyList<(string Shared, string Own)>> ProbePrivateDirectoriesAsync(ProcessUser probe, CancellationToken cancellationToken)
     {
         var directories = _sweepDirectories.Where(Directory.Exists)
-            .Select(d => (d, d == "/tmp" ? "tmp" : "private" + d.Replace('/', '-'))).ToList();
+            .Select(d => (d, d.TrimStart('/').Replace('/', '-'))).ToList();
         if (directories.Count == 0)
             return [];
         string scratch = Directory.CreateTempSubdirectory("corral-private-probe-").FullName;

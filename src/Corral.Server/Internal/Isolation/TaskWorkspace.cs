@@ -9,12 +9,14 @@ namespace Corral.Server.Internal.Isolation;
 /// <summary>
 /// What a task runs in. Without a user of its own: its working directory, when Corral makes it. With one
 /// (<c>tasks/&lt;id&gt;/</c> is then traverse-only, 0711): a working directory, a HOME (seeded from the agent's
-/// <c>HomeSeed</c>, with a resumed session's state) and a TMPDIR, each owned by the task's uid and 0700; relative
+/// <c>HomeSeed</c>, with a resumed session's state) and a TMPDIR (its own <c>/tmp</c> when it has one), each owned by the task's uid and 0700; relative
 /// workdirs in the workspace root are shared by the agents group (2770, setgid). After the run, <c>tasks/&lt;id&gt;/</c>
 /// is closed (0700) before the uid can serve another task.
 /// </summary>
 internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCatalog catalog)
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _made = new();
+
     /// <summary>Creates the task's directories and returns the request to run (its environment completed for the user).</summary>
     public AgentRequest Prepare(TaskPlan plan, ProcessUser? user)
     {
@@ -53,9 +55,13 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
 
         if (filled)
             Files.Own(home, user.Uid, user.Gid);
-        Files.CreateOwnedDirectory(Path.Combine(taskDirectory, "tmp"), user.Uid, user.Gid);
-        foreach (var (_, own) in users.PrivateDirectories.Where(d => d.Own != "tmp")) // the TMPDIR, made just above, is /tmp's
-            Files.CreateOwnedDirectory(Path.Combine(taskDirectory, own), user.Uid, user.Gid);
+        var own = PrivateDirectories(plan, user);
+        if (own is not null)
+            MakePrivateDirectories(user, own.Values);
+        string tmp = Path.Combine(taskDirectory, "tmp");
+        bool privateTmp = own?.ContainsKey("/tmp") == true;
+        if (!privateTmp)
+            Files.CreateOwnedDirectory(tmp, user.Uid, user.Gid);
         // Traverse-only for the task's uid to reach its own directories (closed again at the end, or by a restart), last:
         // a task queued again after a crash finds its directories still the old uid's until they are made this one's.
         File.SetUnixFileMode(taskDirectory, Files.TraverseOnly);
@@ -63,6 +69,8 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         var environment = new Dictionary<string, string>(request.Environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
         environment.TryAdd("USER", $"corral-{user.Uid}");
         environment.TryAdd("LOGNAME", $"corral-{user.Uid}");
+        if (privateTmp && environment.GetValueOrDefault("TMPDIR") == tmp)
+            environment["TMPDIR"] = "/tmp"; // its own
         return request with { Environment = environment };
     }
 
@@ -83,7 +91,7 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
     }
 
     /// <summary>
-    /// What the task's tree sees in place of the host's shared directories (its own, in its directory), or <c>null</c>.
+    /// What the task's tree sees in place of the host's shared directories (its uid's own), or <c>null</c>.
     /// A shared directory that holds the task's own directory or its workdir (a data directory or a repository under
     /// <c>/tmp</c>) stays shared: binding over it would hide them from the task (what it leaves there is swept).
     /// </summary>
@@ -93,10 +101,26 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
             return null;
         string taskDirectory = paths.TaskDirectory(plan.Id);
         static bool Under(string path, string directory) => path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
+        string uidDirectory = paths.PrivateOf(user.Uid);
         var own = users.PrivateDirectories
             .Where(d => !Under(taskDirectory, d.Shared) && !Under(plan.Request.WorkingDirectory, d.Shared))
-            .ToDictionary(d => d.Shared, d => Path.Combine(taskDirectory, d.Own));
+            .ToDictionary(d => d.Shared, d => Path.Combine(uidDirectory, d.Own));
         return own.Count > 0 ? own : null;
+    }
+
+    /// <summary>
+    /// The uid's own directories, made once per uid by this process (the sweep keeps them empty and 0700): root's
+    /// traverse-only <c>private/&lt;uid&gt;/</c>, so the uid can neither rename them nor put a link in their place.
+    /// </summary>
+    private void MakePrivateDirectories(ProcessUser user, IEnumerable<string> directories)
+    {
+        if (_made.ContainsKey(user.Uid))
+            return;
+        Files.CreateOwnedDirectory(paths.Private, 0, 0, Files.TraverseOnly);
+        Files.CreateOwnedDirectory(paths.PrivateOf(user.Uid), 0, 0, Files.TraverseOnly);
+        foreach (string directory in directories)
+            Files.CreateOwnedDirectory(directory, user.Uid, user.Gid);
+        _made.TryAdd(user.Uid, 0);
     }
 
     /// <summary>

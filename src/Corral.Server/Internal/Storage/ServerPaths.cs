@@ -18,6 +18,15 @@ internal sealed record ServerPaths(string DataDirectory, string WorkspaceRoot)
 
     public string TaskDirectory(string id) => Path.Combine(Tasks, id);
 
+    /// <summary>
+    /// Where each dynamic uid keeps the directories its tasks see in place of the host's shared ones
+    /// (<c>private/&lt;uid&gt;/tmp</c>…): the same ones for every task of that uid, emptied before it serves another.
+    /// </summary>
+    public string Private => Path.Combine(DataDirectory, "private");
+
+    /// <summary>The directory of <paramref name="uid"/> under <see cref="Private"/>.</summary>
+    public string PrivateOf(int uid) => Path.Combine(Private, uid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
     /// <summary>Space given back when the disk fills up (see <see cref="StorageGuard"/>).</summary>
     public string Reserve => Path.Combine(DataDirectory, ".reserve");
 }
