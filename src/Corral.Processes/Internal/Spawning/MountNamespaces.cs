@@ -14,7 +14,7 @@ namespace Corral.Processes.Internal.Spawning;
 /// </summary>
 internal static unsafe class MountNamespaces
 {
-    internal const int Capacity = 256;
+    internal const int Capacity = 1024;
     private static readonly long MaxAgeMs = 60_000;
 
     private sealed class Entry(SafeFileHandle ns, SafeFileHandle[] pins, (ulong Dev, ulong Ino)[] ids, long created)

@@ -22,12 +22,14 @@ internal enum IsolationMode
 }
 
 /// <summary>
-/// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a fresh uid from a range that collides with
-/// no host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went),
-/// a member of the agents group, taken round-robin and never handed out while a process of it may live (a uid whose
-/// teardown left something behind, or that a process held at start-up, is skipped). A uid given back is swept first:
-/// what it left in the host's shared directories is removed (<see cref="Leftovers"/>), in batches in the background,
-/// and only then may it be handed out again.
+/// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a uid from a range that collides with no
+/// host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went), a
+/// member of the agents group, and never handed out while a process of it may live (a uid whose teardown left
+/// something behind, or that a process held at start-up, is skipped). A uid given back is swept first: what it left
+/// in the host's shared directories and in its own is removed (<see cref="Leftovers"/>), in batches in the background,
+/// and only then may it be handed out again, before any new one (its own directories and mount namespace are ready:
+/// <see cref="PrivateDirectories"/>), so a server uses about as many uids as it runs tasks at once; new ones come
+/// round-robin from the range.
 /// </summary>
 internal sealed class TaskUsers : IHostedService
 {
@@ -37,6 +39,7 @@ internal sealed class TaskUsers : IHostedService
     private readonly HashSet<int> _inUse = [];
     private readonly HashSet<int> _quarantined = [];
     private readonly HashSet<int> _unswept = [];
+    private readonly Stack<int> _ready = new(); // given back clean and swept, the latest on top
     private readonly string[] _sweepDirectories;
     private readonly SemaphoreSlim _sweeping = new(1, 1);
     private readonly SemaphoreSlim _dirty = new(0, 1);
@@ -133,6 +136,15 @@ internal sealed class TaskUsers : IHostedService
         {
             lock (_gate)
             {
+                // A uid swept clean first: its tasks' mount namespace and own directories exist already.
+                while (_ready.TryPop(out int ready))
+                {
+                    if (_inUse.Contains(ready) || _quarantined.Contains(ready) || _unswept.Contains(ready) || _leases?.TryTake(ready, Holder) == false)
+                        continue;
+                    _inUse.Add(ready);
+                    return new ProcessUser(ready, ready) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
+                }
+
                 for (int tried = 0; tried < _options.UidRangeCount; tried++)
                 {
                     int uid = _options.UidRangeStart + _cursor;
@@ -172,7 +184,9 @@ internal sealed class TaskUsers : IHostedService
             }
 
             _leases?.Release(user.Uid, clean);
-            if (!clean)
+            if (clean)
+                _ready.Push(user.Uid);
+            else
                 _quarantined.Add(user.Uid);
         }
     }
@@ -220,7 +234,9 @@ internal sealed class TaskUsers : IHostedService
                     _unswept.Remove(uid);
                     bool clean = !scan.Found.ContainsKey(uid);
                     _leases?.Release(uid, clean);
-                    if (!clean)
+                    if (clean)
+                        _ready.Push(uid);
+                    else
                         _quarantined.Add(uid);
                 }
             }
