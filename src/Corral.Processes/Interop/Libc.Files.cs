@@ -65,7 +65,6 @@ internal static unsafe partial class Libc
     internal const int StatxInoOffset = 32;
     internal const int StatxDevMajorOffset = 136;
     internal const int StatxDevMinorOffset = 140;
-    internal const int AT_EMPTY_PATH = 0x1000;
 
     [LibraryImport(Name, SetLastError = true)]
     internal static partial int statx(int dirfd, byte* path, int flags, uint mask, byte* statxBuffer);
