@@ -15,7 +15,7 @@ namespace Corral.Processes.Internal.Spawning;
 /// </summary>
 internal static unsafe class MountNamespaces
 {
-    internal const int Capacity = 1024;
+    internal const int Capacity = 256;
     private static readonly long MaxAgeMs = 60_000;
 
     private sealed record Entry(SafeFileHandle Namespace, (ulong Dev, ulong Ino)[] Ids, long Created);
@@ -51,6 +51,14 @@ internal static unsafe class MountNamespaces
         {
             if (s_entries.Remove(key, out var old))
                 old.Namespace.Dispose(); // closed once the last spawn joining it lets go
+            // Each kept namespace is a copy of the host's mount table that every host mount propagates to: none stays
+            // past its age, needed or not.
+            foreach (var expired in s_entries.Where(e => now - e.Value.Created >= MaxAgeMs).ToList())
+            {
+                s_entries.Remove(expired.Key);
+                expired.Value.Namespace.Dispose();
+            }
+
             while (s_entries.Count >= Capacity)
             {
                 var oldest = s_entries.MinBy(e => e.Value.Created);
