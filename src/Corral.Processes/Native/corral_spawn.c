@@ -230,6 +230,39 @@ static long clone3_run(struct clone_args *args, size_t size, int (*fn)(void *), 
     return rax;
 }
 #define CORRAL_HAVE_CLONE3_RUN 1
+
+// Runs fn(r) in a child of the given clone flags on a stack in this frame: we are suspended (CLONE_VFORK) for as long
+// as the child uses it. Every signal is blocked meanwhile (glibc's internal ones too, hence the raw syscall), so the
+// child starts with none deliverable.
+static long run_child(uint64_t flags, int *pidfd, int cgroup_fd, int (*fn)(void *), struct corral_spawn_request *r)
+{
+    _Alignas(16) char stack[16 * 1024];
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = flags | CLONE_VM | CLONE_VFORK | (pidfd != NULL ? CLONE_PIDFD : 0) | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = SIGCHLD;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    args.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+    r->child_errno = 0;
+    r->child_step = 0;
+
+    uint64_t all = ~0ULL, old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+    long pid = clone3_run(&args, sizeof args, fn, r);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+    return pid;
+}
+
+// Reaps a child that never exec'd: it is ours alone.
+static void reap(long pid)
+{
+    siginfo_t info;
+    while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR)
+    {
+    }
+}
 #endif
 
 // The namespace maker's child: it shares our descriptor table (CLONE_FILES), so the namespace it opens is ours.
@@ -255,26 +288,10 @@ int corral_mount_namespace(struct corral_spawn_request *r, int *step)
     (void)r;
     return -ENOSYS;
 #else
-    _Alignas(16) char stack[16 * 1024];
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
-    args.exit_signal = SIGCHLD;
-    args.stack = (uint64_t)(uintptr_t)stack;
-    args.stack_size = sizeof stack;
-    r->child_errno = 0;
-    r->child_step = 0;
-
-    uint64_t all = ~0ULL, old = 0;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
-    long pid = clone3_run(&args, sizeof args, namespace_main, r);
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+    long pid = run_child(CLONE_FILES, NULL, -1, namespace_main, r);
     if (pid < 0)
         return (int)pid;
-    siginfo_t info;
-    while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR)
-    {
-    }
+    reap(pid);
     if (r->child_errno != 0)
     {
         *step = r->child_step;
@@ -296,35 +313,13 @@ int corral_spawn(struct corral_spawn_request *r, int *pidfd, int *step)
     (void)r;
     return -ENOSYS;
 #else
-    // The child's stack lives in this frame: we are suspended (CLONE_VFORK) for as long as the child uses it.
-    _Alignas(16) char stack[16 * 1024];
     int fd = -1;
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (r->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
-    args.pidfd = (uint64_t)(uintptr_t)&fd;
-    args.exit_signal = SIGCHLD;
-    args.stack = (uint64_t)(uintptr_t)stack;
-    args.stack_size = sizeof stack;
-    args.cgroup = r->cgroup_fd >= 0 ? (uint64_t)r->cgroup_fd : 0;
-    r->child_errno = 0;
-    r->child_step = 0;
-
-    // Block every signal (glibc's internal ones too, hence the raw syscall) so the child starts with none deliverable.
-    uint64_t all = ~0ULL, old = 0;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
-    long pid = clone3_run(&args, sizeof args, child_main, r);
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
-
+    long pid = run_child(0, &fd, r->cgroup_fd, child_main, r);
     if (pid < 0)
         return (int)pid;
     if (r->child_errno != 0)
     {
-        // It never exec'd: reap it here, it is ours alone.
-        siginfo_t info;
-        while (waitid(P_PID, (id_t)pid, &info, WEXITED) < 0 && errno == EINTR)
-        {
-        }
+        reap(pid);
         if (fd >= 0)
             close(fd);
         *step = r->child_step;
