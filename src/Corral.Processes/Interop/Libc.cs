@@ -12,6 +12,7 @@ internal static partial class Libc
     internal const int EIO = 5;
     internal const int ENOENT = 2;
     internal const int EACCES = 13;
+    internal const int EPERM = 1;
     internal const int EAGAIN = 11;
     internal const int EEXIST = 17;
     internal const int ENOTDIR = 20;

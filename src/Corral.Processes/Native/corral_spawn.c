@@ -163,8 +163,15 @@ static int child_main(void *arg)
     // copies no mount table and leaves none to tear down at exit), or one of the tree's own.
     if (r->mount_ns_fd >= 0)
     {
+        // Joining moves us to the namespace's root: the working directory we inherited is kept, as unshare keeps it.
+        int cwd = (int)syscall(SYS_open, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (syscall(SYS_setns, r->mount_ns_fd, CLONE_NEWNS) < 0)
             return child_fail(r, CORRAL_STEP_SETNS);
+        if (cwd >= 0)
+        {
+            syscall(SYS_fchdir, cwd);
+            syscall(SYS_close, cwd);
+        }
     }
     else if (r->mount_count > 0 && make_mounts(r) < 0)
         return -1;

@@ -67,27 +67,36 @@ public sealed class PrivateDirectoryTests
         Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
         using var dir = new PidDir();
         string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
         int uid = Proc.UnusedUid();
-        var spec = new ProcessSpec("/bin/readlink", ["/proc/self/ns/mnt"])
-        {
-            PrivateDirectories = new Dictionary<string, string> { ["/tmp"] = own },
-        };
-        async Task<string> NamespaceOf(ProcessUser? user)
+        var mounts = new Dictionary<string, string> { ["/tmp"] = own };
+        var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; pwd"]) { PrivateDirectories = mounts };
+        async Task<(string Namespace, string Directory)> Run(ProcessUser? user)
         {
             var result = await ProcessTree.RunAsync(spec with { User = user }, TestContext.Current.CancellationToken);
             Assert.Equal(0, result.Outcome.ExitCode);
-            return result.StandardOutput.Trim();
+            var lines = result.StandardOutput.Split('\n');
+            return (lines[0], lines[1]);
         }
 
-        // A namespace that ended gives its number to the next one made (the kernel hands out the lowest free): a root
-        // tree's differs from the first uid tree's only while that one is kept.
-        string ours = File.ResolveLinkTarget("/proc/self/ns/mnt", false)!.ToString();
-        string first = await NamespaceOf(new ProcessUser(uid, uid));
-        string root = await NamespaceOf(null);
-        string second = await NamespaceOf(new ProcessUser(uid, uid));
-        Assert.NotEqual(ours, first);
-        Assert.NotEqual(first, root);
-        Assert.Equal(first, second);
+        // The first tree stays alive, so its namespace's number cannot pass to another meanwhile.
+        await using var first = ProcessTree.Start(new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt > /tmp/ns; exec sleep 60"])
+        {
+            User = new ProcessUser(uid, uid),
+            PrivateDirectories = mounts,
+        }, TestContext.Current.CancellationToken);
+        string recorded = Path.Combine(own, "ns");
+        await Proc.WaitForAsync(() => File.Exists(recorded) && File.ReadAllText(recorded).EndsWith('\n'), TimeSpan.FromSeconds(30), "the first tree's namespace");
+        string ns = File.ReadAllText(recorded).Trim();
+
+        var second = await Run(new ProcessUser(uid, uid));
+        var root = await Run(null);
+        Assert.NotEqual(File.ResolveLinkTarget("/proc/self/ns/mnt", false)!.ToString(), ns);
+        Assert.Equal(ns, second.Namespace);
+        Assert.NotEqual(ns, root.Namespace); // root could mount in its namespace, and the next tree would see it
+        Assert.Equal(Environment.CurrentDirectory, second.Directory); // joining keeps the working directory it inherited
+        first.Cancel(StopSignal.Kill);
+        await first.Completion;
     }
 
     [Fact(Timeout = 120_000)]

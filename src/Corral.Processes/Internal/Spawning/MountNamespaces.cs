@@ -21,6 +21,10 @@ internal static unsafe class MountNamespaces
     private sealed record Entry(SafeFileHandle Namespace, (ulong Dev, ulong Ino)[] Ids, long Created);
 
     private static readonly Dictionary<string, Entry> s_entries = new(StringComparer.Ordinal);
+    private static long s_purged;
+
+    /// <summary>Set when the host refused a tree the join (<c>setns</c> needs CAP_SYS_CHROOT too): trees then make their own.</summary>
+    internal static bool Refused { get; set; }
 
     /// <summary>
     /// A namespace with <paramref name="mounts"/>, referenced for the caller (who calls
@@ -41,6 +45,8 @@ internal static unsafe class MountNamespaces
         long now = Environment.TickCount64;
         lock (s_entries)
         {
+            if (now - s_purged > 5_000)
+                Purge(now);
             if (s_entries.TryGetValue(key, out var found) && found.Ids.AsSpan().SequenceEqual(ids) && now - found.Created < MaxAgeMs)
                 return Referenced(found.Namespace);
         }
@@ -51,14 +57,7 @@ internal static unsafe class MountNamespaces
         {
             if (s_entries.Remove(key, out var old))
                 old.Namespace.Dispose(); // closed once the last spawn joining it lets go
-            // Each kept namespace is a copy of the host's mount table that every host mount propagates to: none stays
-            // past its age, needed or not.
-            foreach (var expired in s_entries.Where(e => now - e.Value.Created >= MaxAgeMs).ToList())
-            {
-                s_entries.Remove(expired.Key);
-                expired.Value.Namespace.Dispose();
-            }
-
+            Purge(now);
             while (s_entries.Count >= Capacity)
             {
                 var oldest = s_entries.MinBy(e => e.Value.Created);
@@ -68,6 +67,20 @@ internal static unsafe class MountNamespaces
 
             s_entries[key] = made;
             return Referenced(made.Namespace);
+        }
+    }
+
+    /// <summary>
+    /// Each kept namespace is a copy of the host's mount table that every host mount propagates to, and holds what it
+    /// bound: none stays past its age, needed or not (checked every few seconds of spawns). Under the lock.
+    /// </summary>
+    private static void Purge(long now)
+    {
+        s_purged = now;
+        foreach (var expired in s_entries.Where(e => now - e.Value.Created >= MaxAgeMs).ToList())
+        {
+            s_entries.Remove(expired.Key);
+            expired.Value.Namespace.Dispose();
         }
     }
 

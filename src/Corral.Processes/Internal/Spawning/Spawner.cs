@@ -82,10 +82,21 @@ internal static unsafe class Spawner
 
     private static SpawnedChild SpawnNative(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf)
     {
+        // A tree that cannot change its mounts joins a namespace made for trees like it rather than make its own. Where
+        // joining is refused (setns also needs CAP_SYS_CHROOT), trees make their own again, as before sharing.
+        bool share = request.Mounts.Count > 0 && request.User is { Uid: not 0 } && !MountNamespaces.Refused;
+        if (SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf, share) is { } child)
+            return child;
+        MountNamespaces.Refused = true;
+        return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf, share: false)!.Value;
+    }
+
+    /// <summary>The child, or <c>null</c> when it could not join the shared namespace (it never ran, and was reaped).</summary>
+    private static SpawnedChild? SpawnNative(SpawnRequest request, int stdinFd, int stdoutFd, int stderrFd, CgroupLeaf? leaf, bool share)
+    {
         int cgroupFd = -1;
         var strings = new NativeStrings();
-        // A tree that cannot change its mounts joins a namespace made for trees like it rather than make its own.
-        var shared = request.Mounts.Count > 0 && request.User is { Uid: not 0 } ? MountNamespaces.Rent(request.Mounts) : null;
+        var shared = share ? MountNamespaces.Rent(request.Mounts) : null;
         try
         {
             if (leaf is not null)
@@ -131,6 +142,8 @@ internal static unsafe class Spawner
                 return new SpawnedChild(pid, pidfd);
 
             int error = -pid;
+            if (step == CorralSpawn.StepSetns && error == Libc.EPERM)
+                return null;
             string asUser = user is null ? "" : $" as uid {user.Uid}";
             var (failure, what) = step switch
             {

@@ -134,8 +134,11 @@ internal static class Leftovers
         return new Scan(found, null);
     }
 
-    /// <summary>Runs the removal of <paramref name="paths"/> as <paramref name="uid"/>: <c>false</c> if it could not be started (a scan says what is left).</summary>
-    public static async Task<bool> RemoveAsync(int uid, IReadOnlyList<byte[]> paths, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the removal of <paramref name="paths"/> as <paramref name="uid"/>, or as root (<c>null</c>: only for what no
+    /// other user can reach): <c>false</c> if it could not be started (a scan says what is left).
+    /// </summary>
+    public static async Task<bool> RemoveAsync(int? uid, IReadOnlyList<byte[]> paths, CancellationToken cancellationToken)
     {
         // The names go NUL-separated on stdin, as raw bytes (argv would need text, and has a size limit). A directory the
         // uid made unwritable is made writable by the uid first, or rm could not empty it. Every name is absolute.
@@ -151,7 +154,7 @@ internal static class Leftovers
         var spec = new ProcessSpec("/bin/sh", ["-c",
             "exec xargs -0 -r sh -c 'find -P \"$@\" -xdev -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh"])
         {
-            User = new ProcessUser(uid, uid),
+            User = uid is { } u ? new ProcessUser(u, u) : null,
             WorkingDirectory = "/",
             InheritEnvironment = false,
             Environment = new Dictionary<string, string?> { ["PATH"] = "/usr/bin:/bin" },

@@ -114,8 +114,8 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>
     /// The shared directories a task sees as its own, each with the name of its own in its uid's directory
     /// (<see cref="ServerPaths.PrivateOf"/>): the same for every task of a uid, so its tasks join one mount namespace
-    /// rather than each making one, and emptied by the sweep before the uid serves another task. Empty when the host
-    /// cannot, or it is turned off.
+    /// rather than each making one, and emptied by the sweep (as root: no task reaches them but through its mounts)
+    /// before the uid serves another task. Empty when the host cannot, or it is turned off.
     /// </summary>
     public IReadOnlyList<(string Shared, string Own)> PrivateDirectories { get; private set; } = [];
 
@@ -206,13 +206,17 @@ internal sealed class TaskUsers : IHostedService
                 uids = [.. _unswept];
             if (uids.Count == 0)
                 return true;
-            OpenPrivateDirectories(uids);
             var scan = Scan(uids.Contains);
             if (scan.Found.Count > 0 && scan.Failure is null)
             {
                 foreach (var (uid, paths) in scan.Found)
                 {
-                    if (!await Leftovers.RemoveAsync(uid, paths, cancellationToken).ConfigureAwait(false))
+                    // In its own directories, as root: nobody else reaches them, and nothing of the uid runs any more.
+                    byte[] own = System.Text.Encoding.UTF8.GetBytes(_paths.PrivateOf(uid) + "/");
+                    var mine = paths.Where(p => p.AsSpan().StartsWith(own)).ToList();
+                    var shared = paths.Where(p => !p.AsSpan().StartsWith(own)).ToList();
+                    if ((shared.Count > 0 && !await Leftovers.RemoveAsync(uid, shared, cancellationToken).ConfigureAwait(false))
+                        || (mine.Count > 0 && !await Leftovers.RemoveAsync(null, mine, cancellationToken).ConfigureAwait(false)))
                         _logger.LogWarning("Could not start the removal of what uid {Uid} left in {Directories}", uid, string.Join(", ", _sweepDirectories));
                 }
 
@@ -254,22 +258,6 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>What the uids <paramref name="wanted"/> left in the shared directories and in their own.</summary>
     private Leftovers.Scan Scan(Func<int, bool> wanted) =>
         Leftovers.Merge(Leftovers.Find(_sweepDirectories, wanted, AgentsGroup), Leftovers.FindPrivate(_paths.Private, wanted));
-
-    /// <summary>
-    /// Each uid's own directories back to 0700 (a task may have opened or closed its <c>/tmp</c>): others stay out, and
-    /// the removal, which runs as the uid, can empty them.
-    /// </summary>
-    private void OpenPrivateDirectories(IEnumerable<int> uids)
-    {
-        foreach (int uid in uids)
-        {
-            string own = _paths.PrivateOf(uid);
-            if (!Directory.Exists(own))
-                continue;
-            foreach (string directory in Directory.EnumerateDirectories(own))
-                File.SetUnixFileMode(directory, Files.PrivateDirectory);
-        }
-    }
 
     /// <summary>Sweeps what is given back, in batches; after a failed scan, again a few seconds later.</summary>
     private async Task SweepLoopAsync(CancellationToken cancellationToken)

@@ -57,7 +57,7 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
             Files.Own(home, user.Uid, user.Gid);
         var own = PrivateDirectories(plan, user);
         if (own is not null)
-            MakePrivateDirectories(user, own.Values);
+            MakePrivateDirectories(user);
         string tmp = Path.Combine(taskDirectory, "tmp");
         bool privateTmp = own?.ContainsKey("/tmp") == true;
         if (!privateTmp)
@@ -109,17 +109,19 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
     }
 
     /// <summary>
-    /// The uid's own directories, made once per uid by this process (the sweep keeps them empty and 0700): root's
-    /// traverse-only <c>private/&lt;uid&gt;/</c>, so the uid can neither rename them nor put a link in their place.
+    /// The uid's own directories, all of them, made once per uid by this process: each like a <c>/tmp</c> (root's, 1777),
+    /// so the uid can write in it but change nothing of it (mode, owner, attributes, ACLs), under root's 0700
+    /// <c>private/&lt;uid&gt;/</c>, which no task passes through: the uid's tree reaches them only through its mounts.
+    /// The sweep empties them, as root, before the uid serves another task.
     /// </summary>
-    private void MakePrivateDirectories(ProcessUser user, IEnumerable<string> directories)
+    private void MakePrivateDirectories(ProcessUser user)
     {
         if (_made.ContainsKey(user.Uid))
             return;
-        Files.CreateOwnedDirectory(paths.Private, 0, 0, Files.TraverseOnly);
-        Files.CreateOwnedDirectory(paths.PrivateOf(user.Uid), 0, 0, Files.TraverseOnly);
-        foreach (string directory in directories)
-            Files.CreateOwnedDirectory(directory, user.Uid, user.Gid);
+        Files.CreateOwnedDirectory(paths.Private, 0, 0);
+        Files.CreateOwnedDirectory(paths.PrivateOf(user.Uid), 0, 0);
+        foreach (var (_, own) in users.PrivateDirectories)
+            Files.CreateOwnedDirectory(Path.Combine(paths.PrivateOf(user.Uid), own), 0, 0, Files.SharedTmp);
         _made.TryAdd(user.Uid, 0);
     }
 
