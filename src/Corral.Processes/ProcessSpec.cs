@@ -61,6 +61,14 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
     /// </summary>
     public IReadOnlyDictionary<string, string>? PrivateDirectories { get; init; }
 
+    /// <summary>
+    /// Whether the tree gets an IPC namespace of its own: the System V objects (shared memory, semaphores, message
+    /// queues) and POSIX message queues it makes are out of every other tree's reach and go with its last process.
+    /// Needs Corral's native spawn and CAP_SYS_ADMIN (root); otherwise the spawn fails with
+    /// <see cref="SpawnFailure.ContainmentUnavailable"/>. Default: <c>false</c>.
+    /// </summary>
+    public bool PrivateIpc { get; init; }
+
     /// <summary>Limits on the tree's memory, processes and CPU; <c>null</c> (the default) sets none.</summary>
     public ResourceLimits? ResourceLimits { get; init; }
 }

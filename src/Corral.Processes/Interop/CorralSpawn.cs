@@ -23,6 +23,7 @@ internal static unsafe class CorralSpawn
     internal const int StepUnshare = 9;
     internal const int StepMount = 10;
     internal const int StepSetns = 11;
+    internal const int StepIpc = 12;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -46,6 +47,7 @@ internal static unsafe class CorralSpawn
         public byte** MountSources;
         public byte** MountTargets;
         public int MountNamespaceFd;
+        public int NewIpc;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load("corral_spawn");

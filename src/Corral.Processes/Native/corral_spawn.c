@@ -53,6 +53,7 @@ struct corral_spawn_request
     const char *const *mount_sources;
     const char *const *mount_targets;
     int mount_ns_fd;      // >= 0: join this mount namespace instead (mount_count is then 0); the namespace call's result
+    int new_ipc;          // nonzero: an IPC namespace of the child's own (System V objects, POSIX message queues)
 };
 
 enum
@@ -68,6 +69,7 @@ enum
     CORRAL_STEP_UNSHARE = 9,
     CORRAL_STEP_MOUNT = 10,
     CORRAL_STEP_SETNS = 11,
+    CORRAL_STEP_IPC = 12,
 };
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
@@ -175,6 +177,8 @@ static int child_main(void *arg)
     }
     else if (r->mount_count > 0 && make_mounts(r) < 0)
         return -1;
+    if (r->new_ipc && syscall(SYS_unshare, CLONE_NEWIPC) < 0)
+        return child_fail(r, CORRAL_STEP_IPC);
 
     // The identity, before anything that checks permissions (chdir, exec): those checks are then the user's. Raw
     // syscalls act on this task alone; glibc's setuid() would try to change every thread of the parent we share

@@ -202,6 +202,13 @@ public sealed class IsolationOptions
     /// Used when the host allows it (checked at start). Default: <c>true</c>.
     /// </summary>
     public bool PrivateTmp { get; set; } = true;
+
+    /// <summary>
+    /// Whether a task with a uid of its own gets an IPC namespace of its own, so the System V objects and POSIX message
+    /// queues it makes reach no other task and go with it (a swept uid serves again soon; the sweep cannot see these).
+    /// Used when the host allows it (checked at start). Default: <c>true</c>.
+    /// </summary>
+    public bool PrivateIpc { get; set; } = true;
 }
 
 /// <summary>Resource limits of tasks (section <c>Corral:Limits</c>): defaults for tasks that set none, and the largest a task may ask for.</summary>

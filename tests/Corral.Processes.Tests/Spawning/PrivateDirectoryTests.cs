@@ -139,4 +139,33 @@ public sealed class PrivateDirectoryTests
             Directory.Delete(own, recursive: true);
         }
     }
+
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
+    public async Task A_tree_with_an_ipc_namespace_of_its_own_sees_no_other_trees_objects_and_leaves_none(ContainmentMode mode)
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(mode);
+        int uid = Proc.UnusedUid();
+        var ours = await ProcessTree.RunAsync(new ProcessSpec("/usr/bin/ipcmk", ["-M", "4096"]), TestContext.Current.CancellationToken);
+        string id = ours.StandardOutput.Trim().Split(' ')[^1];
+        try
+        {
+            // In its namespace the tree sees its own segment alone (the header line and one), and it goes with the tree.
+            var result = await ProcessTree.RunAsync(Modes.Bash("ipcmk -M 4096 > /dev/null && wc -l < /proc/sysvipc/shm", mode) with
+            {
+                User = new ProcessUser(uid, uid),
+                PrivateIpc = true,
+            }, TestContext.Current.CancellationToken);
+            Assert.Equal(0, result.Outcome.ExitCode);
+            Assert.Equal("2\n", result.StandardOutput);
+            var ownedByTree = File.ReadAllLines("/proc/sysvipc/shm").Skip(1)
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f[9] == uid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Empty(ownedByTree); // cuid
+            Assert.Contains(File.ReadAllLines("/proc/sysvipc/shm").Skip(1), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1] == id);
+        }
+        finally
+        {
+            await ProcessTree.RunAsync(new ProcessSpec("/usr/bin/ipcrm", ["-m", id]), TestContext.Current.CancellationToken);
+        }
+    }
 }

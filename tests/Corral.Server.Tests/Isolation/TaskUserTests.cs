@@ -91,6 +91,19 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task What_a_task_makes_in_system_v_ipc_no_other_task_sees_and_it_goes_with_the_task()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        var made = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "ipcmk -M 4096 > /dev/null && ipcmk -Q > /dev/null && cat /proc/sysvipc/shm /proc/sysvipc/msg | wc -l" } }, wait: 30);
+        Assert.Equal("succeeded", made.TaskStatus);
+        Assert.Equal("4\n", made.Body!["result"]!["text"]!.GetValue<string>()); // two headers, its own two objects, nobody else's
+        string uid = made.Body["uid"]!.GetValue<int>().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (string table in new[] { "/proc/sysvipc/shm", "/proc/sysvipc/msg" })
+            Assert.DoesNotContain(File.ReadAllLines(table).Skip(1), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains(uid));
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
     {
         RequireRoot();

@@ -102,6 +102,7 @@ internal static unsafe class MountNamespaces
                 MountSources = strings.AddArray([.. mounts.Select(m => m.Source)]),
                 MountTargets = strings.AddArray([.. mounts.Select(m => m.Target)]),
                 MountNamespaceFd = -1,
+                NewIpc = 0,
                 StdinFd = -1,
                 StdoutFd = -1,
                 StderrFd = -1,

@@ -9,7 +9,8 @@ internal sealed record SpawnRequest(
     IReadOnlyList<string> Environment,
     string? WorkingDirectory,
     ProcessUser? User = null,
-    IReadOnlyList<(string Target, string Source)>? PrivateMounts = null)
+    IReadOnlyList<(string Target, string Source)>? PrivateMounts = null,
+    bool PrivateIpc = false)
 {
     /// <summary>The directories the tree sees in place of others (target, source), in a mount namespace of its own.</summary>
     public IReadOnlyList<(string Target, string Source)> Mounts => PrivateMounts ?? [];
@@ -54,7 +55,7 @@ internal sealed record SpawnRequest(
 
         var argv = new List<string>(args.Count + 1) { executable };
         argv.AddRange(args);
-        return new SpawnRequest(executable, argv, environment, cwd, spec.User, PrivateMountsOf(spec.PrivateDirectories, file));
+        return new SpawnRequest(executable, argv, environment, cwd, spec.User, PrivateMountsOf(spec.PrivateDirectories, file), spec.PrivateIpc);
     }
 
     private static List<(string Target, string Source)>? PrivateMountsOf(IReadOnlyDictionary<string, string>? directories, string file)

@@ -62,10 +62,10 @@ internal static unsafe class Spawner
     {
         if (PreferNative && CorralSpawn.Available)
             return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf);
-        if (request.Mounts.Count > 0)
+        if (request.Mounts.Count > 0 || request.PrivateIpc)
         {
             throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, request.ExecutablePath,
-                $"private directories need Corral's native spawn ({CorralSpawn.FileName}), which is not available");
+                $"private directories and a private IPC namespace need Corral's native spawn ({CorralSpawn.FileName}), which is not available");
         }
 
         if (request.User is { } user)
@@ -120,6 +120,7 @@ internal static unsafe class Spawner
                 MountSources = shared is null && request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Source)]) : null,
                 MountTargets = shared is null && request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Target)]) : null,
                 MountNamespaceFd = shared is null ? -1 : (int)shared.DangerousGetHandle(),
+                NewIpc = request.PrivateIpc ? 1 : 0,
             };
             var user = request.User;
             uint[] groups = user?.SupplementaryGroups.Select(g => (uint)g).ToArray() ?? [];
@@ -156,6 +157,7 @@ internal static unsafe class Spawner
                 CorralSpawn.StepUnshare => (SpawnFailure.ContainmentUnavailable, "cannot make the tree a mount namespace of its own (private directories need CAP_SYS_ADMIN)"),
                 CorralSpawn.StepMount => (SpawnFailure.ContainmentUnavailable, "cannot mount the tree's private directories"),
                 CorralSpawn.StepSetns => (SpawnFailure.ContainmentUnavailable, "cannot join the mount namespace of the tree's private directories"),
+                CorralSpawn.StepIpc => (SpawnFailure.ContainmentUnavailable, "cannot give the tree an IPC namespace of its own (it needs CAP_SYS_ADMIN)"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),
             };

@@ -119,6 +119,9 @@ internal sealed class TaskUsers : IHostedService
     /// </summary>
     public IReadOnlyList<(string Shared, string Own)> PrivateDirectories { get; private set; } = [];
 
+    /// <summary>Whether each task with a uid of its own gets an IPC namespace of its own (checked at start).</summary>
+    public bool PrivateIpc { get; private set; }
+
     /// <summary>The group every dynamic uid belongs to (shared workdirs).</summary>
     public int AgentsGroup => _options.AgentsGroup ?? _options.UidRangeStart - 1;
 
@@ -324,6 +327,8 @@ internal sealed class TaskUsers : IHostedService
         // Can a task see directories of its own in place of the shared ones? One real spawn says.
         if (_options.PrivateTmp)
             PrivateDirectories = await ProbePrivateDirectoriesAsync(probe, cancellationToken).ConfigureAwait(false);
+        if (_options.PrivateIpc)
+            PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
 
         // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
         var alive = UidsInUse();
@@ -401,6 +406,22 @@ internal sealed class TaskUsers : IHostedService
         finally
         {
             Directory.Delete(scratch);
+        }
+    }
+
+    /// <summary>Whether a spawn can have an IPC namespace of its own here.</summary>
+    private async Task<bool> ProbePrivateIpcAsync(ProcessUser probe, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ProcessTree.RunAsync(new ProcessSpec("/bin/true") { User = probe, WorkingDirectory = "/", InheritEnvironment = false, PrivateIpc = true },
+                cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (ProcessSpawnException e)
+        {
+            _logger.LogWarning("Tasks share the host's System V IPC objects and POSIX message queues: this host cannot give them their own ({Reason})", e.Message);
+            return false;
         }
     }
 

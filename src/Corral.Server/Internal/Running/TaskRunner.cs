@@ -94,6 +94,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             InheritEnvironment = false,
             User = user,
             PrivateDirectories = workspace.PrivateDirectories(plan, user),
+            PrivateIpc = user is { Exclusive: true } && users.PrivateIpc,
             ResourceLimits = plan.Resources,
             Containment = _options.Containment,
             Teardown = new TeardownOptions
