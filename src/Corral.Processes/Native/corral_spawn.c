@@ -165,15 +165,14 @@ static int child_main(void *arg)
     // copies no mount table and leaves none to tear down at exit), or one of the tree's own.
     if (r->mount_ns_fd >= 0)
     {
-        // Joining moves us to the namespace's root: the working directory we inherited is kept, as unshare keeps it.
-        int cwd = (int)syscall(SYS_open, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        // Joining moves us to the namespace's root: the working directory we inherited is entered again by its path,
+        // inside the namespace (as root still), as unshare would have kept it.
+        char cwd[4096];
+        long known = r->cwd == NULL ? syscall(SYS_getcwd, cwd, sizeof cwd) : -1;
         if (syscall(SYS_setns, r->mount_ns_fd, CLONE_NEWNS) < 0)
             return child_fail(r, CORRAL_STEP_SETNS);
-        if (cwd >= 0)
-        {
-            syscall(SYS_fchdir, cwd);
-            syscall(SYS_close, cwd);
-        }
+        if (known > 0 && cwd[0] == '/')
+            syscall(SYS_chdir, cwd);
     }
     else if (r->mount_count > 0 && make_mounts(r) < 0)
         return -1;

@@ -70,7 +70,7 @@ public sealed class PrivateDirectoryTests
         File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
         int uid = Proc.UnusedUid();
         var mounts = new Dictionary<string, string> { ["/tmp"] = own };
-        var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; pwd"]) { PrivateDirectories = mounts };
+        var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; pwd -P"]) { PrivateDirectories = mounts };
         async Task<(string Namespace, string Directory)> Run(ProcessUser? user)
         {
             var result = await ProcessTree.RunAsync(spec with { User = user }, TestContext.Current.CancellationToken);

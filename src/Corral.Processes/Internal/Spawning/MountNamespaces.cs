@@ -23,8 +23,20 @@ internal static unsafe class MountNamespaces
     private static readonly Dictionary<string, Entry> s_entries = new(StringComparer.Ordinal);
     private static long s_purged;
 
-    /// <summary>Set when the host refused a tree the join (<c>setns</c> needs CAP_SYS_CHROOT too): trees then make their own.</summary>
-    internal static bool Refused { get; set; }
+    /// <summary>Whether the host refused a tree the join (<c>setns</c> needs CAP_SYS_CHROOT too): trees then make their own.</summary>
+    internal static bool Refused { get; private set; }
+
+    /// <summary>The host refused a join: none is kept, or made, any more.</summary>
+    internal static void Refuse()
+    {
+        lock (s_entries)
+        {
+            Refused = true;
+            foreach (var entry in s_entries.Values)
+                entry.Namespace.Dispose();
+            s_entries.Clear();
+        }
+    }
 
     /// <summary>
     /// A namespace with <paramref name="mounts"/>, referenced for the caller (who calls

@@ -87,7 +87,7 @@ internal static unsafe class Spawner
         bool share = request.Mounts.Count > 0 && request.User is { Uid: not 0 } && !MountNamespaces.Refused;
         if (SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf, share) is { } child)
             return child;
-        MountNamespaces.Refused = true;
+        MountNamespaces.Refuse();
         return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf, share: false)!.Value;
     }
 

@@ -151,8 +151,10 @@ internal static class Leftovers
         }
 
         // find -P follows no link, not even one it is given: only the uid's own directories are made writable by it.
-        var spec = new ProcessSpec("/bin/sh", ["-c",
-            "exec xargs -0 -r sh -c 'find -P \"$@\" -xdev -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh"])
+        // Root needs no chmod, and must not chmod by path.
+        string remove = uid is null ? "exec xargs -0 -r rm -rf --one-file-system --"
+            : "exec xargs -0 -r sh -c 'find -P \"$@\" -xdev -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; exec rm -rf --one-file-system -- \"$@\"' sh";
+        var spec = new ProcessSpec("/bin/sh", ["-c", remove])
         {
             User = uid is { } u ? new ProcessUser(u, u) : null,
             WorkingDirectory = "/",

@@ -109,8 +109,9 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
     }
 
     /// <summary>
-    /// The uid's own directories, all of them, made once per uid by this process: each like a <c>/tmp</c> (root's, 1777),
-    /// so the uid can write in it but change nothing of it (mode, owner, attributes, ACLs), under root's 0700
+    /// The uid's own directories, all of them, made once per uid by this process: each like a <c>/tmp</c> of that uid
+    /// alone (root's, of the uid's own group, 1770), so the uid can write in it but change nothing of it (mode, owner,
+    /// attributes, ACLs), and no other uid can use it even through a descriptor passed to it; under root's 0700
     /// <c>private/&lt;uid&gt;/</c>, which no task passes through: the uid's tree reaches them only through its mounts.
     /// The sweep empties them, as root, before the uid serves another task.
     /// </summary>
@@ -121,7 +122,7 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         Files.CreateOwnedDirectory(paths.Private, 0, 0);
         Files.CreateOwnedDirectory(paths.PrivateOf(user.Uid), 0, 0);
         foreach (var (_, own) in users.PrivateDirectories)
-            Files.CreateOwnedDirectory(Path.Combine(paths.PrivateOf(user.Uid), own), 0, 0, Files.SharedTmp);
+            Files.CreateOwnedDirectory(Path.Combine(paths.PrivateOf(user.Uid), own), 0, user.Gid, Files.OwnTmp);
         _made.TryAdd(user.Uid, 0);
     }
 

@@ -14,8 +14,8 @@ internal static class Files
     /// <summary>2770: a shared directory of the agents group; what is made in it stays in the group.</summary>
     public const UnixFileMode SharedDirectory = PrivateDirectory | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.SetGroup;
 
-    /// <summary>1777, as <c>/tmp</c>: anyone who reaches it may write in it, and remove only their own; only its owner may change it.</summary>
-    public const UnixFileMode SharedTmp = (UnixFileMode)0x3FF | UnixFileMode.StickyBit;
+    /// <summary>1770: its group may write in it and remove only its own entries (the sticky bit); only its owner may change it.</summary>
+    public const UnixFileMode OwnTmp = (UnixFileMode)0x1F8 | UnixFileMode.StickyBit;
 
     /// <summary>Creates <paramref name="path"/> and every missing directory above it, each 0700.</summary>
     public static void CreatePrivateDirectory(string path)
