@@ -166,13 +166,17 @@ static int child_main(void *arg)
     if (r->mount_ns_fd >= 0)
     {
         // Joining moves us to the namespace's root: the working directory we inherited is entered again by its path,
-        // inside the namespace (as root still), as unshare would have kept it.
+        // inside the namespace (as root still); where that path is hidden by a mount, the directory itself, as unshare
+        // would have kept it.
         char cwd[4096];
         long known = r->cwd == NULL ? syscall(SYS_getcwd, cwd, sizeof cwd) : -1;
+        int here = r->cwd == NULL ? (int)syscall(SYS_open, ".", O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
         if (syscall(SYS_setns, r->mount_ns_fd, CLONE_NEWNS) < 0)
             return child_fail(r, CORRAL_STEP_SETNS);
-        if (known > 0 && cwd[0] == '/')
-            syscall(SYS_chdir, cwd);
+        if ((known <= 0 || cwd[0] != '/' || syscall(SYS_chdir, cwd) < 0) && here >= 0)
+            syscall(SYS_fchdir, here);
+        if (here >= 0)
+            syscall(SYS_close, here);
     }
     else if (r->mount_count > 0 && make_mounts(r) < 0)
         return -1;

@@ -69,7 +69,9 @@ public sealed class PrivateDirectoryTests
         string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
         File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
         int uid = Proc.UnusedUid();
-        var mounts = new Dictionary<string, string> { ["/tmp"] = own };
+        // Over a directory that does not hold ours (a fresh clone may be under /tmp): the tree's inherited one stays in view.
+        string target = Environment.CurrentDirectory.StartsWith("/tmp/", StringComparison.Ordinal) ? "/var/tmp" : "/tmp";
+        var mounts = new Dictionary<string, string> { [target] = own };
         var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; pwd -P"]) { PrivateDirectories = mounts };
         async Task<(string Namespace, string Directory)> Run(ProcessUser? user)
         {
@@ -80,7 +82,7 @@ public sealed class PrivateDirectoryTests
         }
 
         // The first tree stays alive, so its namespace's number cannot pass to another meanwhile.
-        await using var first = ProcessTree.Start(new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt > /tmp/ns; exec sleep 60"])
+        await using var first = ProcessTree.Start(new ProcessSpec("/bin/sh", ["-c", $"readlink /proc/self/ns/mnt > {target}/ns; exec sleep 60"])
         {
             User = new ProcessUser(uid, uid),
             PrivateDirectories = mounts,
