@@ -52,7 +52,7 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
 
     /// <summary>
     /// Directories the tree sees in place of others: each key (an existing absolute directory, such as <c>/tmp</c>)
-    /// shows the directory of its value, in a mount namespace of the tree's own, so nothing the tree writes there
+    /// shows the directory of its value, in a mount namespace whose mounts reach nobody, so nothing the tree writes there
     /// reaches the host's or another tree's. Needs Corral's native spawn and CAP_SYS_ADMIN (root); otherwise the spawn
     /// fails with <see cref="SpawnFailure.ContainmentUnavailable"/>. <c>null</c> (the default): the host's directories.
     /// Trees that run as a <see cref="User"/> other than root, which cannot mount, share one namespace per set of

@@ -113,8 +113,8 @@ static void fd_path(char *buf, int fd)
 
 // A mount namespace of this task's own, whose mounts propagate to nobody (MS_SLAVE: the host's still reach it),
 // then each source bound over its target. Every source is opened before the first mount, which could hide a later
-// one (a source under /tmp, bound over). The sources' descriptors are close-on-exec; a caller that does not exec
-// closes them.
+// one (a source under /tmp, bound over). Their descriptors are closed here on every path: the namespace maker shares
+// our descriptor table.
 static int make_mounts(struct corral_spawn_request *r)
 {
     int sources[CORRAL_MAX_MOUNTS];

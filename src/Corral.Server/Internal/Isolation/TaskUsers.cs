@@ -388,19 +388,11 @@ internal sealed class TaskUsers : IHostedService
         string scratch = Directory.CreateTempSubdirectory("corral-private-probe-").FullName;
         try
         {
-            await ProcessTree.RunAsync(new ProcessSpec("/bin/true")
-            {
-                User = probe,
-                WorkingDirectory = "/",
-                InheritEnvironment = false,
-                PrivateDirectories = directories.ToDictionary(d => d.Item1, _ => scratch),
-            }, cancellationToken).ConfigureAwait(false);
-            return directories;
-        }
-        catch (ProcessSpawnException e)
-        {
+            if (await RefusalAsync(new ProcessSpec("/bin/true") { User = probe, PrivateDirectories = directories.ToDictionary(d => d.Item1, _ => scratch) },
+                    cancellationToken).ConfigureAwait(false) is not { } reason)
+                return directories;
             _logger.LogWarning("Tasks share {Directories} with the host (what they leave there is swept after them): this host cannot give them their own ({Reason})",
-                string.Join(", ", directories.Select(d => d.Item1)), e.Message);
+                string.Join(", ", directories.Select(d => d.Item1)), reason);
             return [];
         }
         finally
@@ -412,16 +404,23 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>Whether a spawn can have an IPC namespace of its own here.</summary>
     private async Task<bool> ProbePrivateIpcAsync(ProcessUser probe, CancellationToken cancellationToken)
     {
+        if (await RefusalAsync(new ProcessSpec("/bin/true") { User = probe, PrivateIpc = true }, cancellationToken).ConfigureAwait(false) is not { } reason)
+            return true;
+        _logger.LogWarning("Tasks share the host's System V IPC objects and POSIX message queues: this host cannot give them their own ({Reason})", reason);
+        return false;
+    }
+
+    /// <summary>Why this host cannot run <paramref name="spec"/> (one real spawn, in <c>/</c> with no environment), or <c>null</c> when it ran.</summary>
+    private static async Task<string?> RefusalAsync(ProcessSpec spec, CancellationToken cancellationToken)
+    {
         try
         {
-            await ProcessTree.RunAsync(new ProcessSpec("/bin/true") { User = probe, WorkingDirectory = "/", InheritEnvironment = false, PrivateIpc = true },
-                cancellationToken).ConfigureAwait(false);
-            return true;
+            await ProcessTree.RunAsync(spec with { WorkingDirectory = "/", InheritEnvironment = false }, cancellationToken).ConfigureAwait(false);
+            return null;
         }
         catch (ProcessSpawnException e)
         {
-            _logger.LogWarning("Tasks share the host's System V IPC objects and POSIX message queues: this host cannot give them their own ({Reason})", e.Message);
-            return false;
+            return e.Message;
         }
     }
 
