@@ -48,6 +48,7 @@ internal static unsafe class CorralSpawn
         public byte** MountTargets;
         public int MountNamespaceFd;
         public int NewIpc;
+        public ulong* MountIds;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load("corral_spawn");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/sched.h>
@@ -54,6 +55,7 @@ struct corral_spawn_request
     const char *const *mount_targets;
     int mount_ns_fd;      // >= 0: join this mount namespace instead (mount_count is then 0); the namespace call's result
     int new_ipc;          // nonzero: an IPC namespace of the child's own (System V objects, POSIX message queues)
+    uint64_t *mount_ids;  // non-NULL: the namespace maker stores (device, inode) of each directory it bound, 2 per mount
 };
 
 enum
@@ -133,6 +135,14 @@ static int make_mounts(struct corral_spawn_request *r)
         failed = (sources[opened] = (int)syscall(SYS_open, r->mount_sources[opened], O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0;
     if (failed)
         opened--;
+    // What each descriptor holds is what its mount binds, whatever its path names by then: the caller checks these.
+    for (int i = 0; i < r->mount_count && !failed && r->mount_ids != NULL; i++)
+    {
+        struct statx st;
+        failed = syscall(SYS_statx, sources[i], "", AT_EMPTY_PATH, STATX_INO, &st) < 0;
+        r->mount_ids[2 * i] = ((uint64_t)st.stx_dev_major << 32) | st.stx_dev_minor;
+        r->mount_ids[2 * i + 1] = st.stx_ino;
+    }
     for (int i = 0; i < r->mount_count && !failed; i++)
     {
         fd_path(path, sources[i]);

@@ -142,6 +142,20 @@ public sealed class PrivateDirectoryTests
         }
     }
 
+    [Fact(Timeout = 60_000)]
+    public void A_new_namespace_reports_the_directories_its_mounts_hold_source_by_source()
+    {
+        Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
+        using var dir = new PidDir();
+        string first = Directory.CreateDirectory(dir.File("a")).FullName, second = Directory.CreateDirectory(dir.File("b")).FullName;
+        var before = MountNamespaces.Identity(first);
+        using var made = MountNamespaces.MakeNamespace([("/tmp", first), ("/var/tmp", second)], out var bound);
+        Assert.NotNull(made);
+        // Taken from the descriptors the mounts were made from, so a path swapped while they were made (and swapped back
+        // before a check by path) is seen: what is bound differs from what the key names.
+        Assert.Equal([before!.Value, MountNamespaces.Identity(second)!.Value], bound);
+    }
+
     [Theory(Timeout = 120_000)]
     [MemberData(nameof(Modes.Both), MemberType = typeof(Modes))]
     public async Task A_tree_with_an_ipc_namespace_of_its_own_sees_no_other_trees_objects_and_leaves_none(ContainmentMode mode)

@@ -105,35 +105,47 @@ internal static unsafe class MountNamespaces
 
     private static Entry? Make(IReadOnlyList<(string Target, string Source)> mounts, (ulong Dev, ulong Ino)[] ids, long now)
     {
+        if (MakeNamespace(mounts, out var bound) is not { } made)
+            return null;
+        // Each mount must hold the directory its path named when the key was taken: a path swapped meanwhile, even
+        // swapped back since, bound another. A held directory cannot be replaced, so the key then stays true.
+        if (!bound.AsSpan().SequenceEqual(ids))
+        {
+            made.Dispose();
+            return null;
+        }
+
+        return new Entry(made, ids, now);
+    }
+
+    /// <summary>A new namespace with <paramref name="mounts"/>, and the directory each mount holds; <c>null</c> when it cannot be made.</summary>
+    internal static SafeFileHandle? MakeNamespace(IReadOnlyList<(string Target, string Source)> mounts, out (ulong Dev, ulong Ino)[] bound)
+    {
         var strings = new NativeStrings();
+        var ids = new ulong[2 * mounts.Count];
+        bound = [];
         try
         {
-            var r = new CorralSpawn.Request
+            fixed (ulong* boundIds = ids)
             {
-                MountCount = mounts.Count,
-                MountSources = strings.AddArray([.. mounts.Select(m => m.Source)]),
-                MountTargets = strings.AddArray([.. mounts.Select(m => m.Target)]),
-                MountNamespaceFd = -1,
-                NewIpc = 0,
-                StdinFd = -1,
-                StdoutFd = -1,
-                StderrFd = -1,
-                CgroupFd = -1,
-            };
-            if (CorralSpawn.MakeMountNamespace(&r, out _) != 0)
-                return null;
-            var made = new SafeFileHandle(r.MountNamespaceFd, ownsHandle: true);
-            // Each path named the same directory before and after the namespace bound it: that is the one it holds.
-            for (int i = 0; i < mounts.Count; i++)
-            {
-                if (Identity(mounts[i].Source) != ids[i])
+                var r = new CorralSpawn.Request
                 {
-                    made.Dispose();
+                    MountCount = mounts.Count,
+                    MountSources = strings.AddArray([.. mounts.Select(m => m.Source)]),
+                    MountTargets = strings.AddArray([.. mounts.Select(m => m.Target)]),
+                    MountNamespaceFd = -1,
+                    NewIpc = 0,
+                    MountIds = boundIds,
+                    StdinFd = -1,
+                    StdoutFd = -1,
+                    StderrFd = -1,
+                    CgroupFd = -1,
+                };
+                if (CorralSpawn.MakeMountNamespace(&r, out _) != 0)
                     return null;
-                }
+                bound = [.. Enumerable.Range(0, mounts.Count).Select(i => (ids[2 * i], ids[2 * i + 1]))];
+                return new SafeFileHandle(r.MountNamespaceFd, ownsHandle: true);
             }
-
-            return new Entry(made, ids, now);
         }
         finally
         {
@@ -142,7 +154,7 @@ internal static unsafe class MountNamespaces
     }
 
     /// <summary>The device and inode of a directory, or <c>null</c>.</summary>
-    private static (ulong Dev, ulong Ino)? Identity(string path)
+    internal static (ulong Dev, ulong Ino)? Identity(string path)
     {
         byte* buffer = stackalloc byte[Libc.StatxBufferSize];
         fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(path + "\0"))
