@@ -140,8 +140,11 @@ static int make_mounts(struct corral_spawn_request *r)
     {
         struct statx st;
         failed = syscall(SYS_statx, sources[i], "", AT_EMPTY_PATH, STATX_INO, &st) < 0;
-        r->mount_ids[2 * i] = ((uint64_t)st.stx_dev_major << 32) | st.stx_dev_minor;
-        r->mount_ids[2 * i + 1] = st.stx_ino;
+        if (!failed)
+        {
+            r->mount_ids[2 * i] = ((uint64_t)st.stx_dev_major << 32) | st.stx_dev_minor;
+            r->mount_ids[2 * i + 1] = st.stx_ino;
+        }
     }
     for (int i = 0; i < r->mount_count && !failed; i++)
     {

@@ -143,8 +143,9 @@ internal static unsafe class MountNamespaces
                 };
                 if (CorralSpawn.MakeMountNamespace(&r, out _) != 0)
                     return null;
+                var made = new SafeFileHandle(r.MountNamespaceFd, ownsHandle: true);
                 bound = [.. Enumerable.Range(0, mounts.Count).Select(i => (ids[2 * i], ids[2 * i + 1]))];
-                return new SafeFileHandle(r.MountNamespaceFd, ownsHandle: true);
+                return made;
             }
         }
         finally
