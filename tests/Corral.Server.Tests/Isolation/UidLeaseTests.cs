@@ -109,6 +109,54 @@ public sealed class UidLeaseTests : IDisposable
         }
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_task_that_finds_every_uid_in_use_fails_with_a_clear_error_and_the_server_keeps_serving()
+    {
+        RequireRoot();
+        await using var server = await TestServer.StartAsync(s => Range(s, 1));
+        var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
+        await UidOfRunningAsync(server.Http, holder.Id!);
+
+        var refused = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30);
+        Assert.Equal("failed", refused.TaskStatus);
+        Assert.Equal("spawn_failed", refused.Body!["error"]!["code"]!.GetValue<string>());
+        Assert.Contains("uid", refused.Body!["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        // The uid comes back when its task ends, and serves the next one.
+        await server.Http.CancelAsync(holder.Id!);
+        await server.Http.WaitForEndAsync(holder.Id!);
+        await Proc.WaitForAsync(async () => (await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30)).TaskStatus == "succeeded",
+            TimeSpan.FromSeconds(30), "a task to run once the uid is free again");
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_uid_held_back_because_something_ran_as_it_serves_again_once_nothing_does()
+    {
+        RequireRoot();
+        using var squatter = System.Diagnostics.Process.Start("setpriv", ["--reuid", _start.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--regid", _start.ToString(System.Globalization.CultureInfo.InvariantCulture), "--clear-groups", "sleep", "120"])!;
+        try
+        {
+            await Proc.WaitForAsync(() => Proc.Uids(squatter.Id) is [var real, ..] && real == _start, TimeSpan.FromSeconds(10), "the squatter to run as the uid");
+            await using var server = await TestServer.StartAsync(s => Range(s, 1));
+
+            var refused = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30);
+            Assert.Equal("spawn_failed", refused.Body!["error"]!["code"]!.GetValue<string>());
+            Assert.True(Proc.IsAlive(squatter.Id), "the server must never touch a process it did not start");
+
+            squatter.Kill();
+            await squatter.WaitForExitAsync();
+            var served = await server.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30);
+            Assert.Equal("succeeded", served.TaskStatus);
+            Assert.Equal($"{_start}\n", served.Body!["result"]!["text"]!.GetValue<string>());
+        }
+        finally
+        {
+            if (!squatter.HasExited)
+                squatter.Kill();
+        }
+    }
+
     [Fact(Timeout = 30_000)]
     public void A_start_takes_the_uids_its_own_crashed_process_left_marked_and_leaves_another_data_directorys_to_it()
     {

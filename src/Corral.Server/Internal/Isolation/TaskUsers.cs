@@ -25,7 +25,7 @@ internal enum IsolationMode
 /// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a uid from a range that collides with no
 /// host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went), a
 /// member of the agents group, and never handed out while a process of it may live (a uid whose teardown left
-/// something behind, or that a process held at start-up, is skipped). A uid given back is swept first: what it left
+/// something behind, or that a process held at start-up, is held back until nothing runs as it). A uid given back is swept first: what it left
 /// in the host's shared directories and in its own is removed (<see cref="Leftovers"/>), in batches in the background,
 /// and only then may it be handed out again, before any new one (its own directories and mount namespace are ready:
 /// <see cref="PrivateDirectories"/>), so a server uses about as many uids as it runs tasks at once; new ones come
@@ -129,14 +129,17 @@ internal sealed class TaskUsers : IHostedService
     /// The identity for a new task's tree, or <c>null</c> for the server's own. Release it when the task ends. Waits
     /// only when every free uid is still to be swept (a range smaller than the tasks it serves).
     /// </summary>
+    /// <exception cref="NoFreeUidException">No uid of the range can be handed out.</exception>
     public async ValueTask<ProcessUser?> AllocateAsync(CancellationToken cancellationToken = default)
     {
         if (Mode == IsolationMode.Fixed)
             return _fixed;
         if (Mode == IsolationMode.None)
             return null;
+        bool rechecked = false;
         while (true)
         {
+            bool sweep;
             lock (_gate)
             {
                 // A uid swept clean first: its tasks' mount namespace and own directories exist already.
@@ -158,18 +161,56 @@ internal sealed class TaskUsers : IHostedService
                     return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
                 }
 
-                if (_unswept.Count == 0)
-                    throw new InvalidOperationException("Every uid of the dynamic range is in use.");
+                sweep = _unswept.Count > 0;
+                if (!sweep && (rechecked || _quarantined.Count == 0))
+                    throw new NoFreeUidException($"No uid is free for the task: every uid of the dynamic range ({_options.UidRangeStart}–{_options.UidRangeStart + _options.UidRangeCount - 1}) is in use or held back ({_quarantined.Count} with a process running as it).");
+            }
+
+            if (!sweep)
+            {
+                rechecked = true;
+                Requalify();
+                continue;
             }
 
             if (!await SweepAsync(cancellationToken).ConfigureAwait(false))
-                throw new InvalidOperationException($"Every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {_sweepFailure}.");
+                throw new NoFreeUidException($"No uid is free for the task: every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {_sweepFailure}.");
         }
     }
 
     /// <summary>
+    /// The uids held back (a teardown left something of them alive, or something ran as them at start) that nothing
+    /// runs as any more are swept and serve again, so the range does not shrink for good. Checked when no other uid is
+    /// free: it reads every process's status.
+    /// </summary>
+    private void Requalify()
+    {
+        var alive = UidsInUse();
+        int still;
+        lock (_gate)
+        {
+            // What a teardown held back is still leased here, marked; what ran as a uid at start was never ours.
+            var reclaimed = _leases?.Reclaim(alive, Holder, keep: true) ?? [];
+            foreach (int uid in _quarantined.ToList())
+            {
+                if (alive.Contains(uid) || (!reclaimed.Contains(uid) && _leases?.TryTake(uid, Holder) == false))
+                    continue;
+                _quarantined.Remove(uid);
+                _unswept.Add(uid);
+            }
+
+            foreach (int uid in reclaimed.Where(u => !_unswept.Contains(u)))
+                _unswept.Add(uid); // a dead predecessor's of this data directory: to be swept like the others
+            still = _quarantined.Count;
+        }
+
+        if (still > 0)
+            _logger.LogWarning("{Count} uid(s) of the dynamic range still have processes running as them: they are not handed out", still);
+    }
+
+    /// <summary>
     /// A task is done with its uid. <paramref name="clean"/>: its teardown left nothing of it alive; otherwise the uid
-    /// is not handed out again by this process (a survivor might still run as it).
+    /// is held back until nothing runs as it any more (a survivor might still run as it).
     /// </summary>
     public void Release(ProcessUser? user, bool clean)
     {

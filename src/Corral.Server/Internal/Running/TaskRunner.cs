@@ -2,6 +2,7 @@ using Corral.Agents;
 using Corral.Processes;
 using Corral.Server.Api;
 using Corral.Server.Hosting;
+using Corral.Server.Internal.Isolation;
 using Corral.Server.Internal.Scheduling;
 using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
@@ -28,7 +29,20 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
 
     public async Task<RunResult> RunAsync(ActiveTask task)
     {
-        var user = await users.AllocateAsync().ConfigureAwait(false);
+        ProcessUser? user;
+        try
+        {
+            user = await users.AllocateAsync(task.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (task.StopReason is { } early)
+        {
+            return new RunResult(null, null, early, null, null);
+        }
+        catch (NoFreeUidException e)
+        {
+            return Failed(ErrorCodes.SpawnFailed, e.Message);
+        }
+
         bool clean = true;
         try
         {

@@ -16,6 +16,7 @@ internal sealed class ActiveTask
     private readonly TaskCompletionSource<StopReason> _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stopping = new();
     private volatile TaskRecord _record;
 
     public ActiveTask(string id, TaskPlan? plan, TaskRecord record, JournalWriter journal)
@@ -68,8 +69,15 @@ internal sealed class ActiveTask
 
     public StopReason? StopReason => _stop.Task.IsCompletedSuccessfully ? _stop.Task.Result : null;
 
+    /// <summary>Cancelled once anyone asked the task to stop: for what it waits on before its tree exists.</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
     /// <summary>Asks the task to stop; the first reason wins. Idempotent.</summary>
-    public void RequestStop(StopReason reason) => _stop.TrySetResult(reason);
+    public void RequestStop(StopReason reason)
+    {
+        if (_stop.TrySetResult(reason))
+            _stopping.Cancel();
+    }
 
     /// <summary>
     /// This node lost its lease on the task: its tree is killed at once (no ladder: another node may declare the task's
