@@ -182,6 +182,40 @@ public sealed partial class LeftoverTests : IDisposable
         Assert.Single(scan.Found);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_uid_held_back_for_what_it_left_serves_again_once_the_sweep_can_remove_it()
+    {
+        RequireRoot();
+        string stuck = Made($"/tmp/{_tag}-stuck");
+        await using var server = await TestServer.StartAsync(OneUid);
+        var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"echo x > {stuck}; sleep 60" } });
+        await Proc.WaitForAsync(() => File.Exists(stuck), TimeSpan.FromSeconds(30), "the task's file");
+        Chattr("+i", stuck); // immutable: no rm removes it, so the sweep cannot
+        try
+        {
+            await server.Http.CancelAsync(holder.Id!);
+            await server.Http.WaitForEndAsync(holder.Id!);
+            var refused = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30);
+            Assert.Equal("spawn_failed", refused.Body!["error"]!["code"]!.GetValue<string>());
+            Assert.True(File.Exists(stuck));
+        }
+        finally
+        {
+            Chattr("-i", stuck);
+        }
+
+        // Removable again: the next check sweeps it and hands the uid out.
+        await Proc.WaitForAsync(async () => (await server.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 30)).TaskStatus == "succeeded",
+            TimeSpan.FromSeconds(60), "the held-back uid to serve again");
+        Assert.False(File.Exists(stuck));
+    }
+
+    private static void Chattr(string change, string path)
+    {
+        using var chattr = System.Diagnostics.Process.Start("chattr", [change, path])!;
+        Assert.True(chattr.WaitForExit(TimeSpan.FromSeconds(30)) && chattr.ExitCode == 0, $"chattr {change} {path}");
+    }
+
     private static partial class Interop
     {
         [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]

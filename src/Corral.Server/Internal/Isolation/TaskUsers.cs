@@ -25,7 +25,8 @@ internal enum IsolationMode
 /// Gives each task its identity. With <see cref="IsolationMode.Dynamic"/>, a uid from a range that collides with no
 /// host user: exclusive to the task (so its tree's teardown finds every process of that uid, wherever it went), a
 /// member of the agents group, and never handed out while a process of it may live (a uid whose teardown left
-/// something behind, or that a process held at start-up, is held back until nothing runs as it). A uid given back is swept first: what it left
+/// something behind is held back until nothing of it is left; one that a process held at start-up is never this
+/// server's). A uid given back is swept first: what it left
 /// in the host's shared directories and in its own is removed (<see cref="Leftovers"/>), in batches in the background,
 /// and only then may it be handed out again, before any new one (its own directories and mount namespace are ready:
 /// <see cref="PrivateDirectories"/>), so a server uses about as many uids as it runs tasks at once; new ones come
@@ -37,7 +38,8 @@ internal sealed class TaskUsers : IHostedService
     private readonly ILogger<TaskUsers> _logger;
     private readonly Lock _gate = new();
     private readonly HashSet<int> _inUse = [];
-    private readonly HashSet<int> _quarantined = [];
+    private readonly HashSet<int> _quarantined = []; // held back by this process: a teardown or sweep left something of them
+    private readonly HashSet<int> _foreign = []; // something ran as them at start: never this process's to take
     private readonly HashSet<int> _unswept = [];
     private readonly Stack<int> _ready = new(); // given back clean and swept, the latest on top
     private readonly string[] _sweepDirectories;
@@ -59,6 +61,10 @@ internal sealed class TaskUsers : IHostedService
     private static readonly TimeSpan SweepRetry = TimeSpan.FromSeconds(5);
 
     private volatile string? _sweepFailure;
+    private long? _requalifiedAt;
+
+    /// <summary>How often, at most, held-back uids are checked again (each check reads every process's status).</summary>
+    private static readonly TimeSpan RequalifyInterval = TimeSpan.FromSeconds(5);
 
     public TaskUsers(IOptions<CorralOptions> options, ServerPaths paths, TimeProvider time, ILogger<TaskUsers> logger)
     {
@@ -145,7 +151,7 @@ internal sealed class TaskUsers : IHostedService
                 // A uid swept clean first: its tasks' mount namespace and own directories exist already.
                 while (_ready.TryPop(out int ready))
                 {
-                    if (_inUse.Contains(ready) || _quarantined.Contains(ready) || _unswept.Contains(ready) || _leases?.TryTake(ready, Holder) == false)
+                    if (_inUse.Contains(ready) || _quarantined.Contains(ready) || _foreign.Contains(ready) || _unswept.Contains(ready) || _leases?.TryTake(ready, Holder) == false)
                         continue;
                     _inUse.Add(ready);
                     return new ProcessUser(ready, ready) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
@@ -155,7 +161,7 @@ internal sealed class TaskUsers : IHostedService
                 {
                     int uid = _options.UidRangeStart + _cursor;
                     _cursor = (_cursor + 1) % _options.UidRangeCount;
-                    if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _unswept.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
+                    if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _foreign.Contains(uid) || _unswept.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
                         continue;
                     _inUse.Add(uid);
                     return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
@@ -163,7 +169,7 @@ internal sealed class TaskUsers : IHostedService
 
                 sweep = _unswept.Count > 0;
                 if (!sweep && (rechecked || _quarantined.Count == 0))
-                    throw new NoFreeUidException($"No uid is free for the task: every uid of the dynamic range ({_options.UidRangeStart}–{_options.UidRangeStart + _options.UidRangeCount - 1}) is in use or held back ({_quarantined.Count} with a process running as it).");
+                    throw new NoFreeUidException($"No uid is free for the task: every uid of the dynamic range ({_options.UidRangeStart}–{_options.UidRangeStart + _options.UidRangeCount - 1}) is in use or held back ({_quarantined.Count} after a teardown or sweep that left something of them, {_foreign.Count} that something else ran as at start).");
             }
 
             if (!sweep)
@@ -173,44 +179,54 @@ internal sealed class TaskUsers : IHostedService
                 continue;
             }
 
-            if (!await SweepAsync(cancellationToken).ConfigureAwait(false))
-                throw new NoFreeUidException($"No uid is free for the task: every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {_sweepFailure}.");
+            if (!await SweepAsync(cancellationToken).ConfigureAwait(false) && _sweepFailure is { } failure)
+                throw new NoFreeUidException($"No uid is free for the task: every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {failure}.");
         }
     }
 
     /// <summary>
-    /// The uids held back (a teardown left something of them alive, or something ran as them at start) that nothing
-    /// runs as any more are swept and serve again, so the range does not shrink for good. Checked when no other uid is
-    /// free: it reads every process's status.
+    /// The uids this process held back (a teardown or a sweep left something of them) that nothing runs as any more are
+    /// swept and serve again, so the range does not shrink for good. Checked when no other uid is free, at most every
+    /// <see cref="RequalifyInterval"/>. Only uids held back before the scan of /proc began qualify: one held back
+    /// meanwhile may have a process the scan passed over. A uid something else ran as at start is never taken.
     /// </summary>
     private void Requalify()
     {
-        var alive = UidsInUse();
+        List<int> candidates;
+        lock (_gate)
+        {
+            if (_quarantined.Count == 0 || (_requalifiedAt is { } at && _time.GetElapsedTime(at) < RequalifyInterval))
+                return;
+            _requalifiedAt = _time.GetTimestamp();
+            candidates = [.. _quarantined];
+        }
+
+        if (UidsInUse(strict: true) is not { } alive)
+            return; // the scan cannot be trusted this time (PIDs may have wrapped, a status was unreadable)
         int still;
         lock (_gate)
         {
-            // What a teardown held back is still leased here, marked; what ran as a uid at start was never ours.
-            var reclaimed = _leases?.Reclaim(alive, Holder, keep: true) ?? [];
-            foreach (int uid in _quarantined.ToList())
+            foreach (int uid in candidates)
             {
-                if (alive.Contains(uid) || (!reclaimed.Contains(uid) && _leases?.TryTake(uid, Holder) == false))
+                // Its lease is still marked by this data directory's server (no other server took it meanwhile).
+                if (alive.Contains(uid) || !_quarantined.Contains(uid) || _leases?.TryReclaim(uid, Holder) == false)
                     continue;
                 _quarantined.Remove(uid);
                 _unswept.Add(uid);
+                if (_dirty.CurrentCount == 0)
+                    _dirty.Release();
             }
 
-            foreach (int uid in reclaimed.Where(u => !_unswept.Contains(u)))
-                _unswept.Add(uid); // a dead predecessor's of this data directory: to be swept like the others
             still = _quarantined.Count;
         }
 
         if (still > 0)
-            _logger.LogWarning("{Count} uid(s) of the dynamic range still have processes running as them: they are not handed out", still);
+            _logger.LogWarning("{Count} uid(s) of the dynamic range are still held back: something of them is left", still);
     }
 
     /// <summary>
     /// A task is done with its uid. <paramref name="clean"/>: its teardown left nothing of it alive; otherwise the uid
-    /// is held back until nothing runs as it any more (a survivor might still run as it).
+    /// is held back until nothing runs as it any more (a survivor might still run as it): see <see cref="Requalify"/>.
     /// </summary>
     public void Release(ProcessUser? user, bool clean)
     {
@@ -237,12 +253,14 @@ internal sealed class TaskUsers : IHostedService
 
     /// <summary>
     /// Removes what the uids given back so far left in the shared directories, then lets them be handed out again; a
-    /// uid whose leftovers could not all be removed is not handed out again by this process. <c>false</c> when the
+    /// uid whose leftovers could not all be removed is held back (<see cref="Requalify"/>). <c>false</c> when the
     /// directories could not be scanned: the uids stay to be swept, and the reason is in <see cref="_sweepFailure"/>.
     /// </summary>
     private async Task<bool> SweepAsync(CancellationToken cancellationToken)
     {
         await _sweeping.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // A waiter that gives up stops waiting, not the removal it would share with others.
+        cancellationToken = _stopping.Token;
         try
         {
             HashSet<int> uids;
@@ -290,7 +308,7 @@ internal sealed class TaskUsers : IHostedService
             }
 
             if (scan.Found.Count > 0)
-                _logger.LogWarning("Could not remove everything uid(s) {Uids} left in {Directories}: they are not handed out again", string.Join(", ", scan.Found.Keys), string.Join(", ", _sweepDirectories));
+                _logger.LogWarning("Could not remove everything uid(s) {Uids} left in {Directories}: they are held back until it can be removed", string.Join(", ", scan.Found.Keys), string.Join(", ", _sweepDirectories));
             return true;
         }
         finally
@@ -372,11 +390,11 @@ internal sealed class TaskUsers : IHostedService
             PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
 
         // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
-        var alive = UidsInUse();
+        var alive = UidsInUse(strict: false)!;
         foreach (int uid in alive)
         {
             if (InRange(uid))
-                _quarantined.Add(uid);
+                _foreign.Add(uid);
         }
 
         // Other servers on this host lease from the same range: a uid is taken by one server at a time.
@@ -393,8 +411,8 @@ internal sealed class TaskUsers : IHostedService
             _leases = leases;
         }
 
-        if (_quarantined.Count > 0)
-            _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: they are not handed out", _quarantined.Count);
+        if (_foreign.Count > 0)
+            _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: this server does not hand them out", _foreign.Count);
 
         // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
         if (_sweepDirectories.Length > 0)
@@ -544,9 +562,17 @@ internal sealed class TaskUsers : IHostedService
 
     private static IEnumerable<string> ReadLines(string path) => File.Exists(path) ? File.ReadLines(path) : [];
 
-    /// <summary>The real uids of every process now (from /proc/PID/status).</summary>
-    private static HashSet<int> UidsInUse()
+    /// <summary>
+    /// The uids (real, effective, saved, file system) of every process now, from /proc/PID/status. <paramref name="strict"/>:
+    /// <c>null</c> unless the scan is proof that no other process runs as any uid missing from it: every status was read
+    /// or its process was gone, and PID allocation did not go round meanwhile (a process forking ahead of the scan then
+    /// always has a PID the scan has yet to reach).
+    /// </summary>
+    private static HashSet<int>? UidsInUse(bool strict)
     {
+        var before = strict ? PidCounters.Read() : null;
+        if (strict && before is null)
+            return null;
         var uids = new HashSet<int>();
         foreach (string dir in Directory.EnumerateDirectories("/proc"))
         {
@@ -567,12 +593,17 @@ internal sealed class TaskUsers : IHostedService
                     break;
                 }
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
             {
                 // gone meanwhile
             }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (strict)
+                    return null; // alive, perhaps, and unread
+            }
         }
 
-        return uids;
+        return !strict || (PidCounters.Read() is { } after && !PidCounters.MayHaveWrapped(before!, after)) ? uids : null;
     }
 }

@@ -66,6 +66,49 @@ internal sealed class UidLeases : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Leases again a uid this server held back (given back marked: something of it was left) now that nothing runs
+    /// as it: <c>false</c> if another server holds it, or the mark is another data directory's.
+    /// </summary>
+    public bool TryReclaim(int uid, string holder)
+    {
+        if (!Shared)
+            return true;
+        if (_held.ContainsKey(uid))
+            return false;
+        FileStream file;
+        try
+        {
+            file = new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            return false; // locked: another live server has it
+        }
+
+        try
+        {
+            if (file.Length > 0 && !SameDataDirectory(file, holder))
+            {
+                file.Dispose();
+                return false;
+            }
+
+            file.SetLength(0);
+            file.Position = 0;
+            file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
+            file.Flush();
+        }
+        catch (IOException)
+        {
+            file.Dispose();
+            return false;
+        }
+
+        _held[uid] = file;
+        return true;
+    }
+
     /// <summary>Gives <paramref name="uid"/> back; <paramref name="clean"/>: nothing of it is alive, so any server may take it again.</summary>
     public void Release(int uid, bool clean)
     {
