@@ -44,16 +44,8 @@ internal sealed class UidLeases : IDisposable
     {
         if (!Shared)
             return true;
-        FileStream file;
-        try
-        {
-            file = new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException)
-        {
-            return false; // locked: another live server has it
-        }
-
+        if (Lock(uid) is not { } file)
+            return false;
         if (file.Length > 0)
         {
             file.Dispose(); // its holder died while the uid was in use: wait for Reclaim
@@ -74,18 +66,8 @@ internal sealed class UidLeases : IDisposable
     {
         if (!Shared)
             return true;
-        if (_held.ContainsKey(uid))
+        if (_held.ContainsKey(uid) || Lock(uid) is not { } file)
             return false;
-        FileStream file;
-        try
-        {
-            file = new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException)
-        {
-            return false; // locked: another live server has it
-        }
-
         try
         {
             if (file.Length > 0 && !SameDataDirectory(file, holder))
@@ -107,6 +89,19 @@ internal sealed class UidLeases : IDisposable
 
         _held[uid] = file;
         return true;
+    }
+
+    /// <summary><paramref name="uid"/>'s lease file, opened and locked, or <c>null</c> when another live server holds it.</summary>
+    private FileStream? Lock(int uid)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Gives <paramref name="uid"/> back; <paramref name="clean"/>: nothing of it is alive, so any server may take it again.</summary>
