@@ -216,6 +216,40 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_when_its_node_is_gone()
+    {
+        string db = await DatabaseAsync();
+        var a = await NodeAsync(db, "a");
+        var b = await NodeAsync(db, "b", Small);
+        // The database takes every write but a task's final row (a fault of that one statement), so the end a produces
+        // is only in its journal when a dies.
+        await SqlAsync(db, """
+            CREATE FUNCTION refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+            CREATE TRIGGER refuse_end BEFORE UPDATE ON tasks FOR EACH ROW
+                WHEN (OLD.status = 'running' AND NEW.status NOT IN ('running', 'queued')) EXECUTE FUNCTION refuse_end();
+            """);
+        string id = (await a.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "echo R" }, limits = new { memoryMaxMb = 300 } })).Id!;
+        var journaled = await b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(30));
+        Assert.Equal("succeeded", journaled[^1].Data!["status"]!.GetValue<string>()); // the end, in the journal in the database
+        Assert.Equal("running", (await b.Http.GetTaskAsync(id)).Body!["status"]!.GetValue<string>()); // and not in the row
+
+        a.Kill();
+        await SqlAsync(db, "DROP TRIGGER refuse_end ON tasks;");
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+        Assert.True("succeeded" == ended["status"]!.GetValue<string>(), ended.ToJsonString());
+        Assert.Equal("R\n", ended["result"]!["text"]!.GetValue<string>());
+        var events = await b.Http.ReadEventsAsync(id);
+        Assert.Single(events, e => e.Name == "task.end");
+    }
+
+    private static async Task SqlAsync(string database, string sql)
+    {
+        await using var source = Npgsql.NpgsqlDataSource.Create(database);
+        await using var command = source.CreateCommand(sql);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task A_node_frozen_past_its_lease_fences_itself_when_it_thaws_and_its_late_writes_are_refused()
     {
         string db = await DatabaseAsync();

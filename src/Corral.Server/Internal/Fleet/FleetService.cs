@@ -5,6 +5,7 @@ using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Running;
 using Corral.Server.Internal.Scheduling;
 using Corral.Server.Internal.Storage;
+using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Postgres;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -287,6 +288,21 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
         task.Fence();
     }
 
+    /// <summary>
+    /// The final record of a task whose node stopped renewing: the end it produced when that reached the journal (the
+    /// node died before the row had it), else interrupted. A journal that cannot be read fails the reap, to be tried again.
+    /// </summary>
+    private TaskRecord EndOf(TaskRecord record, HashSet<string> journaled)
+    {
+        if (record.Status == TaskState.Running && JournalFacts.Of(fleet.Journals.Read(record.Id)).Final is { } final)
+        {
+            journaled.Add(record.Id);
+            return final;
+        }
+
+        return fleet.Interrupted(record, time.GetUtcNow());
+    }
+
     /// <summary>Ends the tasks of nodes that stopped renewing, every third of the lease (staggered by node).</summary>
     private async Task ReapLoopAsync(CancellationToken cancellationToken)
     {
@@ -306,10 +322,13 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
         {
             try
             {
-                foreach (var ended in await fleet.Store.ReapAsync(r => fleet.Interrupted(r, time.GetUtcNow()), 50, cancellationToken).ConfigureAwait(false))
+                var journaled = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var ended in await fleet.Store.ReapAsync(r => EndOf(r, journaled), 50, cancellationToken).ConfigureAwait(false))
                 {
-                    logger.LogWarning("Task {Id}: node {Node} stopped renewing its lease; recorded {Status}", ended.Record.Id, ended.Node ?? "(none)", ended.Record.Status);
-                    await scheduler.RecordEndedElsewhereAsync(ended.Record, ended.Epoch).ConfigureAwait(false);
+                    bool fromJournal = journaled.Contains(ended.Record.Id);
+                    logger.LogWarning("Task {Id}: node {Node} stopped renewing its lease{After}; recorded {Status}", ended.Record.Id, ended.Node ?? "(none)",
+                        fromJournal ? " after its end reached the journal" : "", ended.Record.Status);
+                    await scheduler.RecordEndedElsewhereAsync(ended.Record, ended.Epoch, journaled: fromJournal).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

@@ -523,15 +523,19 @@ internal sealed class Scheduler : IHostedService
 
     /// <summary>
     /// Fleet mode: a task ended by this node without running here (cancelled while queued, taken over from a node that
-    /// stopped renewing): its final events go to its journal under the epoch that ended it, and the fleet is told.
+    /// stopped renewing): its final events go to its journal under the epoch that ended it (unless they are there
+    /// already: <paramref name="journaled"/>), and the fleet is told.
     /// </summary>
-    public async Task RecordEndedElsewhereAsync(TaskRecord final, long epoch)
+    public async Task RecordEndedElsewhereAsync(TaskRecord final, long epoch, bool journaled = false)
     {
         var fleet = _fleet!;
         try
         {
-            using var journal = fleet.Journals.Open(final.Id, epoch);
-            await AppendEndAsync(journal, final).ConfigureAwait(false);
+            if (!journaled)
+            {
+                using var journal = fleet.Journals.Open(final.Id, epoch);
+                await AppendEndAsync(journal, final).ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (e is IOException or Npgsql.NpgsqlException)
         {

@@ -1,0 +1,58 @@
+using System.Text.Json;
+using Corral.Processes;
+using Corral.Server.Api;
+
+namespace Corral.Server.Internal.Storage.Journal;
+
+/// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size.</summary>
+internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes)
+{
+    /// <summary>Reads <paramref name="journal"/> to its end (and disposes of it).</summary>
+    public static JournalFacts Of(JournalReader journal)
+    {
+        using var reader = journal;
+        long limit = reader.FileLength;
+        JournalEntry? result = null;
+        bool ended = false;
+        StartNote? start = null;
+        TreeIdentity? tree = null;
+        long stdout = 0, stderr = 0;
+        while (reader.TryRead(limit, out var e))
+        {
+            if (e.IsLine)
+                continue;
+            if (e.IsOutput)
+            {
+                if (e.Stream == OutputStream.StandardError)
+                    stderr += e.Length;
+                else
+                    stdout += e.Length;
+                continue;
+            }
+
+            if (e.Name == "task.result")
+                result = e;
+            else if (e.IsMeta && e.Name == JournalNotes.Started)
+                start = StartNoteOf(reader.ReadAll(e));
+            else if (e.IsMeta && e.Name == JournalNotes.Tree)
+                tree = JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
+            ended = e.Name == "task.end";
+        }
+
+        var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
+        return new JournalFacts(final, start, tree, stdout, stderr);
+    }
+
+    /// <summary>A start note; one the mask made unreadable (a secret equal to digits of its time) still says the run started.</summary>
+    private static StartNote StartNoteOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<StartNote>(json, ApiJson.Options) ?? new StartNote(null, null);
+        }
+        catch (JsonException)
+        {
+            return new StartNote(null, null);
+        }
+    }
+}
