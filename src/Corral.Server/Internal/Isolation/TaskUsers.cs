@@ -151,20 +151,16 @@ internal sealed class TaskUsers : IHostedService
                 // A uid swept clean first: its tasks' mount namespace and own directories exist already.
                 while (_ready.TryPop(out int ready))
                 {
-                    if (_inUse.Contains(ready) || _quarantined.Contains(ready) || _foreign.Contains(ready) || _unswept.Contains(ready) || _leases?.TryTake(ready, Holder) == false)
-                        continue;
-                    _inUse.Add(ready);
-                    return new ProcessUser(ready, ready) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
+                    if (TakeLocked(ready) is { } user)
+                        return user;
                 }
 
                 for (int tried = 0; tried < _options.UidRangeCount; tried++)
                 {
                     int uid = _options.UidRangeStart + _cursor;
                     _cursor = (_cursor + 1) % _options.UidRangeCount;
-                    if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _foreign.Contains(uid) || _unswept.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
-                        continue;
-                    _inUse.Add(uid);
-                    return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
+                    if (TakeLocked(uid) is { } user)
+                        return user;
                 }
 
                 sweep = _unswept.Count > 0;
@@ -182,6 +178,15 @@ internal sealed class TaskUsers : IHostedService
             if (!await SweepAsync(cancellationToken).ConfigureAwait(false) && _sweepFailure is { } failure)
                 throw new NoFreeUidException($"No uid is free for the task: every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {failure}.");
         }
+    }
+
+    /// <summary>The identity of <paramref name="uid"/>, taken for a task, if it is free here and its host-wide lease could be taken (under <see cref="_gate"/>).</summary>
+    private ProcessUser? TakeLocked(int uid)
+    {
+        if (_inUse.Contains(uid) || _quarantined.Contains(uid) || _foreign.Contains(uid) || _unswept.Contains(uid) || _leases?.TryTake(uid, Holder) == false)
+            return null;
+        _inUse.Add(uid);
+        return new ProcessUser(uid, uid) { SupplementaryGroups = [AgentsGroup], Exclusive = true };
     }
 
     /// <summary>
