@@ -216,7 +216,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
-    public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_when_its_node_is_gone()
+    public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_read_from_its_last_commit_when_its_node_is_gone()
     {
         string db = await DatabaseAsync();
         var a = await NodeAsync(db, "a");
@@ -234,10 +234,13 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Equal("running", (await b.Http.GetTaskAsync(id)).Body!["status"]!.GetValue<string>()); // and not in the row
 
         a.Kill();
-        await SqlAsync(db, "DROP TRIGGER refuse_end ON tasks;");
+        // The reaper reads the last commit alone, not the whole journal (a task's output may be a gigabyte): with an
+        // earlier commit made unreadable, the end is still found. It is put back before the events are read.
+        await SqlAsync(db, $"UPDATE journal SET data = '\\xff'::bytea || data WHERE task_id = '{id}' AND seq = 2; DROP TRIGGER refuse_end ON tasks;");
         var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
         Assert.True("succeeded" == ended["status"]!.GetValue<string>(), ended.ToJsonString());
         Assert.Equal("R\n", ended["result"]!["text"]!.GetValue<string>());
+        await SqlAsync(db, $"UPDATE journal SET data = substring(data from 2) WHERE task_id = '{id}' AND seq = 2;");
         var events = await b.Http.ReadEventsAsync(id);
         Assert.Single(events, e => e.Name == "task.end");
     }

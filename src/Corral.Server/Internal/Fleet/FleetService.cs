@@ -290,11 +290,12 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
 
     /// <summary>
     /// The final record of a task whose node stopped renewing: the end it produced when that reached the journal (the
-    /// node died before the row had it), else interrupted. A journal that cannot be read fails the reap, to be tried again.
+    /// node died before the row had it), else interrupted. Only the journal's last commit is read (this runs in the
+    /// reaping transaction). A journal that cannot be read fails the reap, to be tried again.
     /// </summary>
     private TaskRecord EndOf(TaskRecord record, HashSet<string> journaled)
     {
-        if (record.Status == TaskState.Running && JournalFacts.Of(fleet.Journals.Read(record.Id)).Final is { } final)
+        if (record.Status == TaskState.Running && JournalFacts.Of(fleet.Journals.ReadLastCommit(record.Id)).Final is { } final)
         {
             journaled.Add(record.Id);
             return final;
