@@ -203,17 +203,20 @@ export function renderOverview(main, params, { setLive }) {
     renderCounts();
     loadHistory().catch(report);
   });
-  filterForm.addEventListener('reset', () => {
-    setTimeout(() => {
-      for (const key of Object.keys(filters)) filters[key] = '';
-      statusSelect.value = '';
-      agentSelect.value = '';
-      cursors.length = 1;
-      page = 0;
-      linkable();
-      renderCounts();
-      loadHistory().catch(report);
-    });
+  filterForm.addEventListener('reset', event => {
+    // Cleared here and now, not after the form's own reset (a timer): a filter chosen right after Clear must not be
+    // undone by it, and the fields' defaults are the filters the page opened with, not empty.
+    event.preventDefault();
+    for (const key of Object.keys(filters)) filters[key] = '';
+    statusSelect.value = '';
+    agentSelect.value = '';
+    nodeInput.value = '';
+    textInput.value = '';
+    cursors.length = 1;
+    page = 0;
+    linkable();
+    renderCounts();
+    loadHistory().catch(report);
   });
 
   // --- Live ---------------------------------------------------------------------------------------------------------
