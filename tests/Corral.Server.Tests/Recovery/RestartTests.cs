@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
+using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Tests.Support;
 
 namespace Corral.Server.Tests.Recovery;
@@ -113,6 +114,44 @@ public sealed class RestartTests
         var events = await again.Http.ReadEventsAsync(id);
         Assert.Single(events, e => e.Name == "task.end");
         Assert.Equal("task.end", events[^1].Name);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task After_kill_9_a_task_cut_off_by_its_output_cap_is_recorded_with_the_bytes_the_cap_dropped()
+    {
+        string data = Directory.CreateTempSubdirectory("corral-restart-drops-").FullName;
+        ServerProcess? first = null, second = null;
+        try
+        {
+            first = await ServerProcess.StartAsync(data);
+            // 5,000 bytes, then one more well after the journal's last note of drops, then silence until the crash.
+            var created = await first.Http.CreateAsync(new
+            {
+                agent = "command",
+                command = new[] { "bash", "-c", "head -c 5000 /dev/zero; sleep 1.5; printf x; exec sleep 300" },
+                limits = new { maxOutputBytes = 1000 },
+            });
+            string id = created.Id!;
+            string journal = Path.Combine(data, "tasks", id);
+            await Proc.WaitForAsync(() => JournalFacts.Of(new JournalReader(journal)).Dropped.Stdout == 4001, TimeSpan.FromSeconds(30), "the journal to note 4,001 dropped bytes");
+
+            first.Kill();
+            second = await ServerProcess.StartAsync(data);
+            var task = (await second.Http.GetTaskAsync(id)).Body!;
+            Assert.Equal("interrupted", task["status"]!.GetValue<string>());
+            Assert.Equal(1000, task["output"]!["storedBytes"]!.GetValue<long>());
+            Assert.Equal(4001, task["output"]!["droppedBytes"]!.GetValue<long>());
+            Assert.Equal(5001, task["process"]!["stdoutBytes"]!.GetValue<long>());
+            Assert.True(task["process"]!["stdoutTruncated"]!.GetValue<bool>());
+            Assert.False(task["process"]!["stderrTruncated"]!.GetValue<bool>());
+            Assert.Equal(1000, (await second.Http.GetByteArrayAsync($"/v1/tasks/{id}/output?stream=stdout")).Length);
+        }
+        finally
+        {
+            first?.Kill();
+            second?.Kill();
+            Directory.Delete(data, true);
+        }
     }
 
     [Fact(Timeout = 180_000)]

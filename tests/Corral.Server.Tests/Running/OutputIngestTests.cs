@@ -111,6 +111,48 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
+    public void Dropped_bytes_are_noted_in_the_journal_at_most_every_interval_and_at_the_end()
+    {
+        using var journal = JournalWriter.Create(_dir);
+        var clock = new ManualClock();
+        var ingest = new OutputIngest(journal, Command(), maxStoredBytes: 10, time: clock);
+        ingest.Write(OutputStream.StandardOutput, "0123456789ABCDEFGHIJ"u8); // 10 dropped
+        ingest.Commit();
+        clock.Advance(OutputIngest.DropNoteInterval / 2);
+        ingest.Write(OutputStream.StandardError, "12345"u8);                // 5 more: too soon to note
+        ingest.Commit();
+        clock.Advance(OutputIngest.DropNoteInterval);
+        ingest.Commit();                                                     // due now, with nothing new read
+        ingest.Commit();                                                     // nothing changed: no note
+        ingest.Write(OutputStream.StandardOutput, "x"u8);
+        ingest.Complete();                                                   // the end is always noted
+        ingest.Commit();
+
+        using var reader = new JournalReader(_dir);
+        var notes = new List<string>();
+        while (reader.TryRead(reader.FileLength, out var e))
+        {
+            if (e.IsMeta && e.Name == JournalNotes.Dropped)
+                notes.Add(Encoding.UTF8.GetString(reader.ReadAll(e)));
+        }
+
+        Assert.Equal(["""{"stdout":10,"stderr":0}""", """{"stdout":10,"stderr":5}""", """{"stdout":11,"stderr":5}"""], notes);
+        Assert.Equal(new DropNote(11, 5), JournalFacts.Of(new JournalReader(_dir)).Dropped);
+    }
+
+    /// <summary>A clock that moves only when told.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void Advance(TimeSpan by) => _ticks += by.Ticks;
+    }
+
+    [Fact]
     public void A_protocol_agent_gets_whole_lines_and_its_result_is_read_past_the_cap()
     {
         using var journal = JournalWriter.Create(_dir);

@@ -113,8 +113,8 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
             Error = new TaskError(ErrorCodes.Interrupted,
                 $"The server stopped while the task was running; {killed.Count} leftover process(es) of its tree were killed at start-up."),
             Process = (record.Process ?? Placeholder(journal, treeIdentity, startedAt ?? at, at, killed)) with { Killed = killed },
-            // What reached the journal is what was stored; how much the cap dropped went with the server's memory.
-            Output = record.Output ?? new TaskOutput(journal.StdoutBytes + journal.StderrBytes, 0, MaxOutputBytes(left.RequestJson), 0),
+            // What reached the journal is what was stored; what the cap dropped, as last noted (at most a second old).
+            Output = record.Output ?? new TaskOutput(journal.StdoutBytes + journal.StderrBytes, journal.Dropped.Stdout + journal.Dropped.Stderr, MaxOutputBytes(left.RequestJson), 0),
         };
         logger.LogWarning("Task {Id} was running when the server stopped: marked interrupted, {Count} leftover process(es) killed", record.Id, killed.Count);
         _ = scheduler.FinishRecoveredAsync(final, journaled: false);
@@ -151,8 +151,10 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         ExitedAt = at,
         CompletedAt = at,
         Containment = tree?.CgroupPath is null ? ContainmentKind.Session : ContainmentKind.Cgroup,
-        StandardOutputBytes = journal.StdoutBytes,
-        StandardErrorBytes = journal.StderrBytes,
+        StandardOutputBytes = journal.StdoutBytes + journal.Dropped.Stdout, // read: stored and dropped
+        StandardErrorBytes = journal.StderrBytes + journal.Dropped.Stderr,
+        StandardOutputTruncated = journal.Dropped.Stdout > 0,
+        StandardErrorTruncated = journal.Dropped.Stderr > 0,
     };
 
     /// <summary>Removes the directories of tasks that have no record (a delete that stopped half-way, or one made through another node).</summary>

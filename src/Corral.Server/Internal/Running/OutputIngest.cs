@@ -17,6 +17,9 @@ internal sealed class OutputIngest
 {
     private const int MaxStderrEvents = 1000;
 
+    /// <summary>How often, at most, the count of dropped bytes is noted in the journal while output is being dropped.</summary>
+    internal static readonly TimeSpan DropNoteInterval = TimeSpan.FromSeconds(1);
+
     private readonly JournalWriter _journal;
     private readonly IAgentRun _run;
     private readonly long _maxStoredBytes;
@@ -25,11 +28,15 @@ internal sealed class OutputIngest
     private readonly long[] _dropped = new long[2];
     private readonly Secrets.SecretMask.Pass[]? _masks;
     private readonly ArrayBufferWriter<byte>? _masked;
+    private readonly TimeProvider _time;
     private int _stderrEvents;
+    private long _notedDrops;
+    private long? _notedAt;
 
-    public OutputIngest(JournalWriter journal, IAgentRun run, long maxStoredBytes, Secrets.SecretMask? mask = null)
+    public OutputIngest(JournalWriter journal, IAgentRun run, long maxStoredBytes, Secrets.SecretMask? mask = null, TimeProvider? time = null)
     {
         _journal = journal;
+        _time = time ?? TimeProvider.System;
         _run = run;
         _maxStoredBytes = maxStoredBytes;
         if (mask is not null)
@@ -119,11 +126,13 @@ internal sealed class OutputIngest
 
         foreach (var framer in _framers)
             framer.Finish(this);
+        NoteDrops(final: true);
     }
 
     /// <summary>Makes what was staged visible (one journal write). A full disk stops storing instead of throwing.</summary>
     public void Commit()
     {
+        NoteDrops(final: false);
         try
         {
             _journal.Commit();
@@ -137,6 +146,21 @@ internal sealed class OutputIngest
             Fenced = true;
             _journal.DiscardStaged();
         }
+    }
+
+    /// <summary>
+    /// While the cap drops output, the journal is told how much, at most every <see cref="DropNoteInterval"/> and once at
+    /// the end, so a restart that finds the task cut short by a crash still reports (nearly) what was dropped.
+    /// </summary>
+    private void NoteDrops(bool final)
+    {
+        long dropped = _dropped[0] + _dropped[1];
+        if (dropped == _notedDrops || StorageFailure is not null || Fenced
+            || (!final && _notedAt is { } at && _time.GetElapsedTime(at) < DropNoteInterval))
+            return;
+        _journal.AddMeta(JournalNotes.Dropped, new DropNote(_dropped[0], _dropped[1]));
+        _notedDrops = dropped;
+        _notedAt = _time.GetTimestamp();
     }
 
     /// <summary>Stages a notice of the server's own (not the agent's).</summary>

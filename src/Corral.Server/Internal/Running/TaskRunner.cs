@@ -96,7 +96,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         var started = time.GetUtcNow();
         task.Record = task.Record with { Status = TaskState.Running, StartedAt = started, QueueReason = null, Uid = user?.Uid };
         observers.Started(task.Record);
-        var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask);
+        var ingest = new OutputIngest(task.Journal, run, plan.MaxOutputBytes, plan.Mask, time);
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.
         task.Journal.AddMeta(JournalNotes.Started, new StartNote(started, [run.Spec.FileName, .. run.Spec.Arguments]));

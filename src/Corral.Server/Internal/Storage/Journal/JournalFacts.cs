@@ -4,8 +4,8 @@ using Corral.Server.Api;
 
 namespace Corral.Server.Internal.Storage.Journal;
 
-/// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size.</summary>
-internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes)
+/// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size, and what the cap dropped as last noted.</summary>
+internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes, DropNote Dropped)
 {
     /// <summary>Reads <paramref name="journal"/> to its end (and disposes of it).</summary>
     public static JournalFacts Of(JournalReader journal)
@@ -16,6 +16,7 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
         bool ended = false;
         StartNote? start = null;
         TreeIdentity? tree = null;
+        DropNote? dropped = null;
         long stdout = 0, stderr = 0;
         while (reader.TryRead(limit, out var e))
         {
@@ -36,11 +37,26 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
                 start = StartNoteOf(reader.ReadAll(e));
             else if (e.IsMeta && e.Name == JournalNotes.Tree)
                 tree = JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
+            else if (e.IsMeta && e.Name == JournalNotes.Dropped)
+                dropped = DropNoteOf(reader.ReadAll(e)) ?? dropped;
             ended = e.Name == "task.end";
         }
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
-        return new JournalFacts(final, start, tree, stdout, stderr);
+        return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? new DropNote(0, 0));
+    }
+
+    /// <summary>A note of drops, or <c>null</c> for one the mask made unreadable (a secret equal to its digits): the one before it stands.</summary>
+    private static DropNote? DropNoteOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<DropNote>(json, ApiJson.Options);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A start note; one the mask made unreadable (a secret equal to digits of its time) still says the run started.</summary>

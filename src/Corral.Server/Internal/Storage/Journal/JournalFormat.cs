@@ -156,7 +156,13 @@ internal static class JournalNotes
 
     /// <summary>The run's process tree (a <see cref="TreeIdentity"/>), to kill what is left of it after a crash.</summary>
     public const string Tree = "tree";
+
+    /// <summary>Output read but not stored so far (a <see cref="DropNote"/>), noted while the output cap drops it.</summary>
+    public const string Dropped = "dropped";
 }
+
+/// <summary>How many bytes of each stream were read but not stored, as of the note.</summary>
+internal sealed record DropNote(long Stdout, long Stderr);
 
 /// <summary>What a journal says of a run before its process exists: when, and the command line (masked as the journal is).</summary>
 internal sealed record StartNote(DateTimeOffset? At, IReadOnlyList<string>? Command);
