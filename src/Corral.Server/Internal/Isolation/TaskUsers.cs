@@ -609,6 +609,6 @@ internal sealed class TaskUsers : IHostedService
             }
         }
 
-        return !strict || (PidCounters.Read() is { } after && !PidCounters.MayHaveWrapped(before!, after)) ? uids : null;
+        return !strict || (PidCounters.Read() is { } after && !after.MayHaveWrappedSince(before!)) ? uids : null;
     }
 }
