@@ -89,6 +89,15 @@ public static partial class Proc
     }
 
     /// <summary>
+    /// Why <c>/dev/mqueue</c> is not a mount of the POSIX message queue file system here, as it is on systemd hosts
+    /// (<c>.ci/run</c> mounts one where it is missing), or <c>null</c> when it is.
+    /// </summary>
+    public static string? MessageQueueMountMissing() =>
+        File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is [_, _, _, _, "/dev/mqueue", ..] && l.Contains(" - mqueue ", StringComparison.Ordinal))
+            ? null
+            : "No POSIX message queue file system at /dev/mqueue (systemd hosts mount one; as root: mkdir -p /dev/mqueue && mount -t mqueue mqueue /dev/mqueue).";
+
+    /// <summary>
     /// A uid that no passwd entry names and no live process runs as, picked at random from a range far above any
     /// allocator's (so two tests, or two runs, do not pick the same one): a uid a test can declare exclusive to a tree.
     /// </summary>

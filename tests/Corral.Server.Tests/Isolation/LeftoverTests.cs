@@ -18,7 +18,7 @@ public sealed partial class LeftoverTests : IDisposable
     public void Dispose()
     {
         // rm, not .NET: a name that is not UTF-8 cannot be deleted through a string; the glob takes what a task made.
-        using (var rm = System.Diagnostics.Process.Start("sh", ["-c", $"rm -rf -- \"$@\" /tmp/{_tag}* /dev/shm/{_tag}* /var/tmp/{_tag}*", "sh", .. _made]))
+        using (var rm = System.Diagnostics.Process.Start("sh", ["-c", $"rm -rf -- \"$@\" /tmp/{_tag}* /dev/shm/{_tag}* /var/tmp/{_tag}* /dev/mqueue/{_tag}*", "sh", .. _made]))
             rm.WaitForExit(TimeSpan.FromSeconds(30));
 
         Directory.Delete(_leases, recursive: true);
@@ -88,6 +88,20 @@ public sealed partial class LeftoverTests : IDisposable
         Assert.Equal("root's", File.ReadAllText(target));
         Assert.Equal("another uid's", File.ReadAllText(others));
         Assert.True(Directory.Exists(shared));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_posix_message_queue_a_task_made_through_dev_mqueue_is_gone_before_its_uid_runs_the_next_task()
+    {
+        RequireRoot();
+        if (Proc.MessageQueueMountMissing() is { } why)
+            Assert.Skip(why);
+        // A file made there is a queue of the host's IPC namespace, whatever the task's: the sweep's to remove.
+        string queue = Made($"/dev/mqueue/{_tag}-q");
+        await using var server = await TestServer.StartAsync(OneUid);
+        Assert.Equal("made\n", await RunAsync(server, $": > {queue} && echo made"));
+        Assert.Equal($"{_uid}\n", await RunAsync(server, $"id -u; [ -e {queue} ] && echo left; true"));
+        Assert.False(File.Exists(queue));
     }
 
     [Fact(Timeout = 120_000)]

@@ -90,8 +90,7 @@ public sealed class TaskUserTests
         await server.Http.WaitForEndAsync(holder.Id!);
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task What_a_task_makes_in_system_v_ipc_no_other_task_sees_and_it_goes_with_the_task()
+    private static async Task RequirePrivateIpcAsync()
     {
         RequireRoot();
         try
@@ -102,7 +101,50 @@ public sealed class TaskUserTests
         {
             Assert.Skip("This host gives no process an IPC namespace of its own: " + e.Message);
         }
+    }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_posix_message_queue_a_task_makes_no_other_task_and_not_the_host_sees_whether_by_mq_open_or_through_dev_mqueue()
+    {
+        await RequirePrivateIpcAsync();
+        if (Proc.MessageQueueMountMissing() is { } why)
+            Assert.Skip(why);
+        // Outside /tmp, as deployed, so the task's /dev/mqueue is its uid's own (see the /tmp test).
+        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string name = "corral-mq-" + Guid.NewGuid().ToString("N")[..12];
+        // mq_open(3) is the mq_open system call, which uses the IPC namespace's own queues; a file made in /dev/mqueue
+        // is a queue of the namespace that mounted it (the host's), whatever the maker's IPC namespace.
+        string mq = "import ctypes, os, sys; rt = ctypes.CDLL('librt.so.1', use_errno=True); rt.mq_open.restype = ctypes.c_int; ";
+        try
+        {
+            await using var server = await TestServer.StartAsync(s => s.Remove("Corral:Isolation:User"), dataDirectory: data);
+            var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "/usr/bin/python3", "-c",
+                mq + $"assert rt.mq_open(b'/{name}', os.O_CREAT | os.O_RDWR, 0o666, None) >= 0; open('/dev/mqueue/{name}-file', 'w').close(); " +
+                "import time; time.sleep(60)" } });
+            var running = await server.Http.WaitForAsync(holder.Id!, t => t["status"]!.GetValue<string>() == "running");
+            string own = Path.Combine(data, "private", running["uid"]!.GetValue<int>().ToString(System.Globalization.CultureInfo.InvariantCulture), "dev-mqueue");
+            await Proc.WaitForAsync(() => File.Exists(Path.Combine(own, name + "-file")), TimeSpan.FromSeconds(30), "the first task's queue file in its uid's own /dev/mqueue");
+
+            var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "/usr/bin/python3", "-c",
+                mq + $"fd = rt.mq_open(b'/{name}', os.O_RDONLY, 0, None); print(fd, ctypes.get_errno(), sorted(n for n in os.listdir('/dev/mqueue') if n.startswith('{name}')))" } }, wait: 30);
+            Assert.Equal("-1 2 []\n", other.Body!["result"]!["text"]!.GetValue<string>()); // ENOENT, and nothing listed
+            Assert.DoesNotContain(Directory.EnumerateFileSystemEntries("/dev/mqueue"), e => Path.GetFileName(e).StartsWith(name, StringComparison.Ordinal));
+            await server.Http.CancelAsync(holder.Id!);
+            await server.Http.WaitForEndAsync(holder.Id!);
+        }
+        finally
+        {
+            foreach (string e in Directory.EnumerateFileSystemEntries("/dev/mqueue").Where(e => Path.GetFileName(e).StartsWith(name, StringComparison.Ordinal)))
+                File.Delete(e);
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task What_a_task_makes_in_system_v_ipc_no_other_task_sees_and_it_goes_with_the_task()
+    {
+        await RequirePrivateIpcAsync();
         await using var server = await StartAsync();
         var made = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "ipcmk -M 4096 > /dev/null && ipcmk -Q > /dev/null && cat /proc/sysvipc/shm /proc/sysvipc/msg | wc -l" } }, wait: 30);
         Assert.Equal("succeeded", made.TaskStatus);
