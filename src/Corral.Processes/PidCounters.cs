@@ -6,7 +6,7 @@ namespace Corral.Processes;
 /// <summary>
 /// The kernel's PID allocation counters at one moment: the last PID handed out, the tasks (threads) that exist, the
 /// tasks created since boot and <c>pid_max</c>. Two samples tell whether allocation may have gone round between them,
-/// which is what makes a scan of <c>/proc</c> a proof that it saw every process.
+/// which bounds the PIDs of the processes created in between.
 /// </summary>
 /// <param name="LastPid">The last PID handed out in this PID namespace (<c>/proc/loadavg</c>).</param>
 /// <param name="Tasks">The tasks that exist (<c>/proc/loadavg</c>).</param>
@@ -63,8 +63,8 @@ public sealed record PidCounters(int LastPid, int Tasks, long Forks, int MaxPid)
 
     /// <summary>
     /// Whether allocation may have passed <c>pid_max</c> and started again from the bottom since
-    /// <paramref name="before"/>. A scan of <c>/proc</c> in PID order that began then may have missed a process
-    /// created meanwhile only if it has. A pure function of the numbers.
+    /// <paramref name="before"/>. If it has not, every PID handed out meanwhile is in
+    /// (<c>before.LastPid</c>, <see cref="LastPid"/>]. A pure function of the numbers.
     /// </summary>
     public bool MayHaveWrappedSince(PidCounters before) => LastPid < before.LastPid || MayHaveGoneRoundSince(before);
 

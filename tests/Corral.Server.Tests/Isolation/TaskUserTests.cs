@@ -23,6 +23,17 @@ public sealed class TaskUserTests
     private static Dictionary<string, string> Lines(string text) =>
         text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
 
+    /// <summary>
+    /// A data directory outside /tmp, as deployed (/var/lib/corral): one under /tmp keeps /tmp shared, or the task would
+    /// not see its own directories. The test deletes it.
+    /// </summary>
+    private static string DeployedDataDirectory()
+    {
+        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        return data;
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Each_task_runs_as_an_unprivileged_uid_of_its_own_with_its_own_home_and_tmpdir()
     {
@@ -58,10 +69,7 @@ public sealed class TaskUserTests
     public async Task Each_task_has_a_tmp_and_dev_shm_of_its_own_that_neither_the_host_nor_another_task_sees()
     {
         RequireRoot();
-        // The data directory outside /tmp, as deployed (/var/lib/corral): one under /tmp keeps /tmp shared, or the task
-        // would not see its own directories.
-        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
-        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string data = DeployedDataDirectory();
         try
         {
             await using var server = await TestServer.StartAsync(s => s.Remove("Corral:Isolation:User"), dataDirectory: data);
@@ -109,9 +117,7 @@ public sealed class TaskUserTests
         await RequirePrivateIpcAsync();
         if (Proc.MessageQueueMountMissing() is { } why)
             Assert.Skip(why);
-        // Outside /tmp, as deployed, so the task's /dev/mqueue is its uid's own (see the /tmp test).
-        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
-        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string data = DeployedDataDirectory();
         string name = "corral-mq-" + Guid.NewGuid().ToString("N")[..12];
         // mq_open(3) is the mq_open system call, which uses the IPC namespace's own queues; a file made in /dev/mqueue
         // is a queue of the namespace that mounted it (the host's), whatever the maker's IPC namespace.
@@ -158,8 +164,7 @@ public sealed class TaskUserTests
     public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
     {
         RequireRoot();
-        string data = Directory.CreateDirectory($"/var/lib/corral-test-{Guid.NewGuid():N}").FullName;
-        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string data = DeployedDataDirectory();
         string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
         int uid = Proc.UnusedUid();
         try
