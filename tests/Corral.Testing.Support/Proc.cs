@@ -10,6 +10,21 @@ public static partial class Proc
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
 
+    /// <summary>Runs <paramref name="program"/> to its end (at most 30 s); throws unless it exits 0.</summary>
+    public static void Run(string program, params string[] args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardError = true })!;
+        var error = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(30_000))
+        {
+            p.Kill();
+            throw new TimeoutException($"{program} did not finish within 30 s");
+        }
+
+        if (p.ExitCode != 0)
+            throw new InvalidOperationException($"{program} {string.Join(' ', args)} exited {p.ExitCode}: {error.Result}");
+    }
+
     /// <summary>Present in /proc and not a zombie. A zombie has exited: it only waits for its parent to reap it.</summary>
     public static bool IsAlive(int pid) => State(pid) is not ('-' or 'Z' or 'X');
 

@@ -191,10 +191,10 @@ public sealed class IsolationOptions
     /// <summary>
     /// The host's shared writable directories, separated by <c>:</c>, from which what a task's uid left is removed
     /// after the task and before the uid is handed out again (so a later task of that uid cannot read it); empty turns
-    /// this off. Default: <c>/tmp:/var/tmp:/dev/shm:/dev/mqueue</c> (a POSIX message queue made through that mount is
+    /// this off. Default: <c>/tmp:/var/tmp:/dev/shm:/dev/mqueue:/run/lock</c> (a POSIX message queue made through that mount is
     /// the host's, whatever the task's IPC namespace).
     /// </summary>
-    public string SweepDirectories { get; set; } = "/tmp:/var/tmp:/dev/shm:/dev/mqueue";
+    public string SweepDirectories { get; set; } = "/tmp:/var/tmp:/dev/shm:/dev/mqueue:/run/lock";
 
     /// <summary>
     /// Whether a task with a uid of its own sees directories of its own in place of the shared ones of

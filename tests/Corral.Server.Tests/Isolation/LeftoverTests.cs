@@ -18,7 +18,7 @@ public sealed partial class LeftoverTests : IDisposable
     public void Dispose()
     {
         // rm, not .NET: a name that is not UTF-8 cannot be deleted through a string; the glob takes what a task made.
-        using (var rm = System.Diagnostics.Process.Start("sh", ["-c", $"rm -rf -- \"$@\" /tmp/{_tag}* /dev/shm/{_tag}* /var/tmp/{_tag}* /dev/mqueue/{_tag}*", "sh", .. _made]))
+        using (var rm = System.Diagnostics.Process.Start("sh", ["-c", $"rm -rf -- \"$@\" /tmp/{_tag}* /dev/shm/{_tag}* /var/tmp/{_tag}* /dev/mqueue/{_tag}* /run/lock/{_tag}*", "sh", .. _made]))
             rm.WaitForExit(TimeSpan.FromSeconds(30));
 
         Directory.Delete(_leases, recursive: true);
@@ -53,7 +53,7 @@ public sealed partial class LeftoverTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task What_a_task_left_in_tmp_and_dev_shm_is_gone_before_its_uid_runs_the_next_task_and_nothing_else_is_touched()
+    public async Task What_a_task_left_in_the_shared_directories_is_gone_before_its_uid_runs_the_next_task_and_nothing_else_is_touched()
     {
         RequireRoot();
         // Beside the task's files: a root file a link will point at, a world-writable directory (like /tmp/.X11-unix),
@@ -70,18 +70,19 @@ public sealed partial class LeftoverTests : IDisposable
         Made($"/tmp/{_tag}-link");
         Made($"/dev/shm/{_tag}-dir");
         Made($"/var/tmp/{_tag}-var");
+        Made($"/run/lock/{_tag}-lock");
         Made($"/tmp/{_tag}-locked");
 
         await using var server = await TestServer.StartAsync(OneUid);
         string first = await RunAsync(server, $"""
             echo secret > /tmp/{_tag}-file; ln -s {target} /tmp/{_tag}-link; mkdir /dev/shm/{_tag}-dir; echo s > /dev/shm/{_tag}-dir/f
-            echo v > /var/tmp/{_tag}-var; echo inner > {shared}/mine; echo odd > /tmp/{_tag}-$'\xff'
+            echo v > /var/tmp/{_tag}-var; echo k > /run/lock/{_tag}-lock; echo inner > {shared}/mine; echo odd > /tmp/{_tag}-$'\xff'
             mkdir /tmp/{_tag}-locked; echo l > /tmp/{_tag}-locked/f; chmod 500 /tmp/{_tag}-locked; echo HOME=$HOME
             """);
         string firstHome = first.Split('\n').Single(l => l.StartsWith("HOME=", StringComparison.Ordinal))[5..];
 
         string second = await RunAsync(server, $"""
-            id -u; for f in /tmp/{_tag}-file /tmp/{_tag}-link /dev/shm/{_tag}-dir /var/tmp/{_tag}-var {shared}/mine /tmp/{_tag}-$'\xff' /tmp/{_tag}-locked; do [ -e "$f" ] || [ -L "$f" ] && echo "left $f"; done
+            id -u; for f in /tmp/{_tag}-file /tmp/{_tag}-link /dev/shm/{_tag}-dir /var/tmp/{_tag}-var /run/lock/{_tag}-lock {shared}/mine /tmp/{_tag}-$'\xff' /tmp/{_tag}-locked; do [ -e "$f" ] || [ -L "$f" ] && echo "left $f"; done
             ls {firstHome} >/dev/null 2>&1 && echo "entered the first task's home"; echo done
             """);
         Assert.Equal($"{_uid}\ndone\n", second);
@@ -114,6 +115,24 @@ public sealed partial class LeftoverTests : IDisposable
 
         await using var server = await TestServer.StartAsync(OneUid);
         Assert.Equal($"{_uid}\ngone\n", await RunAsync(server, $"id -u; [ -e {left} ] && echo there || echo gone"));
+        Assert.False(File.Exists(left));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task What_the_last_task_left_is_gone_once_the_server_has_stopped()
+    {
+        RequireRoot();
+        string left = Made($"/tmp/{_tag}-last");
+        var server = await TestServer.StartAsync(OneUid);
+        try
+        {
+            Assert.Equal("left\n", await RunAsync(server, $"echo s > {left} && echo left"));
+        }
+        finally
+        {
+            await server.DisposeAsync(); // a clean stop, right after the task: its uid's last sweep is part of stopping
+        }
+
         Assert.False(File.Exists(left));
     }
 

@@ -66,7 +66,7 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task Each_task_has_a_tmp_and_dev_shm_of_its_own_that_neither_the_host_nor_another_task_sees()
+    public async Task Each_task_has_a_tmp_dev_shm_and_run_lock_of_its_own_that_neither_the_host_nor_another_task_sees()
     {
         RequireRoot();
         string data = DeployedDataDirectory();
@@ -84,16 +84,17 @@ public sealed class TaskUserTests
     private static async Task OwnTmpAsync(TestServer server)
     {
         string name = "corral-own-tmp-" + Guid.NewGuid().ToString("N");
-        var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"echo a > /tmp/{name}; echo s > /dev/shm/{name}; echo ready; sleep 60" } });
+        var holder = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"echo a > /tmp/{name}; echo s > /dev/shm/{name}; echo l > /run/lock/{name}; echo ready; sleep 60" } });
         var running = await server.Http.WaitForAsync(holder.Id!, t => t["status"]!.GetValue<string>() == "running");
         string own = Path.Combine(server.DataDirectory, "private", running["uid"]!.GetValue<int>().ToString(System.Globalization.CultureInfo.InvariantCulture));
-        await Proc.WaitForAsync(() => File.Exists(Path.Combine(own, "tmp", name)) && File.Exists(Path.Combine(own, "dev-shm", name)),
+        await Proc.WaitForAsync(() => File.Exists(Path.Combine(own, "tmp", name)) && File.Exists(Path.Combine(own, "dev-shm", name)) && File.Exists(Path.Combine(own, "run-lock", name)),
             TimeSpan.FromSeconds(30), "the first task's files in its uid's own directories");
 
-        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"ls -A /tmp /dev/shm | grep -c {name} || true; echo $TMPDIR" } }, wait: 30);
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"ls -A /tmp /dev/shm /run/lock | grep -c {name} || true; echo $TMPDIR" } }, wait: 30);
         Assert.Equal("0\n/tmp\n", other.Body!["result"]!["text"]!.GetValue<string>());
         Assert.False(File.Exists(Path.Combine("/tmp", name)));
         Assert.False(File.Exists(Path.Combine("/dev/shm", name)));
+        Assert.False(File.Exists(Path.Combine("/run/lock", name)));
         await server.Http.CancelAsync(holder.Id!);
         await server.Http.WaitForEndAsync(holder.Id!);
     }

@@ -157,6 +157,36 @@ public sealed class UidLeaseTests : IDisposable
         }
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_uid_whose_process_keeps_forking_a_successor_and_exiting_is_seen_at_start_and_not_handed_out()
+    {
+        RequireRoot();
+        // No PID of the uid lives long: each process forks the next and exits, so a single pass of /proc in PID order
+        // can miss it (a successor forked behind the pass), and the pass must be proven by reading the new PIDs again.
+        using var scratch = new Scratch("corral-uid-hopper-");
+        File.SetUnixFileMode(scratch.Path, (UnixFileMode)0x1ED); // the hopper looks for its stop file here
+        string stop = Path.Combine(scratch.Path, "stop");
+        string uid = _start.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using (var first = System.Diagnostics.Process.Start("setpriv", ["--reuid", uid, "--regid", uid, "--clear-groups", "/usr/bin/python3", "-c",
+            $"import os,time\nwhile not os.path.exists('{stop}'):\n    time.sleep(0.002)\n    if os.fork(): os._exit(0)\n"])!)
+            await first.WaitForExitAsync(); // the first hop
+        bool Hopping() => Directory.EnumerateDirectories("/proc").Any(d => int.TryParse(Path.GetFileName(d), out int pid) && Proc.Uids(pid) is [var real, ..] && real == _start);
+        try
+        {
+            Assert.True(Hopping(), "the hopper runs as the uid");
+            await using var server = await TestServer.StartAsync(s => Range(s, 1));
+
+            var refused = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30);
+            Assert.Equal("spawn_failed", refused.Body!["error"]!["code"]!.GetValue<string>());
+            Assert.True(Hopping(), "the server must never touch a process it did not start");
+        }
+        finally
+        {
+            File.WriteAllText(stop, "");
+            await Proc.WaitForAsync(() => !Hopping(), TimeSpan.FromSeconds(30), "the hopper to stop");
+        }
+    }
+
     [Fact(Timeout = 30_000)]
     public void A_start_takes_the_uids_its_own_crashed_process_left_marked_and_leaves_another_data_directorys_to_it()
     {
@@ -176,6 +206,35 @@ public sealed class UidLeaseTests : IDisposable
         Assert.True(leases.TryTake(1003, "pid 9 data /srv/mine"));
         leases.Release(1000, clean: true);
         Assert.Equal("", File.ReadAllText(Path.Combine(_leases, "1000")));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public void A_lease_whose_mark_cannot_be_written_is_not_taken_and_is_free_again_once_it_can_be()
+    {
+        if (Environment.UserName != "root")
+            Assert.Skip("Mounting a small tmpfs for the lease directory needs root (CI runs as root).");
+        string mount = Directory.CreateTempSubdirectory("corral-uid-full-").FullName;
+        Proc.Run("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "corral-test", mount);
+        try
+        {
+            string directory = Path.Combine(mount, "leases");
+            using var leases = Corral.Server.Internal.Isolation.UidLeases.Open(directory, out string? problem);
+            Assert.Null(problem);
+            string filler = Path.Combine(mount, "filler");
+            Proc.Run("sh", "-c", $"dd if=/dev/zero of={filler} bs=4k 2>/dev/null; true"); // the disk is full
+
+            Assert.False(leases.TryTake(1000, "pid 9 data /srv/mine"));
+
+            File.Delete(filler);
+            Assert.True(leases.TryTake(1000, "pid 9 data /srv/mine"), "the failed take must not keep the uid's lock");
+            leases.Release(1000, clean: false); // left marked, to read what the take wrote
+            Assert.Equal("pid 9 data /srv/mine\n", File.ReadAllText(Path.Combine(directory, "1000")));
+        }
+        finally
+        {
+            Proc.Run("umount", "-l", mount);
+            Directory.Delete(mount, recursive: true);
+        }
     }
 
     public void Dispose() => Directory.Delete(_leases, recursive: true);

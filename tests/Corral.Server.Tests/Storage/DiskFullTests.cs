@@ -14,7 +14,7 @@ public sealed class DiskFullTests
         if (Environment.UserName != "root")
             Assert.Skip("Mounting a small tmpfs for the data directory needs root (CI runs as root).");
         string mount = Directory.CreateTempSubdirectory("corral-full-").FullName;
-        Run("mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "corral-test", mount);
+        Proc.Run("mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "corral-test", mount);
         ServerProcess? server = null;
         try
         {
@@ -60,7 +60,7 @@ public sealed class DiskFullTests
         {
             server?.Kill();
             SqliteConnection.ClearAllPools();
-            Run("umount", "-l", mount);
+            Proc.Run("umount", "-l", mount);
             Directory.Delete(mount, true);
         }
     }
@@ -72,13 +72,5 @@ public sealed class DiskFullTests
         using var cmd = db.CreateCommand();
         cmd.CommandText = "PRAGMA integrity_check";
         return cmd.ExecuteScalar() as string;
-    }
-
-    private static void Run(string program, params string[] args)
-    {
-        using var p = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardError = true })!;
-        string error = p.StandardError.ReadToEnd();
-        Assert.True(p.WaitForExit(30_000), $"{program} did not finish");
-        Assert.True(p.ExitCode == 0, $"{program} {string.Join(' ', args)}: {error}");
     }
 }

@@ -175,7 +175,7 @@ internal sealed class TaskUsers : IHostedService
                 continue;
             }
 
-            if (!await SweepAsync(cancellationToken).ConfigureAwait(false) && _sweepFailure is { } failure)
+            if (!await SweepAsync(cancellationToken, _stopping.Token).ConfigureAwait(false) && _sweepFailure is { } failure)
                 throw new NoFreeUidException($"No uid is free for the task: every free uid of the dynamic range waits for a sweep of {string.Join(", ", _sweepDirectories)}, which failed: {failure}.");
         }
     }
@@ -206,7 +206,7 @@ internal sealed class TaskUsers : IHostedService
             candidates = [.. _quarantined];
         }
 
-        if (UidsInUse(strict: true) is not { } alive)
+        if (UidsInUse() is not { } alive)
             return; // the scan cannot be trusted this time (PIDs may have wrapped, a status was unreadable)
         int still;
         lock (_gate)
@@ -260,12 +260,12 @@ internal sealed class TaskUsers : IHostedService
     /// Removes what the uids given back so far left in the shared directories, then lets them be handed out again; a
     /// uid whose leftovers could not all be removed is held back (<see cref="Requalify"/>). <c>false</c> when the
     /// directories could not be scanned: the uids stay to be swept, and the reason is in <see cref="_sweepFailure"/>.
+    /// <paramref name="waiting"/> stops the wait for another sweep; <paramref name="cancellationToken"/> the removal
+    /// itself (a waiter that gives up must not stop a removal it would share with others).
     /// </summary>
-    private async Task<bool> SweepAsync(CancellationToken cancellationToken)
+    private async Task<bool> SweepAsync(CancellationToken waiting, CancellationToken cancellationToken)
     {
-        await _sweeping.WaitAsync(cancellationToken).ConfigureAwait(false);
-        // A waiter that gives up stops waiting, not the removal it would share with others.
-        cancellationToken = _stopping.Token;
+        await _sweeping.WaitAsync(waiting).ConfigureAwait(false);
         try
         {
             HashSet<int> uids;
@@ -341,7 +341,7 @@ internal sealed class TaskUsers : IHostedService
                 long started = _time.GetTimestamp();
                 try
                 {
-                    swept = await SweepAsync(cancellationToken).ConfigureAwait(false);
+                    swept = await SweepAsync(cancellationToken, cancellationToken).ConfigureAwait(false);
                     // Sweeping takes at most a fifth of a core, however many names the directories hold.
                     pause = TimeSpan.FromTicks(Math.Max(SweepBatch.Ticks, _time.GetElapsedTime(started).Ticks * 4));
                 }
@@ -394,8 +394,9 @@ internal sealed class TaskUsers : IHostedService
         if (_options.PrivateIpc)
             PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
 
-        // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped.
-        var alive = UidsInUse(strict: false)!;
+        // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped. The
+        // scan must be a proof: a uid it missed would be reclaimed and handed out with a process of it alive.
+        var alive = await ProvenUidsInUseAsync(cancellationToken).ConfigureAwait(false);
         foreach (int uid in alive)
         {
             if (InRange(uid))
@@ -441,6 +442,24 @@ internal sealed class TaskUsers : IHostedService
             _sweepLoop = SweepLoopAsync(_stopping.Token);
         }
     }
+
+    /// <summary>The uids of every process now, proven (<see cref="UidsInUse"/>): tried again while processes are being created too fast to prove it.</summary>
+    private async Task<HashSet<int>> ProvenUidsInUseAsync(CancellationToken cancellationToken)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            if (UidsInUse() is { } alive)
+                return alive;
+            if (attempt == StartScanAttempts)
+                throw new ServerConfigurationException($"Corral:Isolation:User=dynamic: {StartScanAttempts} scans of /proc in a row could not prove which uids processes run as (a status unreadable, or processes created faster than a scan reads them), so no uid of the range can be told free.");
+            await Task.Delay(StartScanPause, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>How many scans of /proc a start tries before it gives up, and the pause between two.</summary>
+    private const int StartScanAttempts = 50;
+
+    private static readonly TimeSpan StartScanPause = TimeSpan.FromMilliseconds(100);
 
     /// <summary>The shared directories that exist here, each with its own directory's name, if a spawn can bind them (else none).</summary>
     private async Task<IReadOnlyList<(string Shared, string Own)>> ProbePrivateDirectoriesAsync(ProcessUser probe, CancellationToken cancellationToken)
@@ -515,7 +534,8 @@ internal sealed class TaskUsers : IHostedService
         try
         {
             await _sweepLoop.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            await SweepAsync(cancellationToken).ConfigureAwait(false); // the last tasks' uids; the next start sweeps what this misses
+            // The last tasks' uids, under the host's stop deadline (the loop's token is cancelled); the next start sweeps what this misses.
+            await SweepAsync(cancellationToken, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -567,48 +587,81 @@ internal sealed class TaskUsers : IHostedService
 
     private static IEnumerable<string> ReadLines(string path) => File.Exists(path) ? File.ReadLines(path) : [];
 
-    /// <summary>
-    /// The uids (real, effective, saved, file system) of every process now, from /proc/PID/status. <paramref name="strict"/>:
-    /// <c>null</c> unless the scan is proof that no other process runs as any uid missing from it: every status was read
-    /// or its process was gone, and PID allocation did not go round meanwhile (a process forking ahead of the scan then
-    /// always has a PID the scan has yet to reach).
-    /// </summary>
-    private static HashSet<int>? UidsInUse(bool strict)
-    {
-        var before = strict ? PidCounters.Read() : null;
-        if (strict && before is null)
-            return null;
-        var uids = new HashSet<int>();
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out _))
-                continue;
-            try
-            {
-                foreach (string line in File.ReadLines(Path.Combine(dir, "status")))
-                {
-                    if (!line.StartsWith("Uid:", StringComparison.Ordinal))
-                        continue;
-                    foreach (string field in line[4..].Split('\t', StringSplitOptions.RemoveEmptyEntries))
-                    {
-                        if (int.TryParse(field, out int uid))
-                            uids.Add(uid);
-                    }
+    /// <summary>How many times, at most, the PIDs handed out during the previous pass are read again before giving up.</summary>
+    private const int MaxRescans = 16;
 
-                    break;
-                }
-            }
-            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+    /// <summary>
+    /// The uids (real, effective, saved, file system) of every process now, from /proc/PID/status, or <c>null</c> when
+    /// that cannot be proven this time (allocation went round, a status was unreadable, processes kept being created).
+    /// One pass in PID order misses a process that a process ahead of the pass forked behind it (once allocation has
+    /// wrapped, the next PID may lie below the pass) and then exited. So the PIDs handed out during each pass are read
+    /// again, until a pass during which none was: a process alive now was either alive all through the first pass, or
+    /// got one of those PIDs and was alive all through the pass that read it. (Only unprivileged processes, whose uids
+    /// cannot change, are proven so: the range's.)
+    /// </summary>
+    private static HashSet<int>? UidsInUse()
+    {
+        if (PidCounters.Read() is not { } before)
+            return null;
+        var uids = ScanUids(new HashSet<int>());
+        int read = before.LastPid; // every PID up to here, as handed out before the last pass, has been read since
+        for (int pass = 0; uids is not null && pass < MaxRescans; pass++)
+        {
+            if (PidCounters.Read() is not { } now || now.MayHaveWrappedSince(before))
+                return null;
+            if (now.LastPid == read)
+                return uids; // nothing was created during the last pass
+            for (int pid = read + 1; pid <= now.LastPid && uids is not null; pid++)
             {
-                // gone meanwhile
+                if (!ReadUids(Path.Combine("/proc", pid.ToString(CultureInfo.InvariantCulture)), uids))
+                    uids = null;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                if (strict)
-                    return null; // alive, perhaps, and unread
-            }
+
+            read = now.LastPid;
         }
 
-        return !strict || (PidCounters.Read() is { } after && !after.MayHaveWrappedSince(before!)) ? uids : null;
+        return null;
+    }
+
+    /// <summary>The uids of the processes /proc lists, added to <paramref name="uids"/>; <c>null</c> when a status was unreadable.</summary>
+    private static HashSet<int>? ScanUids(HashSet<int> uids)
+    {
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out _) && !ReadUids(dir, uids))
+                return null;
+        }
+
+        return uids;
+    }
+
+    /// <summary>Adds the uids of the process (or thread) at <paramref name="dir"/>; <c>false</c> when it is alive, perhaps, and unread.</summary>
+    private static bool ReadUids(string dir, HashSet<int> uids)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines(Path.Combine(dir, "status")))
+            {
+                if (!line.StartsWith("Uid:", StringComparison.Ordinal))
+                    continue;
+                foreach (string field in line[4..].Split('\t', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (int.TryParse(field, out int uid))
+                        uids.Add(uid);
+                }
+
+                break;
+            }
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // gone meanwhile, or never was
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+
+        return true;
     }
 }

@@ -46,14 +46,35 @@ internal sealed class UidLeases : IDisposable
             return true;
         if (Lock(uid) is not { } file)
             return false;
-        if (file.Length > 0)
+        bool writing = false;
+        try
         {
-            file.Dispose(); // its holder died while the uid was in use: wait for Reclaim
+            if (file.Length > 0)
+            {
+                file.Dispose(); // its holder died while the uid was in use: wait for Reclaim
+                return false;
+            }
+
+            writing = true;
+            file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
+            file.Flush();
+        }
+        catch (IOException)
+        {
+            // Not taken: a part of the mark is undone (nothing ran as the uid), and the lock goes in every case.
+            try
+            {
+                if (writing)
+                    file.SetLength(0);
+            }
+            catch (IOException)
+            {
+            }
+
+            file.Dispose();
             return false;
         }
 
-        file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
-        file.Flush();
         _held[uid] = file;
         return true;
     }
@@ -91,12 +112,15 @@ internal sealed class UidLeases : IDisposable
         return true;
     }
 
-    /// <summary><paramref name="uid"/>'s lease file, opened and locked, or <c>null</c> when another live server holds it.</summary>
+    /// <summary>
+    /// <paramref name="uid"/>'s lease file, opened and locked, or <c>null</c> when another live server holds it.
+    /// Unbuffered: a write that fails (a full disk) fails where it is made, not again when the file is closed.
+    /// </summary>
     private FileStream? Lock(int uid)
     {
         try
         {
-            return new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return new FileStream(Path.Combine(_directory, uid.ToString(CultureInfo.InvariantCulture)), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
         }
         catch (IOException)
         {
@@ -143,26 +167,33 @@ internal sealed class UidLeases : IDisposable
             FileStream file;
             try
             {
-                file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
             }
             catch (IOException)
             {
                 continue; // held by a live server
             }
 
-            if (file.Length == 0 || alive.Contains(uid) || _held.ContainsKey(uid) || !SameDataDirectory(file, holder))
+            try
             {
-                file.Dispose();
+                if (file.Length == 0 || alive.Contains(uid) || _held.ContainsKey(uid) || !SameDataDirectory(file, holder))
+                {
+                    file.Dispose();
+                }
+                else if (keep)
+                {
+                    _held[uid] = file;
+                    taken.Add(uid);
+                }
+                else
+                {
+                    file.SetLength(0);
+                    file.Dispose();
+                }
             }
-            else if (keep)
+            catch (IOException)
             {
-                _held[uid] = file;
-                taken.Add(uid);
-            }
-            else
-            {
-                file.SetLength(0);
-                file.Dispose();
+                file.Dispose(); // left as it was found, for the next start
             }
         }
 
