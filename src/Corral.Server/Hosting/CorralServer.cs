@@ -158,7 +158,21 @@ public static class CorralServer
 
         var guard = new BindGuard(token is not null);
         builder.Services.AddSingleton(guard);
-        var app = builder.Build();
+        // Last, so that nothing above can fail with the lock taken; the container releases it when the app is disposed.
+        var locked = DataDirectoryLock.Acquire(data);
+        builder.Services.AddSingleton(_ => locked);
+        WebApplication app;
+        try
+        {
+            app = builder.Build();
+            app.Services.GetRequiredService<DataDirectoryLock>();
+        }
+        catch
+        {
+            locked.Dispose();
+            throw;
+        }
+
         // The addresses given by --urls were checked above; what was really bound (Kestrel endpoints from any
         // configuration source, environment, appsettings.json) is checked here, and nothing is served until it is.
         app.Lifetime.ApplicationStarted.Register(() =>

@@ -49,6 +49,20 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fchmod(SafeFileHandle fd, uint mode);
 
+    private const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int flock(SafeFileHandle fd, int operation);
+
+    /// <summary>Takes an exclusive <c>flock</c> on <paramref name="fd"/> without waiting: <c>false</c> when another open file holds one. Throws on any other failure.</summary>
+    public static bool TryLockExclusive(SafeFileHandle fd)
+    {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return true;
+        int errno = Marshal.GetLastPInvokeError();
+        return errno == EWOULDBLOCK ? false : throw new IOException($"flock failed: errno {errno}", errno);
+    }
+
     /// <summary>Opens an existing directory, refusing a symbolic link in its last component (<c>O_NOFOLLOW</c>).</summary>
     public static SafeFileHandle OpenDirectory(string path) =>
         Handle(open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), path);

@@ -373,27 +373,6 @@ internal sealed class TaskUsers : IHostedService
             return;
         }
 
-        // Can this host change a child's identity at all (Corral's native spawn)? One real spawn says.
-        var probe = new ProcessUser(_options.UidRangeStart + _cursor, _options.UidRangeStart + _cursor) { SupplementaryGroups = [AgentsGroup] };
-        try
-        {
-            await ProcessTree.RunAsync(new ProcessSpec("/bin/true") { User = probe, WorkingDirectory = "/", InheritEnvironment = false }, cancellationToken).ConfigureAwait(false);
-        }
-        catch (ProcessSpawnException e) when (e.Failure == SpawnFailure.UserUnavailable)
-        {
-            if (Explicit)
-                throw new ServerConfigurationException("Corral:Isolation:User=dynamic, but this host cannot start a process as another user: " + e.Message);
-            _logger.LogWarning("Tasks run as the server's own user: this host cannot start a process as another user ({Reason})", e.Message);
-            Mode = IsolationMode.None;
-            return;
-        }
-
-        // Can a task see directories of its own in place of the shared ones? One real spawn says.
-        if (_options.PrivateTmp)
-            PrivateDirectories = await ProbePrivateDirectoriesAsync(probe, cancellationToken).ConfigureAwait(false);
-        if (_options.PrivateIpc)
-            PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
-
         // Uids of the range that something runs as now (what a previous server left, or another tool) are skipped. The
         // scan must be a proof: a uid it missed would be reclaimed and handed out with a process of it alive.
         var alive = await ProvenUidsInUseAsync(cancellationToken).ConfigureAwait(false);
@@ -420,6 +399,41 @@ internal sealed class TaskUsers : IHostedService
         if (_foreign.Count > 0)
             _logger.LogWarning("{Count} uid(s) of the dynamic range have processes running as them: this server does not hand them out", _foreign.Count);
 
+        // Can this host change a child's identity, and give it directories and IPC of its own? Real spawns say, as a uid
+        // leased for them (never one another server's task runs as, whose teardown or scan would meet the probe).
+        int? leased = null;
+        lock (_gate)
+        {
+            for (int i = 0; i < _options.UidRangeCount && leased is null; i++)
+            {
+                int uid = _options.UidRangeStart + (_cursor + i) % _options.UidRangeCount;
+                if (!_foreign.Contains(uid) && !_unswept.Contains(uid) && leases.TryTake(uid, Holder))
+                    leased = uid;
+            }
+        }
+
+        try
+        {
+            if (!await ProbeAsync(new ProcessUser(leased ?? Nobody, leased ?? Nobody) { SupplementaryGroups = [AgentsGroup] }, cancellationToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    _leases = null;
+                    leases.Dispose(); // what is marked stays marked, for a start that can use it
+                }
+
+                return;
+            }
+        }
+        finally
+        {
+            if (leased is { } uid)
+            {
+                lock (_gate)
+                    leases.Release(uid, clean: true); // /bin/true, in /, left nothing
+            }
+        }
+
         // What tasks of an earlier process left (it crashed, or stopped before its last sweep) goes before serving.
         if (_sweepDirectories.Length > 0)
         {
@@ -441,6 +455,34 @@ internal sealed class TaskUsers : IHostedService
 
             _sweepLoop = SweepLoopAsync(_stopping.Token);
         }
+    }
+
+    /// <summary>The uid the probes run as when every uid of the range is leased by others: the host's overflow uid, never a task's.</summary>
+    private const int Nobody = 65534;
+
+    /// <summary>Probes what the host lets a spawn as <paramref name="probe"/> do; <c>false</c> when it cannot change a child's identity at all (tasks then run as the server's user).</summary>
+    private async Task<bool> ProbeAsync(ProcessUser probe, CancellationToken cancellationToken)
+    {
+        // Can this host change a child's identity at all (Corral's native spawn)? One real spawn says.
+        try
+        {
+            await ProcessTree.RunAsync(new ProcessSpec("/bin/true") { User = probe, WorkingDirectory = "/", InheritEnvironment = false }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ProcessSpawnException e) when (e.Failure == SpawnFailure.UserUnavailable)
+        {
+            if (Explicit)
+                throw new ServerConfigurationException("Corral:Isolation:User=dynamic, but this host cannot start a process as another user: " + e.Message);
+            _logger.LogWarning("Tasks run as the server's own user: this host cannot start a process as another user ({Reason})", e.Message);
+            Mode = IsolationMode.None;
+            return false;
+        }
+
+        // Can a task see directories of its own in place of the shared ones? One real spawn says.
+        if (_options.PrivateTmp)
+            PrivateDirectories = await ProbePrivateDirectoriesAsync(probe, cancellationToken).ConfigureAwait(false);
+        if (_options.PrivateIpc)
+            PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     /// <summary>The uids of every process now, proven (<see cref="UidsInUse"/>): tried again while processes are being created too fast to prove it.</summary>
