@@ -302,6 +302,54 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_node_that_fences_itself_in_a_database_outage_shorter_than_its_lease_records_its_task_interrupted_once_the_database_is_back()
+    {
+        string db = await DatabaseAsync();
+        string work = Scratch("corral-fleet-work-");
+        // Lease 9 s, renewed every 3 s: a fences itself after 6 s without a renewal, 3 s before its task's lease runs out.
+        static void Lease(Dictionary<string, string> s) => s["Corral:Fleet:LeaseSeconds"] = "9";
+        var a = await NodeAsync(db, "a", Lease);
+        var b = await NodeAsync(db, "b", s =>
+        {
+            Lease(s);
+            Small(s);
+        });
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "echo $$ > loop; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        });
+        string id = created.Id!;
+        int loop = await Proc.ReadPidFileAsync(Path.Combine(work, "loop"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(loop));
+        await b.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+
+        // The database is down from before a's first failed renewal until a has fenced itself, then back at once:
+        // the outage is longer than two thirds of the lease and shorter than the lease.
+        await postgres.Cluster.StopServerAsync();
+        try
+        {
+            await Proc.WaitForAsync(() => a.Log.Contains("fences itself"), TimeSpan.FromSeconds(30), "a to fence itself");
+        }
+        finally
+        {
+            await postgres.Cluster.StartServerAsync();
+        }
+
+        await Proc.WaitForAsync(() => !Proc.IsAlive(loop), TimeSpan.FromSeconds(10), "the fenced node to kill its tree");
+        // The row must not stay running while a lives (a renewing a lease on a task it gave up): a's own end lands, or
+        // the lease lapses and b declares it.
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+        Assert.True("interrupted" == ended["status"]!.GetValue<string>(), ended.ToJsonString());
+        Assert.Equal(ended.ToJsonString(), (await a.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        Assert.Equal("task.end", (await b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(30)))[^1].Name);
+        // a goes on serving.
+        Assert.Equal("succeeded", (await a.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, limits = new { memoryMaxMb = 300 } }, wait: 30)).TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task Nodes_ride_out_a_database_restart_and_a_running_task_finishes_and_is_recorded_whole()
     {
         string db = await DatabaseAsync();
