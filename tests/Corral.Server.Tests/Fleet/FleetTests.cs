@@ -274,6 +274,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 5, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
             TimeSpan.FromSeconds(60), "output to reach b");
         var follower = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+        using var feed = await FeedReader.OpenAsync(a.Http); // what a tells its own clients of the task's end
 
         Assert.True(a.Signal(SIGSTOP));
         try
@@ -293,6 +294,14 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         await Proc.WaitForAsync(() => !Proc.IsAlive(loop) && !Proc.IsAlive(escapee), TimeSpan.FromSeconds(20), "the thawed node to kill its tree");
         await Proc.WaitForAsync(() => a.Log.Contains("another node recorded its end"), TimeSpan.FromSeconds(20), "the thawed node to give up its record");
         Assert.Equal(settled, (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        // a tells its clients the end b recorded, not the one it could not write: its record, and its feed, which
+        // carries the end twice (b's, relayed, and a's own).
+        Assert.Equal(settled, (await a.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        int endsSeen = 0;
+        var ends = (await feed.ReadUntilAsync((name, t) => name == "task.ended" && t["id"]!.GetValue<string>() == id && ++endsSeen == 2, TimeSpan.FromSeconds(20)))
+            .Where(e => e.Name == "task.ended" && e.Data["id"]!.GetValue<string>() == id).ToList();
+        var recordedEnd = JsonNode.Parse(settled)!["endedAt"]!.GetValue<DateTimeOffset>();
+        Assert.All(ends, e => Assert.True(e.Data["endedAt"]!.GetValue<DateTimeOffset>() == recordedEnd, $"{e.Data.ToJsonString()}\nrecorded: {settled}"));
         var events = await b.Http.ReadEventsAsync(id);
         Assert.Equal(eventCount, events.Count);
         Assert.Equal("task.end", events[^1].Name);
