@@ -274,6 +274,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 5, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
             TimeSpan.FromSeconds(60), "output to reach b");
         var follower = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+        using var feed = await FeedReader.OpenAsync(a.Http); // what a tells its own clients of the task's end
 
         Assert.True(a.Signal(SIGSTOP));
         try
@@ -293,12 +294,68 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         await Proc.WaitForAsync(() => !Proc.IsAlive(loop) && !Proc.IsAlive(escapee), TimeSpan.FromSeconds(20), "the thawed node to kill its tree");
         await Proc.WaitForAsync(() => a.Log.Contains("another node recorded its end"), TimeSpan.FromSeconds(20), "the thawed node to give up its record");
         Assert.Equal(settled, (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        // a tells its clients the end b recorded, not the one it could not write: its record, and its feed, which
+        // carries the end twice (b's, relayed, and a's own).
+        Assert.Equal(settled, (await a.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        int endsSeen = 0;
+        var ends = (await feed.ReadUntilAsync((name, t) => name == "task.ended" && t["id"]!.GetValue<string>() == id && ++endsSeen == 2, TimeSpan.FromSeconds(20)))
+            .Where(e => e.Name == "task.ended" && e.Data["id"]!.GetValue<string>() == id).ToList();
+        var recordedEnd = JsonNode.Parse(settled)!["endedAt"]!.GetValue<DateTimeOffset>();
+        Assert.All(ends, e => Assert.True(e.Data["endedAt"]!.GetValue<DateTimeOffset>() == recordedEnd, $"{e.Data.ToJsonString()}\nrecorded: {settled}"));
         var events = await b.Http.ReadEventsAsync(id);
         Assert.Equal(eventCount, events.Count);
         Assert.Equal("task.end", events[^1].Name);
         Assert.Equal("interrupted", events[^1].Data!["status"]!.GetValue<string>());
         // a goes on serving.
         Assert.Equal("succeeded", (await a.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 30)).TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_node_that_fences_itself_in_a_database_outage_shorter_than_its_lease_records_its_task_interrupted_once_the_database_is_back()
+    {
+        string db = await DatabaseAsync();
+        string work = Scratch("corral-fleet-work-");
+        // Lease 9 s, renewed every 3 s: a fences itself after 6 s without a renewal, 3 s before its task's lease runs out.
+        static void Lease(Dictionary<string, string> s) => s["Corral:Fleet:LeaseSeconds"] = "9";
+        var a = await NodeAsync(db, "a", Lease);
+        var b = await NodeAsync(db, "b", s =>
+        {
+            Lease(s);
+            Small(s);
+        });
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "echo $$ > loop; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        });
+        string id = created.Id!;
+        int loop = await Proc.ReadPidFileAsync(Path.Combine(work, "loop"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(loop));
+        await b.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+
+        // The database is down from before a's first failed renewal until a has fenced itself, then back at once:
+        // the outage is longer than two thirds of the lease and shorter than the lease.
+        await postgres.Cluster.StopServerAsync();
+        try
+        {
+            await Proc.WaitForAsync(() => a.Log.Contains("fences itself"), TimeSpan.FromSeconds(30), "a to fence itself");
+        }
+        finally
+        {
+            await postgres.Cluster.StartServerAsync();
+        }
+
+        await Proc.WaitForAsync(() => !Proc.IsAlive(loop), TimeSpan.FromSeconds(10), "the fenced node to kill its tree");
+        // The row must not stay running while a lives (a renewing a lease on a task it gave up): a's own end lands, or
+        // the lease lapses and b declares it.
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+        Assert.True("interrupted" == ended["status"]!.GetValue<string>(), ended.ToJsonString());
+        Assert.Equal(ended.ToJsonString(), (await a.Http.GetTaskAsync(id)).Body!.ToJsonString());
+        Assert.Equal("task.end", (await b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(30)))[^1].Name);
+        // a goes on serving.
+        Assert.Equal("succeeded", (await a.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, limits = new { memoryMaxMb = 300 } }, wait: 30)).TaskStatus);
     }
 
     [Fact(Timeout = 180_000)]

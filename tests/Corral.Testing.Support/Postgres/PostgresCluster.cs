@@ -58,10 +58,17 @@ public sealed class PostgresCluster : IAsyncDisposable
     /// <summary>Stops the server (fast: connections are cut), then starts it again on the same port.</summary>
     public async Task RestartAsync(TimeSpan down)
     {
-        await AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", DataDirectory, "-m", "fast", "-w", "stop");
+        await StopServerAsync();
         await Task.Delay(down);
         await StartServerAsync();
     }
+
+    /// <summary>Stops the server (fast: connections are cut, new ones refused) until <see cref="StartServerAsync"/>.</summary>
+    public Task StopServerAsync() => AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", DataDirectory, "-m", "fast", "-w", "stop");
+
+    /// <summary>Starts the server on its port (again, after <see cref="StopServerAsync"/>), once it accepts connections.</summary>
+    public Task StartServerAsync() => AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", DataDirectory, "-l", Path.Combine(_root, "log"), "-w", "-o",
+        $"-p {Port} -k {_root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start");
 
     public async ValueTask DisposeAsync()
     {
@@ -75,9 +82,6 @@ public sealed class PostgresCluster : IAsyncDisposable
 
         Directory.Delete(_root, true);
     }
-
-    private Task StartServerAsync() => AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", DataDirectory, "-l", Path.Combine(_root, "log"), "-w", "-o",
-        $"-p {Port} -k {_root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start");
 
     private Task AsPostgresAsync(params string[] command) => RunAsync("runuser", ["-u", "postgres", "--", .. command]);
 

@@ -95,7 +95,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             try
             {
                 await PostgresSchema.MigrateAsync(fleet.Store.DataSource, deadline.Token).ConfigureAwait(false);
-                await fleet.Store.RenewAsync(fleet.Lease, deadline.Token).ConfigureAwait(false);
+                await fleet.Store.RenewAsync(fleet.Lease, inherited: true, deadline.Token).ConfigureAwait(false);
                 _lastRenewed = time.GetTimestamp();
                 return;
             }
@@ -214,7 +214,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
     /// <summary>
     /// Renews the leases every third of the lease. A task this node runs that the renewal no longer returns was taken
     /// from it (ended by another node): it is fenced. When no renewal has succeeded for two thirds of the lease, every
-    /// running tree is killed, so that none outlives the lease.
+    /// running tree is killed, so that none outlives the lease; the tasks stay this node's to record.
     /// </summary>
     private async Task LeaseLoopAsync(CancellationToken cancellationToken)
     {
@@ -236,7 +236,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 attempt.CancelAfter(interval);
-                var held = await fleet.Store.RenewAsync(fleet.Lease, attempt.Token).ConfigureAwait(false);
+                var held = await fleet.Store.RenewAsync(fleet.Lease, inherited: false, attempt.Token).ConfigureAwait(false);
                 _lastRenewed = sent;
                 fleet.Reachable = true;
                 if (fencedAll)
@@ -255,8 +255,10 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
                 if (silent >= fleet.Lease * 2 / 3 && scheduler.Running() is { Count: > 0 } running)
                 {
                     logger.LogError("Node {Node} fences itself: killing the trees of {Count} task(s) before its lease runs out", fleet.Node, running.Count);
+                    // Only the trees: the tasks stay this node's (their epochs kept), so that their interrupted ends
+                    // are written once the database is back, unless another node has ended them by then.
                     foreach (var task in running)
-                        Fence(task);
+                        task.Fence();
                     fencedAll = true;
                 }
             }
@@ -277,15 +279,10 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             else if (task.ClaimedAt != 0 && task.ClaimedAt < renewalSent)
             {
                 logger.LogError("Task {Id}: another node ended it while this node ran it (this node's lease had run out); killing its tree", task.Id);
-                Fence(task);
+                fleet.Store.Fence(task.Id);
+                task.Fence();
             }
         }
-    }
-
-    private void Fence(ActiveTask task)
-    {
-        fleet.Store.Fence(task.Id);
-        task.Fence();
     }
 
     /// <summary>

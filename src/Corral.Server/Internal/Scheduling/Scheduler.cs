@@ -754,7 +754,8 @@ internal sealed class Scheduler : IHostedService
     /// <summary>
     /// The end of a task: the record in memory at once (and the slot and session freed, so whoever sees the end can
     /// resume the session right away), then the final events in the journal and the record in the database; the task
-    /// ends for its waiters when the first of those is durable, and leaves memory when the database has it.
+    /// ends for its waiters when the first of those is durable, and leaves memory when the database has it. In a fleet,
+    /// a final write refused because another node ended the task meanwhile gives way to the end that node recorded.
     /// </summary>
     private async Task PublishAsync(ActiveTask task, TaskRecord final, bool heldSlot, bool journaled = false)
     {
@@ -778,7 +779,13 @@ internal sealed class Scheduler : IHostedService
         // The end is durable once the database has it. If the database cannot take it in time (locked, full), the
         // journal, which holds the same final record, is made durable instead: the next start reconciles from it.
         await saved.WaitAsync(DatabaseGrace, _time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        if (!saved.IsCompletedSuccessfully)
+        bool refusedEarly = IsFenced(saved);
+        if (refusedEarly)
+        {
+            // Another node decided the end: this node's waiters and followers get that, not what it would have written.
+            final = await StoredEndAsync(task, final).ConfigureAwait(false);
+        }
+        else if (!saved.IsCompletedSuccessfully)
         {
             try
             {
@@ -804,6 +811,10 @@ internal sealed class Scheduler : IHostedService
         catch (StoreException e) when (e.Failure == StoreFailure.Fenced)
         {
             _logger.LogWarning("Task {Id}: this node lost its lease on it; another node recorded its end", task.Id);
+            // Refused after the grace (the database was slow): this node's end is published already, but what it
+            // answers for the task until it leaves memory is the recorded one.
+            if (!refusedEarly)
+                await StoredEndAsync(task, final).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -817,6 +828,30 @@ internal sealed class Scheduler : IHostedService
         lock (_gate)
             RemoveLocked(task);
         task.MarkStored();
+    }
+
+    private static bool IsFenced(Task saved) => saved.Exception?.InnerException is StoreException { Failure: StoreFailure.Fenced };
+
+    /// <summary>
+    /// The end another node recorded for a task whose final write this node had refused (fenced), made the task's
+    /// record in memory; this node's own end when the row cannot be read, or has none.
+    /// </summary>
+    private async Task<TaskRecord> StoredEndAsync(ActiveTask task, TaskRecord own)
+    {
+        try
+        {
+            if (await _store.GetAsync(task.Id, CancellationToken.None).ConfigureAwait(false) is { IsTerminal: true } stored)
+            {
+                task.Record = stored;
+                return task.Record;
+            }
+        }
+        catch (StoreException e)
+        {
+            _logger.LogWarning("Task {Id}: could not read the end another node recorded ({Message}); this node's own is shown until the task leaves memory", task.Id, e.Message);
+        }
+
+        return own;
     }
 
     /// <summary>The final events in the journal (committed, not yet durable); a full disk is retried (the reserve has been given back for this).</summary>

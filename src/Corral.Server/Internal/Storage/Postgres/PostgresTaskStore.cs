@@ -65,7 +65,11 @@ internal sealed class PostgresTaskStore : ITaskStore
     /// <summary>This node's name in the fleet.</summary>
     public string Node { get; }
 
-    /// <summary>This node's writes to a task it lost are refused from now on (another node decides its end).</summary>
+    /// <summary>
+    /// This node's writes to a task another node took are refused from now on (that node decides its end), and its
+    /// lease is no longer renewed. Not for a node that fenced itself because it could not renew: it still owns its
+    /// tasks, and its final records land unless another node ended them meanwhile (the epoch tells).
+    /// </summary>
     public void Fence(string id) => _owned[id] = -1;
 
     /// <summary>Remembers the epoch this node holds a task under: its writes to that task are fenced by it.</summary>
@@ -224,17 +228,25 @@ internal sealed class PostgresTaskStore : ITaskStore
         }, cancellationToken).ConfigureAwait(false);
 
     /// <summary>
-    /// Renews this node's lease (it is alive) and those of every running task it holds; returns what it still holds.
-    /// One attempt, no retries: the caller counts the time since the last success to fence itself.
+    /// Renews this node's lease (it is alive) and those of the running tasks it owns, each under the epoch it owns it
+    /// by (with <paramref name="inherited"/>, at start, also every task a previous process of this node left running,
+    /// which recovery takes over next); returns what it still holds. A task this node gave up is not renewed: its
+    /// lease lapses and another node ends it. One attempt, no retries: the caller counts the time since the last
+    /// success to fence itself.
     /// </summary>
-    public async Task<IReadOnlyList<HeldTask>> RenewAsync(TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<HeldTask>> RenewAsync(TimeSpan lease, bool inherited, CancellationToken cancellationToken)
     {
+        var owned = _owned.Where(o => o.Value >= 0).ToArray();
         await using var batch = _db.CreateBatch();
         batch.BatchCommands.Add(Command("""
             INSERT INTO nodes (id, started_at, lease_until) VALUES ($1, now(), now() + $2)
             ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until
             """, Node, lease));
-        batch.BatchCommands.Add(Command("UPDATE tasks SET lease_until = now() + $2 WHERE node = $1 AND status = 'running' RETURNING id, epoch, cancel_requested", Node, lease));
+        batch.BatchCommands.Add(Command("""
+            UPDATE tasks SET lease_until = now() + $2
+            WHERE node = $1 AND status = 'running' AND ($3 OR (id, epoch) IN (SELECT * FROM unnest($4::text[], $5::bigint[])))
+            RETURNING id, epoch, cancel_requested
+            """, Node, lease, inherited, owned.Select(o => o.Key).ToArray(), owned.Select(o => o.Value).ToArray()));
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var held = new List<HeldTask>();
         do
