@@ -135,10 +135,12 @@ public static partial class Proc
     }
 
     /// <summary>Live processes whose environment carries <c>CORRAL_TREE_ID=treeId</c>.</summary>
-    public static List<int> WithTreeId(string treeId)
+    public static List<int> WithTreeId(string treeId) => WithEnvironment("CORRAL_TREE_ID=" + treeId);
+
+    /// <summary>The live processes whose environment holds <paramref name="needle"/> (<c>NAME=value</c>), as /proc lists them now.</summary>
+    public static List<int> WithEnvironment(string needle)
     {
         var found = new List<int>();
-        string needle = "CORRAL_TREE_ID=" + treeId;
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out int pid) || !IsAlive(pid))

@@ -60,6 +60,22 @@ public sealed class PidWindowTests
         Assert.False(span.Contains(last + 1));
     }
 
+    [Theory(Timeout = 10_000)]
+    [InlineData(100, 103, 1000, false, new[] { 103, 102, 101 })]
+    [InlineData(997, 301, 1000, true, new[] { 301, 300, 299 })] // wrapped: the span runs round from 998 and covers 1…301
+    [InlineData(999, 3, 1000, true, new[] { 3, 2, 1 })] // the last PID was pid_max − 1: allocation resumes low
+    public void The_pids_handed_out_between_two_last_pids_are_the_cyclic_span_after_the_first(int last, int now, int maxPid, bool wrapped, int[] newest)
+    {
+        var (span, wraps) = ProcScanner.HandedOut(last, now, maxPid);
+        Assert.Equal(wrapped, wraps);
+        Assert.Equal(newest, span.NewestFirst().Take(newest.Length));
+        Assert.False(span.Contains(last));
+        Assert.False(span.Contains(now + 1));
+        if (wrapped && last + 1 < maxPid)
+            Assert.True(span.Contains(maxPid - 1) && span.Contains(last + 1));
+        Assert.Equal(span.Count, span.NewestFirst().Count());
+    }
+
     [Fact(Timeout = 10_000)]
     public void Everything_contains_every_pid()
     {

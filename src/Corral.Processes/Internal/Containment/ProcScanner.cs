@@ -148,44 +148,30 @@ internal static class ProcScanner
             var span = criteria.Window?.Now() ?? PidSpan.Everything;
             if (span.All)
                 exited?.Clear();
-            var unmatched = new List<int>();
-            foreach (int pid in Candidates(span))
-            {
-                // Ourselves, our ancestors and PID 1 existed before the child, so never fall in a bounded window: only
-                // a scan of everything consults the protected set (a /proc read per ancestor to build).
-                if ((span.All && protectedPids.Value.Contains(pid)) || exited?.Contains(pid) == true)
-                    continue;
-                if (TryMember(pid, criteria, withPidfds, log, ref buffer, members, out bool mayHold))
-                {
-                    if (stopAtFirst)
-                        return members;
-                }
-                else if (mayHold)
-                {
-                    unmatched.Add(pid);
-                }
-            }
+            // The last PID handed out before the pass lists its candidates: what comes after is read in the rounds below.
+            int last = span.All ? ProcFs.LastPid() : span.Last;
+            if (Pass(Candidates(span), span.All, criteria, protectedPids, checkHolders, stopAtFirst, withPidfds, log, exited, ref buffer, members))
+                return members;
 
-            if (checkHolders && criteria.PipeLinks.Count > 0)
+            // A member ahead of the pass can fork a process that gets a PID the pass has already gone by (newest first,
+            // the next PID is above the pass; after a wrap, anywhere) and exit before the pass reaches it. So the PIDs
+            // handed out during each pass are read in another, until one during which none was: a member alive at the
+            // end was then alive all through the first pass, or got one of those PIDs and was alive all through the
+            // pass that read it. An empty answer is thereby a proof, not a snapshot.
+            int maxPid = 0;
+            for (int round = 0; last > 0 && round < MaxRounds; round++)
             {
-                var fds = new List<int>();
-                foreach (int pid in unmatched)
-                {
-                    int pidfd = withPidfds ? Libc.pidfd_open(pid) : -1;
-                    if (withPidfds && pidfd < 0)
-                        continue;
-                    if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
-                    {
-                        log?.Record(pid, FoundBy.PipeHolder);
-                        members.Add(new Member(pid, FoundBy.PipeHolder, pidfd));
-                        if (stopAtFirst)
-                            return members;
-                    }
-                    else if (pidfd >= 0)
-                    {
-                        Libc.close(pidfd);
-                    }
-                }
+                int now = ProcFs.LastPid();
+                if (now == last || now <= 0)
+                    break;
+                if (maxPid == 0)
+                    maxPid = ProcFs.MaxPid();
+                var (fresh, wrapped) = HandedOut(last, now, maxPid);
+                last = now;
+                // After a wrap, a PID known to have exited may be a new process's.
+                if (Pass(Candidates(fresh).Where(pid => !members.Exists(m => m.Pid == pid)), all: false, criteria, protectedPids, checkHolders, stopAtFirst, withPidfds, log,
+                        wrapped ? null : exited, ref buffer, members))
+                    return members;
             }
 
             return members;
@@ -195,6 +181,65 @@ internal static class ProcScanner
             Close(members);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The PIDs handed out after <paramref name="last"/> up to <paramref name="now"/> (both last PIDs), in cyclic order,
+    /// and whether allocation wrapped past pid_max in between (it resumes low: from 1 on is a superset of where).
+    /// </summary>
+    internal static (PidSpan Span, bool Wrapped) HandedOut(int last, int now, int maxPid) =>
+        (new PidSpan(last + 1 < maxPid ? last + 1 : 1, now, maxPid), now < last);
+
+    /// <summary>How many passes over the PIDs handed out during the pass before, at most, a scan makes (a fork storm ends them).</summary>
+    internal const int MaxRounds = 64;
+
+    /// <summary>
+    /// One pass over <paramref name="candidates"/>: the cheap criteria for each, then the descriptor check for those
+    /// they did not match. <c>true</c> when <paramref name="stopAtFirst"/> and a member was found.
+    /// </summary>
+    private static bool Pass(IEnumerable<int> candidates, bool all, TreeCriteria criteria, Lazy<HashSet<int>> protectedPids, bool checkHolders, bool stopAtFirst,
+        bool withPidfds, KillLog? log, ExitedPids? exited, ref byte[] buffer, List<Member> members)
+    {
+        var unmatched = new List<int>();
+        foreach (int pid in candidates)
+        {
+            // Ourselves, our ancestors and PID 1 existed before the child, so never fall in a bounded window: only
+            // a scan of everything consults the protected set (a /proc read per ancestor to build).
+            if ((all && protectedPids.Value.Contains(pid)) || exited?.Contains(pid) == true)
+                continue;
+            if (TryMember(pid, criteria, withPidfds, log, ref buffer, members, out bool mayHold))
+            {
+                if (stopAtFirst)
+                    return true;
+            }
+            else if (mayHold)
+            {
+                unmatched.Add(pid);
+            }
+        }
+
+        if (!checkHolders || criteria.PipeLinks.Count == 0)
+            return false;
+        var fds = new List<int>();
+        foreach (int pid in unmatched)
+        {
+            int pidfd = withPidfds ? Libc.pidfd_open(pid) : -1;
+            if (withPidfds && pidfd < 0)
+                continue;
+            if (HoldsWriteEnd(pid, criteria.PipeLinkBytes, ref buffer, fds))
+            {
+                log?.Record(pid, FoundBy.PipeHolder);
+                members.Add(new Member(pid, FoundBy.PipeHolder, pidfd));
+                if (stopAtFirst)
+                    return true;
+            }
+            else if (pidfd >= 0)
+            {
+                Libc.close(pidfd);
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Closes the members' pidfds.</summary>
@@ -228,7 +273,7 @@ internal static class ProcScanner
     }
 
     /// <summary>The PIDs of <paramref name="span"/> that may be processes, newest first.</summary>
-    private static IEnumerable<int> Candidates(PidSpan span)
+    internal static IEnumerable<int> Candidates(PidSpan span)
     {
         // Probing a PID that is free costs one failed syscall; listing /proc costs about as much per process.
         const int probeLimit = 256;

@@ -154,6 +154,7 @@ internal static class SharedScan
             }
         }
 
+        int last = ProcFs.LastPid(); // what comes after is read in the rounds below, as in the single scan
         var pids = ProcScanner.ListPids();
         pids.Reverse();
         byte[] buffer = new byte[4096];
@@ -163,50 +164,22 @@ internal static class SharedScan
         try
         {
             foreach (int pid in pids)
+                Visit(pid, fresh: false, wrapped: false);
+
+            // The PIDs handed out during each pass, in another, until a pass during which none was (see the single scan):
+            // each is newer than every tree's child, so in every tree's window.
+            for (int round = 0; last > 0 && round < ProcScanner.MaxRounds; round++)
             {
-                relevant.Clear();
-                bool anyLog = false;
-                long euid = ProcScanner.UidNotRead;
-                for (int i = 0; i < count; i++)
+                int now = ProcFs.LastPid();
+                if (now == last || now <= 0)
+                    break;
+                var (fresh, wrapped) = ProcScanner.HandedOut(last, now, ProcFs.MaxPid());
+                last = now;
+                foreach (int pid in ProcScanner.Candidates(fresh))
                 {
-                    var r = batch[i];
-                    if (spans[i].Contains(pid) && !r.ProtectedPids.Value.Contains(pid) && r.Exited?.Contains(pid) != true
-                        && ProcScanner.MayBeMemberOutsideLeaf(pid, r.Criteria, ref euid))
-                    {
-                        relevant.Add(i);
-                        anyLog |= r.Log is not null;
-                    }
+                    if (!results.Exists(members => members.Exists(m => m.Pid == pid)))
+                        Visit(pid, fresh: true, wrapped);
                 }
-
-                if (relevant.Count == 0)
-                    continue;
-
-                int pidfd = anyLog ? Libc.pidfd_open(pid) : -1;
-                if (anyLog && pidfd < 0)
-                    continue;
-                found.Clear();
-                Examine(pid, batch, relevant, new Index(bySession, byTag, byPipe, byUid, tagPrefixes), found, ref buffer, fds);
-                bool handed = false;
-                foreach (int i in relevant)
-                {
-                    if (!found.TryGetValue(i, out var by))
-                        continue;
-                    int fd = -1;
-                    if (batch[i].Log is { } log)
-                    {
-                        // The first tree gets the pidfd itself, any other a duplicate: the same verified process.
-                        fd = handed ? Libc.fcntl(pidfd, Libc.F_DUPFD_CLOEXEC, 0) : pidfd;
-                        if (fd < 0)
-                            continue;
-                        handed = true;
-                        log.Record(pid, by);
-                    }
-
-                    results[i].Add(new Member(pid, by, fd));
-                }
-
-                if (pidfd >= 0 && !handed)
-                    Libc.close(pidfd);
             }
 
             return results;
@@ -216,6 +189,54 @@ internal static class SharedScan
             foreach (var members in results)
                 ProcScanner.Close(members);
             throw;
+        }
+
+        void Visit(int pid, bool fresh, bool wrapped)
+        {
+            relevant.Clear();
+            bool anyLog = false;
+            long euid = ProcScanner.UidNotRead;
+            for (int i = 0; i < count; i++)
+            {
+                var r = batch[i];
+                // After a wrap, a PID known to have exited may be a new process's.
+                if ((fresh || spans[i].Contains(pid)) && !r.ProtectedPids.Value.Contains(pid) && (wrapped || r.Exited?.Contains(pid) != true)
+                    && ProcScanner.MayBeMemberOutsideLeaf(pid, r.Criteria, ref euid))
+                {
+                    relevant.Add(i);
+                    anyLog |= r.Log is not null;
+                }
+            }
+
+            if (relevant.Count == 0)
+                return;
+
+            int pidfd = anyLog ? Libc.pidfd_open(pid) : -1;
+            if (anyLog && pidfd < 0)
+                return;
+            found.Clear();
+            Examine(pid, batch, relevant, new Index(bySession, byTag, byPipe, byUid, tagPrefixes), found, ref buffer, fds);
+            bool handed = false;
+            foreach (int i in relevant)
+            {
+                if (!found.TryGetValue(i, out var by))
+                    continue;
+                int fd = -1;
+                if (batch[i].Log is { } log)
+                {
+                    // The first tree gets the pidfd itself, any other a duplicate: the same verified process.
+                    fd = handed ? Libc.fcntl(pidfd, Libc.F_DUPFD_CLOEXEC, 0) : pidfd;
+                    if (fd < 0)
+                        continue;
+                    handed = true;
+                    log.Record(pid, by);
+                }
+
+                results[i].Add(new Member(pid, by, fd));
+            }
+
+            if (pidfd >= 0 && !handed)
+                Libc.close(pidfd);
         }
     }
 
