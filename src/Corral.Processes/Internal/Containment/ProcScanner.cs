@@ -158,16 +158,8 @@ internal static class ProcScanner
             // handed out during each pass are read in another, until one during which none was: a member alive at the
             // end was then alive all through the first pass, or got one of those PIDs and was alive all through the
             // pass that read it. An empty answer is thereby a proof, not a snapshot.
-            int maxPid = 0;
-            for (int round = 0; last > 0 && round < MaxRounds; round++)
+            foreach (var (fresh, wrapped) in HandedOutDuringPasses(last))
             {
-                int now = ProcFs.LastPid();
-                if (now == last || now <= 0)
-                    break;
-                if (maxPid == 0)
-                    maxPid = ProcFs.MaxPid();
-                var (fresh, wrapped) = HandedOut(last, now, maxPid);
-                last = now;
                 // After a wrap, a PID known to have exited may be a new process's.
                 if (Pass(Candidates(fresh).Where(pid => !members.Exists(m => m.Pid == pid)), all: false, criteria, protectedPids, checkHolders, stopAtFirst, withPidfds, log,
                         wrapped ? null : exited, ref buffer, members))
@@ -191,7 +183,27 @@ internal static class ProcScanner
         (new PidSpan(last + 1 < maxPid ? last + 1 : 1, now, maxPid), now < last);
 
     /// <summary>How many passes over the PIDs handed out during the pass before, at most, a scan makes (a fork storm ends them).</summary>
-    internal const int MaxRounds = 64;
+    private const int MaxRounds = 64;
+
+    /// <summary>
+    /// The PIDs handed out during each pass of a scan whose first pass began after <paramref name="last"/> was the last
+    /// PID: each step reads the last PID when the caller's pass over the step before is done, and the steps end with a
+    /// pass during which none was handed out (or after <see cref="MaxRounds"/>).
+    /// </summary>
+    internal static IEnumerable<(PidSpan Span, bool Wrapped)> HandedOutDuringPasses(int last)
+    {
+        int maxPid = 0;
+        for (int round = 0; last > 0 && round < MaxRounds; round++)
+        {
+            int now = ProcFs.LastPid();
+            if (now == last || now <= 0)
+                yield break;
+            if (maxPid == 0)
+                maxPid = ProcFs.MaxPid();
+            yield return HandedOut(last, now, maxPid);
+            last = now;
+        }
+    }
 
     /// <summary>
     /// One pass over <paramref name="candidates"/>: the cheap criteria for each, then the descriptor check for those

@@ -168,13 +168,8 @@ internal static class SharedScan
 
             // The PIDs handed out during each pass, in another, until a pass during which none was (see the single scan):
             // each is newer than every tree's child, so in every tree's window.
-            for (int round = 0; last > 0 && round < ProcScanner.MaxRounds; round++)
+            foreach (var (fresh, wrapped) in ProcScanner.HandedOutDuringPasses(last))
             {
-                int now = ProcFs.LastPid();
-                if (now == last || now <= 0)
-                    break;
-                var (fresh, wrapped) = ProcScanner.HandedOut(last, now, ProcFs.MaxPid());
-                last = now;
                 foreach (int pid in ProcScanner.Candidates(fresh))
                 {
                     if (!results.Exists(members => members.Exists(m => m.Pid == pid)))
