@@ -57,7 +57,6 @@ internal sealed class UidLeases : IDisposable
 
             writing = true;
             file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
-            file.Flush();
         }
         catch (IOException)
         {
@@ -100,7 +99,6 @@ internal sealed class UidLeases : IDisposable
             file.SetLength(0);
             file.Position = 0;
             file.Write(Encoding.UTF8.GetBytes(holder + "\n"));
-            file.Flush();
         }
         catch (IOException)
         {
