@@ -216,6 +216,37 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_node_killed_before_its_tree_reached_the_row_kills_the_leftovers_its_journal_names_when_it_is_back()
+    {
+        string db = await DatabaseAsync();
+        string dataA = Scratch("corral-fleet-a-");
+        string work = Scratch("corral-fleet-work-");
+        var a = await NodeAsync(db, "a", null, dataA);
+        var b = await NodeAsync(db, "b", Small);
+        string id = (await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "setsid sleep 300 & echo $! > escapee; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        })).Id!;
+        int escapee = await Proc.ReadPidFileAsync(Path.Combine(work, "escapee"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(escapee));
+        await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 5, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
+            TimeSpan.FromSeconds(60), "output to reach b");
+
+        a.Kill();
+        // What the row would hold had a died before the write of its tree landed: only the journal names the tree.
+        await SqlAsync(db, $"UPDATE tasks SET tree_id = NULL, cgroup_path = NULL, pid = NULL, uid = NULL WHERE id = '{id}'");
+        Assert.Equal("interrupted", (await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30)))["status"]!.GetValue<string>());
+        Assert.True(Proc.IsAlive(escapee), "the escapee outlives its killed node");
+
+        var back = await NodeAsync(db, "a", null, dataA);
+        await Proc.WaitForAsync(() => !Proc.IsAlive(escapee), TimeSpan.FromSeconds(30), "the restarted node to kill the leftover its journal names");
+        await Proc.WaitForAsync(() => back.Log.Contains("killed 1 leftover process"), TimeSpan.FromSeconds(10), "the node to say so");
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_read_from_its_last_commit_when_its_node_is_gone()
     {
         string db = await DatabaseAsync();
@@ -356,6 +387,66 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Equal("task.end", (await b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(30)))[^1].Name);
         // a goes on serving.
         Assert.Equal("succeeded", (await a.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, limits = new { memoryMaxMb = 300 } }, wait: 30)).TaskStatus);
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_database_outage_of_more_than_a_third_of_the_lease_that_begins_just_before_a_renewal_costs_a_running_task_nothing()
+    {
+        string db = await DatabaseAsync();
+        string work = Scratch("corral-fleet-work-");
+        // Lease 15 s: a node fences itself after 10 s without a renewal. The outage below spans two renewals a node
+        // that renewed every third of the lease (5 s) would make, and ends well before a renewal that succeeded just
+        // before it is 10 s old.
+        var a = await NodeAsync(db, "a", s => s["Corral:Fleet:LeaseSeconds"] = "15");
+        var created = await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "echo $$ > loop; until [ -e go ]; do sleep 0.05; done; echo R" },
+            workdir = work,
+        });
+        string id = created.Id!;
+        int loop = await Proc.ReadPidFileAsync(Path.Combine(work, "loop"), TimeSpan.FromSeconds(30));
+        _processes.Add(Proc.Identify(loop));
+
+        // The moment of a renewal, seen as the node's lease moving in the database.
+        var renewed = await LeaseMovedAsync(db, "a", TimeSpan.FromSeconds(30));
+        await UntilAsync(renewed + TimeSpan.FromSeconds(4.6));
+        await postgres.Cluster.StopServerAsync();
+        try
+        {
+            await UntilAsync(renewed + TimeSpan.FromSeconds(10.2));
+        }
+        finally
+        {
+            await postgres.Cluster.StartServerAsync();
+        }
+
+        Assert.True(Proc.IsAlive(loop), $"the task's tree was killed in the outage\n--- a:\n{a.Log[^Math.Min(a.Log.Length, 4000)..]}");
+        await File.WriteAllTextAsync(Path.Combine(work, "go"), "");
+        var ended = await a.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(60));
+        Assert.True("succeeded" == ended["status"]!.GetValue<string>(), $"{ended.ToJsonString()}\n--- a:\n{a.Log[^Math.Min(a.Log.Length, 4000)..]}");
+        Assert.Equal("R\n", await a.Http.GetStringAsync($"/v1/tasks/{id}/output"));
+        Assert.DoesNotContain("fences itself", a.Log);
+    }
+
+    private static Task UntilAsync(DateTime moment) => Task.Delay(TimeSpan.FromTicks(Math.Max(0, (moment - DateTime.UtcNow).Ticks)));
+
+    /// <summary>When <paramref name="node"/>'s lease in the database next moves (a renewal), to within 20 ms.</summary>
+    private static async Task<DateTime> LeaseMovedAsync(string database, string node, TimeSpan deadline)
+    {
+        await using var source = Npgsql.NpgsqlDataSource.Create(database);
+        await using var connection = await source.OpenConnectionAsync();
+        await using var command = new Npgsql.NpgsqlCommand("SELECT lease_until FROM nodes WHERE id = $1", connection) { Parameters = { new() { Value = node } } };
+        object? first = await command.ExecuteScalarAsync();
+        var stopwatch = Stopwatch.StartNew();
+        while (stopwatch.Elapsed < deadline)
+        {
+            await Task.Delay(20);
+            if (!Equals(await command.ExecuteScalarAsync(), first))
+                return DateTime.UtcNow;
+        }
+
+        throw new TimeoutException($"node {node}'s lease did not move within {deadline.TotalSeconds} s");
     }
 
     [Fact(Timeout = 180_000)]

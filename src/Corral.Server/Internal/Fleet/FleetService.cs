@@ -17,7 +17,7 @@ namespace Corral.Server.Internal.Fleet;
 /// What a node of a fleet does besides answering requests:
 /// <list type="bullet">
 /// <item>claims the oldest queued task it may run whenever it has a free slot (woken by <c>NOTIFY</c>, with a slow poll as a safety net);</item>
-/// <item>renews its lease on its running tasks every third of the lease, and kills their trees itself when it cannot
+/// <item>renews its lease on its running tasks every sixth of the lease (quickly again after a failure), and kills their trees itself when it cannot
 /// (self-fencing: before the lease runs out, so nothing of a task outlives the moment another node declares its end);</item>
 /// <item>ends, as interrupted, the tasks of nodes that stopped renewing (no automatic retry: agent runs are not idempotent);</item>
 /// <item>hears cancels asked on other nodes, and kills what is left of its own trees that other nodes ended while it was gone.</item>
@@ -212,19 +212,21 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
     }
 
     /// <summary>
-    /// Renews the leases every third of the lease. A task this node runs that the renewal no longer returns was taken
-    /// from it (ended by another node): it is fenced. When no renewal has succeeded for two thirds of the lease, every
-    /// running tree is killed, so that none outlives the lease; the tasks stay this node's to record.
+    /// Renews the leases at the pace <see cref="LeasePace"/> sets. A task this node runs that the renewal no longer
+    /// returns was taken from it (ended by another node): it is fenced. When no renewal has succeeded for two thirds of
+    /// the lease, every running tree is killed, so that none outlives the lease; the tasks stay this node's to record.
     /// </summary>
     private async Task LeaseLoopAsync(CancellationToken cancellationToken)
     {
-        var interval = fleet.Lease / 3;
+        var pace = new LeasePace(fleet.Lease);
+        bool failing = false;
         bool fencedAll = false;
+        long lastWarned = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
-                await Task.Delay(interval, time, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(failing ? pace.Retry : pace.Renew, time, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -235,26 +237,33 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             try
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attempt.CancelAfter(interval);
+                attempt.CancelAfter(pace.AttemptTimeout(time.GetElapsedTime(_lastRenewed)));
                 var held = await fleet.Store.RenewAsync(fleet.Lease, inherited: false, attempt.Token).ConfigureAwait(false);
                 _lastRenewed = sent;
                 fleet.Reachable = true;
-                if (fencedAll)
-                {
-                    logger.LogWarning("Node {Node} reaches the task database again", fleet.Node);
-                    fencedAll = false;
-                }
-
+                if (failing)
+                    logger.LogWarning("Node {Node} renewed its lease again", fleet.Node);
+                failing = false;
+                fencedAll = false;
+                lastWarned = 0;
                 Reconcile(held, sent);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException or OperationCanceledException or IOException && !cancellationToken.IsCancellationRequested)
             {
                 var silent = time.GetElapsedTime(_lastRenewed);
                 fleet.Reachable = false;
-                logger.LogWarning("Node {Node} could not renew its lease ({Message}); last renewed {Seconds:0.#} s ago", fleet.Node, e.Message, silent.TotalSeconds);
-                if (silent >= fleet.Lease * 2 / 3 && scheduler.Running() is { Count: > 0 } running)
+                failing = true;
+                // Retries come every few hundred milliseconds: one warning per third of the lease is enough.
+                if (lastWarned == 0 || time.GetElapsedTime(lastWarned) >= fleet.Lease / 3)
                 {
-                    logger.LogError("Node {Node} fences itself: killing the trees of {Count} task(s) before its lease runs out", fleet.Node, running.Count);
+                    lastWarned = time.GetTimestamp();
+                    logger.LogWarning("Node {Node} could not renew its lease ({Message}); last renewed {Seconds:0.#} s ago", fleet.Node, e.Message, silent.TotalSeconds);
+                }
+
+                if (pace.Fences(silent) && scheduler.Running() is { Count: > 0 } running)
+                {
+                    if (!fencedAll)
+                        logger.LogError("Node {Node} fences itself: killing the trees of {Count} task(s) before its lease runs out", fleet.Node, running.Count);
                     // Only the trees: the tasks stay this node's (their epochs kept), so that their interrupted ends
                     // are written once the database is back, unless another node has ended them by then.
                     foreach (var task in running)
@@ -350,35 +359,70 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
     }
 
     /// <summary>
-    /// Kills what is left on this node of trees whose tasks another node ended while this one was gone (at start), and
-    /// removes directories of tasks deleted through other nodes (every few minutes).
+    /// Kills what is left on this node of trees whose tasks another node ended while this one was gone (at start, and
+    /// again every third of the lease until none is left), and removes directories of tasks deleted through other nodes
+    /// (every few minutes). A failure is logged and tried again; it never ends the loop.
     /// </summary>
     private async Task SweepLoopAsync(CancellationToken cancellationToken)
     {
         try
         {
-            foreach (var left in await fleet.Store.LeftoversAsync(cancellationToken).ConfigureAwait(false))
-            {
-                if (left.Tree is not { } tree)
-                    continue;
-                var killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath, exclusiveUid: tree.Uid).ConfigureAwait(false);
-                if (killed.Count > 0)
-                    logger.LogWarning("Task {Id}: killed {Count} leftover process(es) of its tree, which another node had ended", left.Record.Id, killed.Count);
-                await fleet.Store.ClearedAsync(left.Record.Id).ConfigureAwait(false);
-            }
+            while (!await KillLeftoversAsync(cancellationToken).ConfigureAwait(false))
+                await Task.Delay(fleet.Lease / 3, time, cancellationToken).ConfigureAwait(false);
 
             while (!cancellationToken.IsCancellationRequested)
             {
                 await Task.Delay(SweepInterval, time, cancellationToken).ConfigureAwait(false);
-                await recovery.RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await recovery.RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or UnauthorizedAccessException)
+                {
+                    logger.LogWarning(e, "Could not remove the directories of deleted tasks; trying again in {Minutes} min", SweepInterval.TotalMinutes);
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
         }
-        catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or UnauthorizedAccessException)
+    }
+
+    /// <summary>Kills the leftovers of the trees of this node's tasks that another node ended; whether every one was dealt with.</summary>
+    private async Task<bool> KillLeftoversAsync(CancellationToken cancellationToken)
+    {
+        IReadOnlyList<(TaskRecord Record, TreeIdentity? Tree)> leftovers;
+        try
         {
-            logger.LogWarning(e, "The sweep of leftovers stopped");
+            leftovers = await fleet.Store.LeftoversAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException)
+        {
+            logger.LogWarning("Could not look for the leftovers of this node's tasks ({Message}); trying again", e.Message);
+            return false;
+        }
+
+        bool all = true;
+        foreach (var (record, stored) in leftovers)
+        {
+            try
+            {
+                if ((stored ?? JournalFacts.TreeOf(fleet.Journals.Read(record.Id))) is { } tree)
+                {
+                    var killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath, exclusiveUid: tree.Uid).ConfigureAwait(false);
+                    if (killed.Count > 0)
+                        logger.LogWarning("Task {Id}: killed {Count} leftover process(es) of its tree, which another node had ended", record.Id, killed.Count);
+                }
+
+                await fleet.Store.ClearedAsync(record.Id).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or UnauthorizedAccessException or InvalidDataException or JsonException)
+            {
+                logger.LogWarning(e, "Task {Id}: could not kill what is left of its tree yet; trying again", record.Id);
+                all = false;
+            }
+        }
+
+        return all;
     }
 }

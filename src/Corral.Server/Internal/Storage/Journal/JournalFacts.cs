@@ -46,6 +46,25 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
         return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? new DropNote(0, 0));
     }
 
+    /// <summary>
+    /// The tree <paramref name="journal"/> notes, read no further than its first output (the note is committed before
+    /// the tree's output is read), so that a journal of a gigabyte is not read to learn it; disposes of the journal.
+    /// </summary>
+    public static TreeIdentity? TreeOf(JournalReader journal)
+    {
+        using var reader = journal;
+        long limit = reader.FileLength;
+        while (reader.TryRead(limit, out var e))
+        {
+            if (e.IsOutput || e.IsLine)
+                return null;
+            if (e.IsMeta && e.Name == JournalNotes.Tree)
+                return JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
+        }
+
+        return null;
+    }
+
     /// <summary>A note of drops, or <c>null</c> for one the mask made unreadable (a secret equal to its digits): the one before it stands.</summary>
     private static DropNote? DropNoteOf(ReadOnlySpan<byte> json)
     {

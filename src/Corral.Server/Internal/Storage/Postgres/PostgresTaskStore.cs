@@ -361,12 +361,13 @@ internal sealed class PostgresTaskStore : ITaskStore
 
     /// <summary>
     /// Tasks that ran on this node and that another node ended while this one was gone (their trees were never seen to
-    /// finish here): what is left of them must be killed.
+    /// finish here): what is left of them must be killed. A row may lack its tree (the node died before that write
+    /// landed): its journal has it then.
     /// </summary>
     public async Task<IReadOnlyList<(TaskRecord Record, TreeIdentity? Tree)>> LeftoversAsync(CancellationToken cancellationToken) =>
         await QueryAsync("""
             SELECT record_json, tree_id, cgroup_path, pid, uid FROM tasks
-            WHERE node = $1 AND status NOT IN ('queued', 'running') AND NOT leftovers_cleared AND tree_id IS NOT NULL
+            WHERE node = $1 AND status NOT IN ('queued', 'running') AND NOT leftovers_cleared
             """, r => (ApiJson.Record(r.GetString(0)), Tree(r, 1)), cancellationToken, Node).ConfigureAwait(false);
 
     /// <summary>What was left of a task's tree on this node has been killed.</summary>
