@@ -140,7 +140,7 @@ public sealed class PostgresOptions
 public sealed class FleetOptions
 {
     /// <summary>
-    /// How long a node's hold on its running tasks lasts without a renewal (renewed every third of it, on the database's
+    /// How long a node's hold on its running tasks lasts without a renewal (renewed every sixth of it, on the database's
     /// clock). A node that cannot renew kills its trees before it runs out; another node then marks them interrupted.
     /// Default: 15.
     /// </summary>
