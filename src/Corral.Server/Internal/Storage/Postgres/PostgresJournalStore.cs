@@ -204,10 +204,14 @@ internal sealed class PostgresJournalStore : IJournalStore
             try
             {
                 // Written only while no other node holds the task under a newer epoch (no row yet: it is being created).
+                // The row is share-locked for it: a node that reaps the task locks the row FOR UPDATE before it reads
+                // the journal, so a chunk either commits before that read (the reaper skips the row, locked, and finds
+                // the chunk the next time) or waits for the reap and meets its new epoch. Never after the read.
                 using var cmd = db.CreateCommand("""
-                    WITH written AS (
+                    WITH owner AS (SELECT epoch FROM tasks WHERE id = $1 FOR KEY SHARE),
+                    written AS (
                         INSERT INTO journal (task_id, seq, data)
-                        SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND epoch <> $4)
+                        SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM owner WHERE epoch <> $4)
                         RETURNING 1)
                     SELECT pg_notify('corral_journal', $1) FROM written
                     """);
