@@ -450,6 +450,47 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_node_whose_tasks_wait_out_a_database_outage_goes_on_answering_health_checks_at_once()
+    {
+        string db = await DatabaseAsync();
+        var a = await NodeAsync(db, "a", s =>
+        {
+            s["Corral:Fleet:LeaseSeconds"] = "15";
+            s["Corral:MaxConcurrentTasks"] = "16";
+        });
+        var ids = new List<string>();
+        for (int i = 0; i < 16; i++)
+            ids.Add((await a.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "while :; do echo tick; sleep 0.01; done" } })).Id!);
+        foreach (string id in ids)
+            await a.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+
+        await postgres.Cluster.StopServerAsync();
+        var slowest = TimeSpan.Zero;
+        try
+        {
+            var outage = Stopwatch.StartNew();
+            while (outage.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                var probe = Stopwatch.StartNew();
+                using var answer = await a.Http.GetAsync("/healthz");
+                Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+                slowest = probe.Elapsed > slowest ? probe.Elapsed : slowest;
+                await Task.Delay(100);
+            }
+        }
+        finally
+        {
+            await postgres.Cluster.StartServerAsync();
+        }
+
+        Assert.True(slowest < TimeSpan.FromSeconds(1), $"the slowest health check in the outage took {slowest.TotalMilliseconds:0} ms");
+        foreach (string id in ids)
+            await a.Http.CancelAsync(id);
+        foreach (string id in ids)
+            Assert.Equal("cancelled", (await a.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(60)))["status"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task Nodes_ride_out_a_database_restart_and_a_running_task_finishes_and_is_recorded_whole()
     {
         string db = await DatabaseAsync();

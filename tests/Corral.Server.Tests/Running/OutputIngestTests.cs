@@ -49,14 +49,14 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
-    public void Lines_split_across_chunks_are_one_record_and_the_bytes_are_stored_as_written()
+    public async Task Lines_split_across_chunks_are_one_record_and_the_bytes_are_stored_as_written()
     {
         using var journal = JournalWriter.Create(_dir);
         var ingest = new OutputIngest(journal, Command(), long.MaxValue);
         ingest.Write(OutputStream.StandardOutput, [.. "A"u8, 0xFF, .. "B\nsplit "u8, 0xFF]);
         ingest.Write(OutputStream.StandardOutput, "line\r\nlast"u8);
         ingest.Complete();
-        ingest.Commit();
+        await ingest.CommitAsync();
 
         byte[] expected = [.. "A"u8, 0xFF, .. "B\nsplit "u8, 0xFF, .. "line\r\nlast"u8];
         Assert.Equal(expected, Stored(OutputStream.StandardOutput));
@@ -70,20 +70,20 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
-    public void A_line_longer_than_the_limit_becomes_fragments_cut_on_a_character_boundary()
+    public async Task A_line_longer_than_the_limit_becomes_fragments_cut_on_a_character_boundary()
     {
         using var journal = JournalWriter.Create(_dir);
         var ingest = new OutputIngest(journal, Command(maxLine: 10), long.MaxValue);
         // 9 ASCII bytes then a 2-byte character: the first cut backs off to 9 so the character stays whole.
         ingest.Write(OutputStream.StandardOutput, Encoding.UTF8.GetBytes("123456789é0123456789abc\n"));
-        ingest.Commit();
+        await ingest.CommitAsync();
         var lines = Lines();
         Assert.Equal(["123456789", "é01234567", "89abc\n"], lines.Select(l => l.Text));
         Assert.Equal([true, true, false], lines.Select(l => (l.Entry.Flags & LineFlags.Fragment) != 0));
     }
 
     [Fact]
-    public void Past_the_cap_nothing_more_is_stored_and_the_dropped_bytes_are_counted()
+    public async Task Past_the_cap_nothing_more_is_stored_and_the_dropped_bytes_are_counted()
     {
         using var journal = JournalWriter.Create(_dir);
         var ingest = new OutputIngest(journal, Command(), maxStoredBytes: 10);
@@ -91,7 +91,7 @@ public sealed class OutputIngestTests : IDisposable
         ingest.Write(OutputStream.StandardOutput, "AB\nCDEF\n"u8);   // 1 stored ("A"), 7 dropped
         ingest.Write(OutputStream.StandardError, "late\n"u8);        // 5 dropped
         ingest.Complete();
-        ingest.Commit();
+        await ingest.CommitAsync();
 
         Assert.Equal("12345\n789A", Encoding.UTF8.GetString(Stored(OutputStream.StandardOutput)));
         Assert.Empty(Stored(OutputStream.StandardError));
@@ -111,22 +111,22 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
-    public void Dropped_bytes_are_noted_in_the_journal_at_most_every_interval_and_at_the_end()
+    public async Task Dropped_bytes_are_noted_in_the_journal_at_most_every_interval_and_at_the_end()
     {
         using var journal = JournalWriter.Create(_dir);
         var clock = new ManualClock();
         var ingest = new OutputIngest(journal, Command(), maxStoredBytes: 10, time: clock);
         ingest.Write(OutputStream.StandardOutput, "0123456789ABCDEFGHIJ"u8); // 10 dropped
-        ingest.Commit();
+        await ingest.CommitAsync();
         clock.Advance(OutputIngest.DropNoteInterval / 2);
         ingest.Write(OutputStream.StandardError, "12345"u8);                // 5 more: too soon to note
-        ingest.Commit();
+        await ingest.CommitAsync();
         clock.Advance(OutputIngest.DropNoteInterval);
-        ingest.Commit();                                                     // due now, with nothing new read
-        ingest.Commit();                                                     // nothing changed: no note
+        await ingest.CommitAsync();                                                     // due now, with nothing new read
+        await ingest.CommitAsync();                                                     // nothing changed: no note
         ingest.Write(OutputStream.StandardOutput, "x"u8);
         ingest.Complete();                                                   // the end is always noted
-        ingest.Commit();
+        await ingest.CommitAsync();
 
         using var reader = new JournalReader(_dir);
         var notes = new List<string>();
@@ -153,7 +153,7 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
-    public void A_protocol_agent_gets_whole_lines_and_its_result_is_read_past_the_cap()
+    public async Task A_protocol_agent_gets_whole_lines_and_its_result_is_read_past_the_cap()
     {
         using var journal = JournalWriter.Create(_dir);
         var run = new ClaudeCodeAdapter(new ClaudeCodeSettings()).Prepare(new AgentRequest { Prompt = "hi", WorkingDirectory = "/", TaskDirectory = _dir, NewSessionId = Guid.NewGuid().ToString() });
@@ -164,7 +164,7 @@ public sealed class OutputIngestTests : IDisposable
         foreach (var piece in all.Chunk(7))
             ingest.Write(OutputStream.StandardOutput, piece);
         ingest.Complete();
-        ingest.Commit();
+        await ingest.CommitAsync();
 
         Assert.True(run.HasResult);
         Assert.Equal("done", run.Complete(null, default).Result!.Text);
@@ -177,14 +177,14 @@ public sealed class OutputIngestTests : IDisposable
     }
 
     [Fact]
-    public void Json_lines_are_flagged_for_the_transcript_and_their_events_staged()
+    public async Task Json_lines_are_flagged_for_the_transcript_and_their_events_staged()
     {
         using var journal = JournalWriter.Create(_dir);
         var run = new ClaudeCodeAdapter(new ClaudeCodeSettings()).Prepare(new AgentRequest { Prompt = "hi", WorkingDirectory = "/", TaskDirectory = _dir, NewSessionId = Guid.NewGuid().ToString() });
         var ingest = new OutputIngest(journal, run, long.MaxValue);
         ingest.Write(OutputStream.StandardOutput, """{"type":"assistant","message":{"id":"m","content":[{"type":"text","text":"hello"}]}}"""u8.ToArray().Concat("\r\nplain\n"u8.ToArray()).ToArray());
         ingest.Write(OutputStream.StandardError, "warning\n"u8);
-        ingest.Commit();
+        await ingest.CommitAsync();
 
         using var reader = new JournalReader(_dir);
         var entries = new List<JournalEntry>();

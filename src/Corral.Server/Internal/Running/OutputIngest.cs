@@ -129,13 +129,16 @@ internal sealed class OutputIngest
         NoteDrops(final: true);
     }
 
-    /// <summary>Makes what was staged visible (one journal write). A full disk stops storing instead of throwing.</summary>
-    public void Commit()
+    /// <summary>
+    /// Makes what was staged visible (one journal write; awaited, not blocking a thread, when the journal is a database
+    /// that is out of reach). A full disk stops storing instead of throwing.
+    /// </summary>
+    public async ValueTask CommitAsync()
     {
         NoteDrops(final: false);
         try
         {
-            _journal.Commit();
+            await _journal.CommitAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (Files.IsOutOfSpace(e))
         {

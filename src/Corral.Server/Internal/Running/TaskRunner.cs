@@ -100,7 +100,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         task.Journal.AddEvent("task.status", new { status = TaskState.Running, at = started });
         // In the journal before anything runs: a restart must never run again a task that may have started.
         task.Journal.AddMeta(JournalNotes.Started, new StartNote(started, [run.Spec.FileName, .. run.Spec.Arguments]));
-        ingest.Commit();
+        await ingest.CommitAsync().ConfigureAwait(false);
 
         var spec = run.Spec with
         {
@@ -134,7 +134,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             var identity = new TreeIdentity(tree.TreeId, tree.CgroupPath, tree.Pid, user is { Exclusive: true } ? user.Uid : null);
             task.Tree = tree;
             task.Journal.AddMeta(JournalNotes.Tree, identity);
-            ingest.Commit();
+            await ingest.CommitAsync().ConfigureAwait(false);
             _ = RecordRunningAsync(task, identity, tree.Completion);
             var process = new AgentProcess(tree, run, _options, time, logger, task.Id);
             _ = task.StopRequested.ContinueWith(_ => process.StopAsync(), TaskScheduler.Default).Unwrap();
@@ -147,7 +147,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                 {
                     process.SawOutput();
                     ingest.Write(chunk.Stream, chunk.Bytes.Span);
-                    ingest.Commit();
+                    await ingest.CommitAsync().ConfigureAwait(false);
                     if (ingest.StorageFailure is not null && task.StopReason is null)
                     {
                         storage.ReportFull();
@@ -162,7 +162,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                 }
 
                 ingest.Complete();
-                ingest.Commit();
+                await ingest.CommitAsync().ConfigureAwait(false);
             }
             catch (Exception e)
             {

@@ -865,7 +865,7 @@ internal sealed class Scheduler : IHostedService
         {
             try
             {
-                journal.Commit();
+                await journal.CommitAsync().ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (Files.IsOutOfSpace(e) && !_stopping.IsCancellationRequested)

@@ -54,5 +54,15 @@ internal interface IJournalSink : IDisposable
     void Sync();
 }
 
+/// <summary>
+/// A sink whose appends may wait a long while (a database out of reach): <see cref="JournalWriter.CommitAsync"/> awaits
+/// them instead of blocking a thread, so that tasks waiting out an outage do not starve the server's thread pool.
+/// </summary>
+internal interface IAsyncJournalSink : IJournalSink
+{
+    /// <summary>Writes a whole commit at <paramref name="position"/> (the end). Throws when it cannot (fenced, or out of reach too long).</summary>
+    ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position);
+}
+
 /// <summary>An append refused because another node now holds the task (this node's lease on it was lost).</summary>
 internal sealed class JournalFencedException(string id) : IOException($"Task {id}'s journal belongs to another node now: this node's lease on it was lost.");

@@ -16,6 +16,7 @@ internal sealed class JournalWriter : IDisposable
 {
     private readonly Lock _gate = new();
     private readonly IJournalSink _journal;
+    private readonly SemaphoreSlim _appending = new(1, 1); // one append of an async sink at a time
     private readonly ArrayBufferWriter<byte> _staged = new(4096);
     private int _stagedEvents;
     private long _committed;
@@ -147,6 +148,12 @@ internal sealed class JournalWriter : IDisposable
     /// <summary>Writes what is staged (one write) and wakes the readers. On failure, nothing of it is visible and it stays staged.</summary>
     public void Commit()
     {
+        if (_journal is IAsyncJournalSink)
+        {
+            CommitAsync().AsTask().GetAwaiter().GetResult();
+            return;
+        }
+
         TaskCompletionSource changed;
         lock (_gate)
         {
@@ -181,6 +188,55 @@ internal sealed class JournalWriter : IDisposable
 
         _onCommit?.Invoke();
         changed.TrySetResult();
+    }
+
+    /// <summary>
+    /// <see cref="Commit"/>, awaiting a sink that may wait (a database) instead of blocking a thread on it: what is
+    /// staged meanwhile stays staged for the next commit. For a file, the same as <see cref="Commit"/>.
+    /// </summary>
+    public async ValueTask CommitAsync()
+    {
+        if (_journal is not IAsyncJournalSink sink)
+        {
+            Commit();
+            return;
+        }
+
+        await _appending.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            byte[] bytes;
+            int events;
+            long at;
+            lock (_gate)
+            {
+                if (_staged.WrittenCount == 0 || _closed)
+                    return;
+                (bytes, events, at) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed);
+            }
+
+            await sink.AppendAsync(bytes, at).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut
+            TaskCompletionSource changed;
+            lock (_gate)
+            {
+                byte[] later = _staged.WrittenCount > bytes.Length ? _staged.WrittenSpan[bytes.Length..].ToArray() : [];
+                _staged.Clear();
+                _staged.Write(later);
+                _stagedEvents = Math.Max(0, _stagedEvents - events);
+                Volatile.Write(ref _committed, at + bytes.Length);
+                Volatile.Write(ref _eventCount, _eventCount + events);
+                _dirty = true;
+                changed = _changed;
+                _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            _onCommit?.Invoke();
+            changed.TrySetResult();
+        }
+        finally
+        {
+            _appending.Release();
+        }
     }
 
     /// <summary>Drops what is staged and not committed (output that could not be stored, with its lines).</summary>

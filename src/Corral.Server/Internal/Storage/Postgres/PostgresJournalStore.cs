@@ -111,14 +111,15 @@ internal sealed class PostgresJournalStore : IJournalStore
     /// Opens a journal to append, riding out a database outage up to the lease: a node that has just claimed a task
     /// (the claim committed) must not fail it because the database restarted before the journal could be read.
     /// </summary>
-    private JournalWriter Open(string id, Func<long> epoch) => RideOut(_outage, _ => OpenOnce(id, epoch));
+    private JournalWriter Open(string id, Func<long> epoch) =>
+        RideOutAsync(_outage, _ => ValueTask.FromResult(OpenOnce(id, epoch))).AsTask().GetAwaiter().GetResult(); // once per claim
 
     /// <summary>
     /// Runs <paramref name="attempt"/> until it returns, trying again while the database is restarting or out of reach,
-    /// for up to <paramref name="outage"/> (backoff from 50 ms to 1 s); the attempt is told whether one before it failed.
-    /// Past the outage the last error is thrown.
+    /// for up to <paramref name="outage"/> (backoff from 50 ms to 1 s, no thread held meanwhile); the attempt is told
+    /// whether one before it failed. Past the outage the last error is thrown.
     /// </summary>
-    private static T RideOut<T>(TimeSpan outage, Func<bool, T> attempt)
+    private static async ValueTask<T> RideOutAsync<T>(TimeSpan outage, Func<bool, ValueTask<T>> attempt)
     {
         var deadline = DateTime.UtcNow + outage;
         var delay = TimeSpan.FromMilliseconds(50);
@@ -127,12 +128,12 @@ internal sealed class PostgresJournalStore : IJournalStore
         {
             try
             {
-                return attempt(retried);
+                return await attempt(retried).ConfigureAwait(false);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException && DateTime.UtcNow < deadline)
             {
                 retried = true;
-                Thread.Sleep(delay);
+                await Task.Delay(delay).ConfigureAwait(false);
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 1000));
             }
         }
@@ -177,17 +178,19 @@ internal sealed class PostgresJournalStore : IJournalStore
     }
 
     /// <summary>One journal's chunks, to append to, fenced by an epoch.</summary>
-    private sealed class Sink(NpgsqlDataSource db, string id, Func<long> epoch, int nextSeq, List<int> lengths, TimeSpan outage) : IJournalSink
+    private sealed class Sink(NpgsqlDataSource db, string id, Func<long> epoch, int nextSeq, List<int> lengths, TimeSpan outage) : IAsyncJournalSink
     {
         private int _next = nextSeq;
 
-        public void Append(ReadOnlySpan<byte> bytes, long position)
+        public void Append(ReadOnlySpan<byte> bytes, long position) => AppendAsync(bytes.ToArray(), position).AsTask().GetAwaiter().GetResult();
+
+        public async ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position)
         {
             byte[] data = bytes.ToArray();
             try
             {
                 // The database restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
-                RideOut(outage, retried => Write(data, retried));
+                await RideOutAsync(outage, retried => WriteAsync(data, retried)).ConfigureAwait(false);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException)
             {
@@ -199,7 +202,7 @@ internal sealed class PostgresJournalStore : IJournalStore
         }
 
         /// <summary>One attempt to write the next chunk.</summary>
-        private bool Write(byte[] data, bool retried)
+        private async ValueTask<bool> WriteAsync(byte[] data, bool retried)
         {
             try
             {
@@ -207,7 +210,7 @@ internal sealed class PostgresJournalStore : IJournalStore
                 // The row is share-locked for it: a node that reaps the task locks the row FOR UPDATE before it reads
                 // the journal, so a chunk either commits before that read (the reaper skips the row, locked, and finds
                 // the chunk the next time) or waits for the reap and meets its new epoch. Never after the read.
-                using var cmd = db.CreateCommand("""
+                await using var cmd = db.CreateCommand("""
                     WITH owner AS (SELECT epoch FROM tasks WHERE id = $1 FOR KEY SHARE),
                     written AS (
                         INSERT INTO journal (task_id, seq, data)
@@ -219,25 +222,25 @@ internal sealed class PostgresJournalStore : IJournalStore
                 cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
                 cmd.Parameters.Add(new NpgsqlParameter { Value = data });
                 cmd.Parameters.Add(new NpgsqlParameter { Value = epoch() });
-                using var reader = cmd.ExecuteReader();
-                return reader.Read() ? true : throw new JournalFencedException(id);
+                await using var reader = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+                return await reader.ReadAsync().ConfigureAwait(false) ? true : throw new JournalFencedException(id);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
             {
                 // An earlier attempt may have committed before the connection lost its answer (a database restart):
                 // the chunk there is this one. Anything else means another writer appended: this one no longer owns the journal.
-                return retried && Landed(data) ? true : throw new JournalFencedException(id);
+                return retried && await LandedAsync(data).ConfigureAwait(false) ? true : throw new JournalFencedException(id);
             }
         }
 
         /// <summary>Whether the chunk at the next position holds exactly <paramref name="data"/>.</summary>
-        private bool Landed(byte[] data)
+        private async ValueTask<bool> LandedAsync(byte[] data)
         {
-            using var cmd = db.CreateCommand("SELECT data = $3 FROM journal WHERE task_id = $1 AND seq = $2");
+            await using var cmd = db.CreateCommand("SELECT data = $3 FROM journal WHERE task_id = $1 AND seq = $2");
             cmd.Parameters.Add(new NpgsqlParameter { Value = id });
             cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
             cmd.Parameters.Add(new NpgsqlParameter { Value = data });
-            return cmd.ExecuteScalar() is true;
+            return await cmd.ExecuteScalarAsync().ConfigureAwait(false) is true;
         }
 
         /// <summary>Drops whole chunks past <paramref name="length"/> (chunks are written whole, so nothing else can be torn).</summary>
