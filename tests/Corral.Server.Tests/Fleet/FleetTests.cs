@@ -394,10 +394,10 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     {
         string db = await DatabaseAsync();
         string work = Scratch("corral-fleet-work-");
-        // Lease 15 s: a node fences itself after 10 s without a renewal. The outage below spans two renewals a node
-        // that renewed every third of the lease (5 s) would make, and ends well before a renewal that succeeded just
-        // before it is 10 s old.
-        var a = await NodeAsync(db, "a", s => s["Corral:Fleet:LeaseSeconds"] = "15");
+        // Lease 30 s: a node fences itself after 20 s without a renewal. The outage below spans two renewals a node
+        // that renewed every third of the lease (10 s) would make, and ends well before a renewal that succeeded just
+        // before it is 20 s old (about 4 s to spare for the database's start).
+        var a = await NodeAsync(db, "a", s => s["Corral:Fleet:LeaseSeconds"] = "30");
         var created = await a.Http.CreateAsync(new
         {
             agent = "command",
@@ -410,11 +410,11 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
 
         // The moment of a renewal, seen as the node's lease moving in the database.
         var renewed = await LeaseMovedAsync(db, "a", TimeSpan.FromSeconds(30));
-        await UntilAsync(renewed + TimeSpan.FromSeconds(4.6));
+        await UntilAsync(renewed + TimeSpan.FromSeconds(9.6));
         await postgres.Cluster.StopServerAsync();
         try
         {
-            await UntilAsync(renewed + TimeSpan.FromSeconds(10.2));
+            await UntilAsync(renewed + TimeSpan.FromSeconds(20.2));
         }
         finally
         {
