@@ -247,6 +247,46 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_task_whose_node_died_is_recorded_with_its_process_and_the_output_its_journal_holds_and_the_cap_dropped()
+    {
+        string db = await DatabaseAsync();
+        var a = await NodeAsync(db, "a");
+        var b = await NodeAsync(db, "b", Small);
+        // 5,000 bytes, then one more well after the journal's last note of drops, then silence until a dies.
+        string id = (await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "head -c 5000 /dev/zero; sleep 1.5; printf x; exec sleep 300" },
+            limits = new { maxOutputBytes = 1000, memoryMaxMb = 300 },
+        })).Id!;
+        await Proc.WaitForAsync(async () => await ScalarAsync(db, $"SELECT coalesce(max(dropped_stdout), 0) FROM journal WHERE task_id = '{id}'") is 4001L,
+            TimeSpan.FromSeconds(30), "the journal to note 4,001 dropped bytes");
+
+        a.Kill();
+        var ended = await b.Http.WaitForEndAsync(id, TimeSpan.FromSeconds(30));
+        Assert.True("interrupted" == ended["status"]!.GetValue<string>(), ended.ToJsonString());
+        Assert.Equal(1000, ended["output"]!["storedBytes"]!.GetValue<long>());
+        Assert.Equal(4001, ended["output"]!["droppedBytes"]!.GetValue<long>());
+        Assert.Equal(1000, ended["output"]!["maxBytes"]!.GetValue<long>());
+        var process = ended["process"]!;
+        Assert.Equal(5001, process["stdoutBytes"]!.GetValue<long>());
+        Assert.True(process["stdoutTruncated"]!.GetValue<bool>());
+        Assert.Equal("bash", process["command"]![0]!.GetValue<string>());
+        Assert.False(string.IsNullOrEmpty(process["treeId"]!.GetValue<string>()));
+        int pid = process["pid"]!.GetValue<int>();
+        Assert.True(pid > 0);
+        _processes.Add(Proc.Identify(pid)); // a's leftover, killed when the test ends
+        Assert.Equal(ended.ToJsonString(), (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
+    }
+
+    private static async Task<object?> ScalarAsync(string database, string sql)
+    {
+        await using var source = Npgsql.NpgsqlDataSource.Create(database);
+        await using var command = source.CreateCommand(sql);
+        return await command.ExecuteScalarAsync();
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_read_from_its_last_commit_when_its_node_is_gone()
     {
         string db = await DatabaseAsync();

@@ -46,7 +46,7 @@ public sealed class PostgresJournalStoreTests(PostgresFixture postgres) : IClass
         // b reaps the task. While b holds it (it has read the journal to learn whether the task ended), a writes its end.
         Task? late = null;
         bool landedDuringReap = false;
-        var reaped = await reaper.ReapAsync(r =>
+        var reaped = await reaper.ReapAsync((r, _) =>
         {
             late = Task.Run(() =>
             {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Corral.Server.Api;
 using Corral.Server.Hosting;
 using Corral.Server.Internal.Admission;
+using Corral.Server.Internal.Recovery;
 using Corral.Server.Internal.Running;
 using Corral.Server.Internal.Storage.Postgres;
 
@@ -44,17 +45,29 @@ internal sealed class FleetNode(PostgresTaskStore store, PostgresJournalStore jo
     /// <summary>The tasks whose plans this node holds: they can run nowhere else.</summary>
     public IReadOnlyCollection<string> Held => [.. _held.Keys];
 
-    /// <summary>The record of a task that another node ended because its owner stopped renewing, or that only a node that is gone could run.</summary>
-    public TaskRecord Interrupted(TaskRecord record, DateTimeOffset now) => record with
+    /// <summary>
+    /// The record of a task that another node ended because its owner stopped renewing (with what its journal says of
+    /// its tree and output, as a restart's recovery gives), or that only a node that is gone could run. Reads the journal's
+    /// head and its chunks' counts, never its output.
+    /// </summary>
+    public TaskRecord Interrupted(TaskRecord record, string requestJson, DateTimeOffset now)
     {
-        Status = TaskState.Interrupted,
-        EndedAt = now,
-        QueueReason = null,
-        DurationMs = record.StartedAt is { } started ? (long)(now - started).TotalMilliseconds : null,
-        Error = new TaskError(ErrorCodes.Interrupted, record.Status == TaskState.Queued
-            ? "The task could run only on the node that accepted it (its memory held the request's secrets, which are never stored), and that node left the fleet: create it again."
-            : $"Node {record.Node} stopped renewing its lease on the task for {Lease.TotalSeconds:0.#} s (it stopped, or lost the database): the task was marked interrupted (agent runs are not retried); what is left of its tree is killed when the node is back."),
-    };
+        if (record.Status == TaskState.Queued)
+        {
+            return record with
+            {
+                Status = TaskState.Interrupted,
+                EndedAt = now,
+                QueueReason = null,
+                Error = new TaskError(ErrorCodes.Interrupted,
+                    "The task could run only on the node that accepted it (its memory held the request's secrets, which are never stored), and that node left the fleet: create it again."),
+            };
+        }
+
+        var journal = journals.UnfinishedFactsOf(record.Id);
+        return Interruption.Of(record, journal, journal.Tree, Interruption.MaxOutputBytes(requestJson, options.MaxOutputBytes), now, [],
+            $"Node {record.Node} stopped renewing its lease on the task for {Lease.TotalSeconds:0.#} s (it stopped, or lost the database): the task was marked interrupted (agent runs are not retried); what is left of its tree is killed when the node is back.");
+    }
 
     /// <summary>The record of a task whose request's secrets were in the memory of a process that is gone.</summary>
     public static TaskRecord SecretsLost(TaskRecord record, DateTimeOffset now) => record with

@@ -299,7 +299,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
     /// node died before the row had it), else interrupted. Only the journal's last commit is read (this runs in the
     /// reaping transaction). A journal that cannot be read fails the reap, to be tried again.
     /// </summary>
-    private TaskRecord EndOf(TaskRecord record, HashSet<string> journaled)
+    private TaskRecord EndOf(TaskRecord record, string requestJson, HashSet<string> journaled)
     {
         if (record.Status == TaskState.Running && JournalFacts.Of(fleet.Journals.ReadLastCommit(record.Id)).Final is { } final)
         {
@@ -307,7 +307,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             return final;
         }
 
-        return fleet.Interrupted(record, time.GetUtcNow());
+        return fleet.Interrupted(record, requestJson, time.GetUtcNow());
     }
 
     /// <summary>Ends the tasks of nodes that stopped renewing, every third of the lease (staggered by node).</summary>
@@ -330,7 +330,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             try
             {
                 var journaled = new HashSet<string>(StringComparer.Ordinal);
-                foreach (var ended in await fleet.Store.ReapAsync(r => EndOf(r, journaled), 50, cancellationToken).ConfigureAwait(false))
+                foreach (var ended in await fleet.Store.ReapAsync((r, request) => EndOf(r, request, journaled), 50, cancellationToken).ConfigureAwait(false))
                 {
                     bool fromJournal = journaled.Contains(ended.Record.Id);
                     logger.LogWarning("Task {Id}: node {Node} stopped renewing its lease{After}; recorded {Status}", ended.Record.Id, ended.Node ?? "(none)",
@@ -407,7 +407,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
         {
             try
             {
-                if ((stored ?? JournalFacts.TreeOf(fleet.Journals.Read(record.Id))) is { } tree)
+                if ((stored ?? JournalFacts.Of(fleet.Journals.Read(record.Id), headOnly: true).Tree) is { } tree)
                 {
                     var killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath, exclusiveUid: tree.Uid).ConfigureAwait(false);
                     if (killed.Count > 0)

@@ -58,7 +58,7 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
 
         if (record.Status == TaskState.Queued && journal.Start is null && treeIdentity is null)
         {
-            var body = RequestOf(left.RequestJson);
+            var body = Interruption.RequestOf(left.RequestJson);
             var now = time.GetUtcNow();
             if (body?.Secrets is { Count: > 0 })
             {
@@ -102,60 +102,12 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
             }
         }
 
-        var at = time.GetUtcNow();
-        var startedAt = record.StartedAt ?? journal.Start?.At;
-        var final = record with
-        {
-            Status = TaskState.Interrupted,
-            StartedAt = startedAt,
-            EndedAt = at,
-            DurationMs = startedAt is { } s ? (long)(at - s).TotalMilliseconds : null,
-            Error = new TaskError(ErrorCodes.Interrupted,
-                $"The server stopped while the task was running; {killed.Count} leftover process(es) of its tree were killed at start-up."),
-            Process = (record.Process ?? Placeholder(journal, treeIdentity, startedAt ?? at, at, killed)) with { Killed = killed },
-            // What reached the journal is what was stored; what the cap dropped, as last noted (at most a second old).
-            Output = record.Output ?? new TaskOutput(journal.StdoutBytes + journal.StderrBytes, journal.Dropped.Stdout + journal.Dropped.Stderr, MaxOutputBytes(left.RequestJson), 0),
-        };
+        // What reached the journal is what was stored; what the cap dropped, as last noted (at most a second old).
+        var final = Interruption.Of(record, journal, treeIdentity, Interruption.MaxOutputBytes(left.RequestJson, options.Value.MaxOutputBytes), time.GetUtcNow(), killed,
+            $"The server stopped while the task was running; {killed.Count} leftover process(es) of its tree were killed at start-up.");
         logger.LogWarning("Task {Id} was running when the server stopped: marked interrupted, {Count} leftover process(es) killed", record.Id, killed.Count);
         _ = scheduler.FinishRecoveredAsync(final, journaled: false);
     }
-
-    /// <summary>The output cap a stored request asked for, else the server's.</summary>
-    private long MaxOutputBytes(string requestJson) => RequestOf(requestJson)?.Limits?.MaxOutputBytes ?? options.Value.MaxOutputBytes;
-
-    /// <summary>A stored request, or <c>null</c> when the mask made it unreadable (a secret equal to a number in it).</summary>
-    private static CreateTaskRequest? RequestOf(string json)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<CreateTaskRequest>(json, ApiJson.Options);
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
-    }
-
-    /// <summary>
-    /// What is known of a tree whose task never recorded an outcome: its command, its child, the output that reached the
-    /// journal; the child's exit status only when start-up killed it (SIGKILL), for otherwise it went with the server.
-    /// </summary>
-    private static ProcessOutcome Placeholder(JournalFacts journal, TreeIdentity? tree, DateTimeOffset startedAt, DateTimeOffset at, IReadOnlyList<KilledProcess> killed) => new()
-    {
-        Command = journal.Start?.Command ?? [],
-        Pid = tree?.Pid ?? 0,
-        TreeId = tree?.TreeId ?? "",
-        Reason = ExitReason.Canceled,
-        Signal = tree is { Pid: > 0 } t && killed.Any(k => k.Pid == t.Pid) ? 9 : null,
-        StartedAt = startedAt,
-        ExitedAt = at,
-        CompletedAt = at,
-        Containment = tree?.CgroupPath is null ? ContainmentKind.Session : ContainmentKind.Cgroup,
-        StandardOutputBytes = journal.StdoutBytes + journal.Dropped.Stdout, // read: stored and dropped
-        StandardErrorBytes = journal.StderrBytes + journal.Dropped.Stderr,
-        StandardOutputTruncated = journal.Dropped.Stdout > 0,
-        StandardErrorTruncated = journal.Dropped.Stderr > 0,
-    };
 
     /// <summary>Removes the directories of tasks that have no record (a delete that stopped half-way, or one made through another node).</summary>
     public async Task RemoveOrphansAsync(CancellationToken cancellationToken)

@@ -60,9 +60,15 @@ internal interface IJournalSink : IDisposable
 /// </summary>
 internal interface IAsyncJournalSink : IJournalSink
 {
-    /// <summary>Writes a whole commit at <paramref name="position"/> (the end). Throws when it cannot (fenced, or out of reach too long).</summary>
-    ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position);
+    /// <summary>
+    /// Writes a whole commit at <paramref name="position"/> (the end), with <paramref name="counts"/>, what it holds of the
+    /// output. Throws when it cannot (fenced, or out of reach too long).
+    /// </summary>
+    ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position, ChunkCounts counts);
 }
+
+/// <summary>What one commit of a journal holds of the output: the bytes of each stream, and the drop note it carries, if any.</summary>
+internal readonly record struct ChunkCounts(long Stdout, long Stderr, DropNote? Dropped);
 
 /// <summary>An append refused because another node now holds the task (this node's lease on it was lost).</summary>
 internal sealed class JournalFencedException(string id) : IOException($"Task {id}'s journal belongs to another node now: this node's lease on it was lost.");

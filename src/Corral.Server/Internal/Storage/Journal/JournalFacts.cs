@@ -7,8 +7,12 @@ namespace Corral.Server.Internal.Storage.Journal;
 /// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size, and what the cap dropped as last noted.</summary>
 internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes, DropNote Dropped)
 {
-    /// <summary>Reads <paramref name="journal"/> to its end (and disposes of it).</summary>
-    public static JournalFacts Of(JournalReader journal)
+    /// <summary>
+    /// Reads <paramref name="journal"/> to its end (and disposes of it); with <paramref name="headOnly"/>, no further than
+    /// its first output (the start and tree notes are committed before any), so that a journal of a gigabyte is not read
+    /// to learn them.
+    /// </summary>
+    public static JournalFacts Of(JournalReader journal, bool headOnly = false)
     {
         using var reader = journal;
         long limit = reader.FileLength;
@@ -20,6 +24,8 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
         long stdout = 0, stderr = 0;
         while (reader.TryRead(limit, out var e))
         {
+            if (headOnly && (e.IsLine || e.IsOutput))
+                break;
             if (e.IsLine)
                 continue;
             if (e.IsOutput)
@@ -44,25 +50,6 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
         return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? new DropNote(0, 0));
-    }
-
-    /// <summary>
-    /// The tree <paramref name="journal"/> notes, read no further than its first output (the note is committed before
-    /// the tree's output is read), so that a journal of a gigabyte is not read to learn it; disposes of the journal.
-    /// </summary>
-    public static TreeIdentity? TreeOf(JournalReader journal)
-    {
-        using var reader = journal;
-        long limit = reader.FileLength;
-        while (reader.TryRead(limit, out var e))
-        {
-            if (e.IsOutput || e.IsLine)
-                return null;
-            if (e.IsMeta && e.Name == JournalNotes.Tree)
-                return JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
-        }
-
-        return null;
     }
 
     /// <summary>A note of drops, or <c>null</c> for one the mask made unreadable (a secret equal to its digits): the one before it stands.</summary>

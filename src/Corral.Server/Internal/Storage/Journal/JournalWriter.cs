@@ -19,6 +19,7 @@ internal sealed class JournalWriter : IDisposable
     private readonly SemaphoreSlim _appending = new(1, 1); // one append of an async sink at a time
     private readonly ArrayBufferWriter<byte> _staged = new(4096);
     private int _stagedEvents;
+    private ChunkCounts _stagedCounts; // what the staged records hold of the output, for a sink that keeps it beside them
     private long _committed;
     private long _eventCount;
     private bool _dirty;
@@ -110,7 +111,12 @@ internal sealed class JournalWriter : IDisposable
         if (bytes.IsEmpty)
             return;
         lock (_gate)
+        {
             JournalFormat.WriteOutput(_staged, stream, bytes);
+            _stagedCounts = stream == OutputStream.StandardError
+                ? _stagedCounts with { Stderr = _stagedCounts.Stderr + bytes.Length }
+                : _stagedCounts with { Stdout = _stagedCounts.Stdout + bytes.Length };
+        }
     }
 
     /// <summary>Stages a line record: the next <paramref name="length"/> bytes of its stream.</summary>
@@ -142,7 +148,11 @@ internal sealed class JournalWriter : IDisposable
     {
         byte[] json = Serialize(data);
         lock (_gate)
+        {
             JournalFormat.WriteMeta(_staged, name, json);
+            if (data is DropNote dropped)
+                _stagedCounts = _stagedCounts with { Dropped = dropped };
+        }
     }
 
     /// <summary>Writes what is staged (one write) and wakes the readers. On failure, nothing of it is visible and it stays staged.</summary>
@@ -181,6 +191,7 @@ internal sealed class JournalWriter : IDisposable
             Volatile.Write(ref _eventCount, _eventCount + _stagedEvents);
             _staged.Clear();
             _stagedEvents = 0;
+            _stagedCounts = default;
             _dirty = true;
             changed = _changed;
             _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -208,14 +219,15 @@ internal sealed class JournalWriter : IDisposable
             byte[] bytes;
             int events;
             long at;
+            ChunkCounts counts;
             lock (_gate)
             {
                 if (_staged.WrittenCount == 0 || _closed)
                     return;
-                (bytes, events, at) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed);
+                (bytes, events, at, counts) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed, _stagedCounts);
             }
 
-            await sink.AppendAsync(bytes, at).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut
+            await sink.AppendAsync(bytes, at, counts).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut
             TaskCompletionSource changed;
             lock (_gate)
             {
@@ -223,6 +235,8 @@ internal sealed class JournalWriter : IDisposable
                 _staged.Clear();
                 _staged.Write(later);
                 _stagedEvents = Math.Max(0, _stagedEvents - events);
+                _stagedCounts = new ChunkCounts(_stagedCounts.Stdout - counts.Stdout, _stagedCounts.Stderr - counts.Stderr,
+                    ReferenceEquals(_stagedCounts.Dropped, counts.Dropped) ? null : _stagedCounts.Dropped);
                 Volatile.Write(ref _committed, at + bytes.Length);
                 Volatile.Write(ref _eventCount, _eventCount + events);
                 _dirty = true;
@@ -246,6 +260,7 @@ internal sealed class JournalWriter : IDisposable
         {
             _staged.Clear();
             _stagedEvents = 0;
+            _stagedCounts = default;
         }
     }
 

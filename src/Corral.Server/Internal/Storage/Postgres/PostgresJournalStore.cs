@@ -62,6 +62,24 @@ internal sealed class PostgresJournalStore : IJournalStore
         return new JournalReader(cmd.ExecuteScalar() is byte[] last ? new Bytes([.. JournalFormat.Header, .. last]) : null);
     }
 
+    /// <summary>
+    /// What a journal says of a task that never wrote its end, without reading its output: its start and tree notes
+    /// (read up to its first output), its output's size and its last drop note (kept beside each chunk).
+    /// </summary>
+    public JournalFacts UnfinishedFactsOf(string id)
+    {
+        var head = JournalFacts.Of(Read(id), headOnly: true);
+        using var cmd = _db.CreateCommand("""
+            SELECT coalesce(sum(stdout_bytes), 0)::bigint, coalesce(sum(stderr_bytes), 0)::bigint,
+                   coalesce(max(dropped_stdout), 0)::bigint, coalesce(max(dropped_stderr), 0)::bigint
+            FROM journal WHERE task_id = $1
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+        using var reader = cmd.ExecuteReader();
+        reader.Read();
+        return head with { StdoutBytes = reader.GetInt64(0), StderrBytes = reader.GetInt64(1), Dropped = new DropNote(reader.GetInt64(2), reader.GetInt64(3)) };
+    }
+
     public JournalWatch Watch(string id, JournalReader reader)
     {
         if (_open.TryGetValue(id, out var writer) && !writer.IsClosed)
@@ -182,15 +200,15 @@ internal sealed class PostgresJournalStore : IJournalStore
     {
         private int _next = nextSeq;
 
-        public void Append(ReadOnlySpan<byte> bytes, long position) => AppendAsync(bytes.ToArray(), position).AsTask().GetAwaiter().GetResult();
+        public void Append(ReadOnlySpan<byte> bytes, long position) => AppendAsync(bytes.ToArray(), position, default).AsTask().GetAwaiter().GetResult();
 
-        public async ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position)
+        public async ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position, ChunkCounts counts)
         {
             byte[] data = bytes.ToArray();
             try
             {
                 // The database restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
-                await RideOutAsync(outage, retried => WriteAsync(data, retried)).ConfigureAwait(false);
+                await RideOutAsync(outage, retried => WriteAsync(data, counts, retried)).ConfigureAwait(false);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException)
             {
@@ -202,7 +220,7 @@ internal sealed class PostgresJournalStore : IJournalStore
         }
 
         /// <summary>One attempt to write the next chunk.</summary>
-        private async ValueTask<bool> WriteAsync(byte[] data, bool retried)
+        private async ValueTask<bool> WriteAsync(byte[] data, ChunkCounts counts, bool retried)
         {
             try
             {
@@ -213,8 +231,8 @@ internal sealed class PostgresJournalStore : IJournalStore
                 await using var cmd = db.CreateCommand("""
                     WITH owner AS (SELECT epoch FROM tasks WHERE id = $1 FOR KEY SHARE),
                     written AS (
-                        INSERT INTO journal (task_id, seq, data)
-                        SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM owner WHERE epoch <> $4)
+                        INSERT INTO journal (task_id, seq, data, stdout_bytes, stderr_bytes, dropped_stdout, dropped_stderr)
+                        SELECT $1, $2, $3, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM owner WHERE epoch <> $4)
                         RETURNING 1)
                     SELECT pg_notify('corral_journal', $1) FROM written
                     """);
@@ -222,6 +240,10 @@ internal sealed class PostgresJournalStore : IJournalStore
                 cmd.Parameters.Add(new NpgsqlParameter { Value = _next });
                 cmd.Parameters.Add(new NpgsqlParameter { Value = data });
                 cmd.Parameters.Add(new NpgsqlParameter { Value = epoch() });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = counts.Stdout });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = counts.Stderr });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = counts.Dropped?.Stdout ?? 0L });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = counts.Dropped?.Stderr ?? 0L });
                 await using var reader = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
                 return await reader.ReadAsync().ConfigureAwait(false) ? true : throw new JournalFencedException(id);
             }

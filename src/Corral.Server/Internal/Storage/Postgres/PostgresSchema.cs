@@ -5,7 +5,7 @@ namespace Corral.Server.Internal.Storage.Postgres;
 /// <summary>The schema in PostgreSQL, versioned in <c>corral_meta</c>; nodes starting at once migrate one at a time (an advisory lock).</summary>
 internal static class PostgresSchema
 {
-    public const int Version = 2;
+    public const int Version = 3;
 
     private const long MigrationLock = 0x436F7272616C; // "Corral"
 
@@ -63,6 +63,11 @@ internal static class PostgresSchema
             payload text);
         CREATE INDEX webhook_deliveries_task ON webhook_deliveries (task_id);
         CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+        """,
+        // 3: what each journal chunk holds of the output, so that a node ending another's task counts it without reading it.
+        """
+        ALTER TABLE journal ADD COLUMN stdout_bytes bigint NOT NULL DEFAULT 0, ADD COLUMN stderr_bytes bigint NOT NULL DEFAULT 0,
+            ADD COLUMN dropped_stdout bigint NOT NULL DEFAULT 0, ADD COLUMN dropped_stderr bigint NOT NULL DEFAULT 0;
         """,
     ];
 

@@ -274,16 +274,16 @@ internal sealed class PostgresTaskStore : ITaskStore
     /// <summary>
     /// Takes over tasks whose owner's lease ran out, and queued tasks that only a node that is gone could run (its memory
     /// held their secrets): each is ended under a new epoch (its owner's late writes are then rejected), with the final
-    /// record <paramref name="interrupt"/> gives it.
+    /// record <paramref name="interrupt"/> gives it (from the stored record and request).
     /// </summary>
-    public async Task<IReadOnlyList<ExpiredTask>> ReapAsync(Func<TaskRecord, TaskRecord> interrupt, int limit, CancellationToken cancellationToken) =>
+    public async Task<IReadOnlyList<ExpiredTask>> ReapAsync(Func<TaskRecord, string, TaskRecord> interrupt, int limit, CancellationToken cancellationToken) =>
         await RunAsync(async (db, ct) =>
         {
             await using var connection = await db.OpenConnectionAsync(ct).ConfigureAwait(false);
             await using var tx = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-            var expired = new List<(TaskRecord Record, long Epoch, TreeIdentity? Tree, string? Node)>();
+            var expired = new List<(TaskRecord Record, long Epoch, TreeIdentity? Tree, string? Node, string Request)>();
             await using (var select = new NpgsqlCommand("""
-                SELECT record_json, epoch, tree_id, cgroup_path, pid, uid, node FROM tasks
+                SELECT record_json, epoch, tree_id, cgroup_path, pid, uid, node, request_json FROM tasks
                 WHERE (status = 'running' AND lease_until < now())
                    OR (status = 'queued' AND affinity IS NOT NULL
                        AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = tasks.affinity AND nodes.lease_until > now()))
@@ -293,13 +293,13 @@ internal sealed class PostgresTaskStore : ITaskStore
                 select.Parameters.Add(new NpgsqlParameter { Value = limit });
                 await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
                 while (await reader.ReadAsync(ct).ConfigureAwait(false))
-                    expired.Add((ApiJson.Record(reader.GetString(0)), reader.GetInt64(1), Tree(reader, 2), reader.IsDBNull(6) ? null : reader.GetString(6)));
+                    expired.Add((ApiJson.Record(reader.GetString(0)), reader.GetInt64(1), Tree(reader, 2), reader.IsDBNull(6) ? null : reader.GetString(6), reader.GetString(7)));
             }
 
             var reaped = new List<ExpiredTask>();
-            foreach (var (record, epoch, tree, node) in expired)
+            foreach (var (record, epoch, tree, node, request) in expired)
             {
-                var final = interrupt(record);
+                var final = interrupt(record, request);
                 await using var update = new NpgsqlCommand("""
                     UPDATE tasks SET status = $2, ended_at = $3, record_json = $4, epoch = epoch + 1, session_key = NULL WHERE id = $1 AND epoch = $5
                     """, connection, tx);
