@@ -1,5 +1,6 @@
 using System.Text;
 using Corral.Processes;
+using Corral.Server.Internal.Storage;
 using Corral.Server.Internal.Storage.Journal;
 
 namespace Corral.Server.Tests.Storage;
@@ -146,5 +147,26 @@ public sealed class JournalTests : IDisposable
         Directory.CreateDirectory(_dir);
         File.WriteAllText(Path.Combine(_dir, "journal"), "{\"id\":1}\n");
         Assert.Empty(ReadAll(new JournalReader(_dir)));
+    }
+
+    [Fact]
+    public void A_tree_note_made_unreadable_reads_as_no_tree_and_the_head_stops_at_the_first_output()
+    {
+        using (var writer = JournalWriter.Create(_dir))
+        {
+            writer.AddMeta(JournalNotes.Started, new StartNote(DateTimeOffset.UnixEpoch, ["bash"]));
+            writer.AddMeta(JournalNotes.Tree, "12345"); // what a mask leaves of a note whose pid was a secret's digits: not a tree
+            writer.WriteOutput(OutputStream.StandardOutput, "hi\n"u8);
+            writer.AddMeta(JournalNotes.Tree, new TreeIdentity("t-late", null, 7));
+            writer.Commit();
+        }
+
+        var head = JournalFacts.Of(new JournalReader(_dir), headOnly: true);
+        Assert.Null(head.Tree);
+        Assert.Equal(["bash"], head.Start!.Command!);
+        Assert.Equal(0, head.StdoutBytes);
+        var all = JournalFacts.Of(new JournalReader(_dir));
+        Assert.Equal("t-late", all.Tree!.TreeId);
+        Assert.Equal(3, all.StdoutBytes);
     }
 }

@@ -4,6 +4,7 @@ using Corral.Server.Hosting;
 using Corral.Server.Internal.Admission;
 using Corral.Server.Internal.Recovery;
 using Corral.Server.Internal.Running;
+using Corral.Server.Internal.Storage.Journal;
 using Corral.Server.Internal.Storage.Postgres;
 
 namespace Corral.Server.Internal.Fleet;
@@ -64,7 +65,16 @@ internal sealed class FleetNode(PostgresTaskStore store, PostgresJournalStore jo
             };
         }
 
-        var journal = journals.UnfinishedFactsOf(record.Id);
+        JournalFacts journal;
+        try
+        {
+            journal = journals.UnfinishedFactsOf(record.Id);
+        }
+        catch (InvalidDataException)
+        {
+            journal = new JournalFacts(null, null, null, 0, 0, new DropNote(0, 0)); // a journal that cannot be read: the record says less
+        }
+
         return Interruption.Of(record, journal, journal.Tree, Interruption.MaxOutputBytes(requestJson, options.MaxOutputBytes), now, [],
             $"Node {record.Node} stopped renewing its lease on the task for {Lease.TotalSeconds:0.#} s (it stopped, or lost the database): the task was marked interrupted (agent runs are not retried); what is left of its tree is killed when the node is back.");
     }

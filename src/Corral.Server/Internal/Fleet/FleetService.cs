@@ -237,8 +237,12 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             try
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attempt.CancelAfter(pace.AttemptTimeout(time.GetElapsedTime(_lastRenewed)));
-                var held = await fleet.Store.RenewAsync(fleet.Lease, inherited: false, attempt.Token).ConfigureAwait(false);
+                var timeout = pace.AttemptTimeout(time.GetElapsedTime(_lastRenewed));
+                attempt.CancelAfter(timeout);
+                // Bounded here too, a little later (so the driver has been told to cancel before its token's source is
+                // disposed): its cancellation may take a while to be honoured, and the fence must not wait for it.
+                var held = await fleet.Store.RenewAsync(fleet.Lease, inherited: false, attempt.Token)
+                    .WaitAsync(timeout + pace.Retry, time, cancellationToken).ConfigureAwait(false);
                 _lastRenewed = sent;
                 fleet.Reachable = true;
                 if (failing)
@@ -260,7 +264,8 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
                     logger.LogWarning("Node {Node} could not renew its lease ({Message}); last renewed {Seconds:0.#} s ago", fleet.Node, e.Message, silent.TotalSeconds);
                 }
 
-                if (pace.Fences(silent) && scheduler.Running() is { Count: > 0 } running)
+                // A task claimed since the last renewal holds a lease as fresh as its claim.
+                if (pace.Fences(silent) && scheduler.Running().Where(t => pace.Fences(time.GetElapsedTime(Math.Max(_lastRenewed, t.ClaimedAt)))).ToList() is { Count: > 0 } running)
                 {
                     if (!fencedAll)
                         logger.LogError("Node {Node} fences itself: killing the trees of {Count} task(s) before its lease runs out", fleet.Node, running.Count);
@@ -342,7 +347,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
             {
                 return;
             }
-            catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException)
+            catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or InvalidDataException or JsonException)
             {
                 logger.LogWarning("Could not look for expired leases ({Message})", e.Message);
             }
@@ -407,7 +412,7 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
         {
             try
             {
-                if ((stored ?? JournalFacts.Of(fleet.Journals.Read(record.Id), headOnly: true).Tree) is { } tree)
+                if ((stored ?? TreeInJournal(record.Id)) is { } tree)
                 {
                     var killed = await ProcessTree.KillLeftoversAsync(tree.TreeId, tree.CgroupPath, exclusiveUid: tree.Uid).ConfigureAwait(false);
                     if (killed.Count > 0)
@@ -416,13 +421,27 @@ internal sealed class FleetService(FleetNode fleet, Scheduler scheduler, FleetPr
 
                 await fleet.Store.ClearedAsync(record.Id).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or UnauthorizedAccessException or InvalidDataException or JsonException)
+            catch (Exception e) when (e is NpgsqlException or StoreException or TimeoutException or IOException or UnauthorizedAccessException)
             {
-                logger.LogWarning(e, "Task {Id}: could not kill what is left of its tree yet; trying again", record.Id);
+                logger.LogWarning("Task {Id}: could not kill what is left of its tree yet ({Message}); trying again", record.Id, e.Message);
                 all = false;
             }
         }
 
         return all;
+    }
+
+    /// <summary>The tree a task's journal notes; <c>null</c> when it has none, or cannot be read (that will not change by trying again).</summary>
+    private TreeIdentity? TreeInJournal(string id)
+    {
+        try
+        {
+            return JournalFacts.Of(fleet.Journals.Read(id), headOnly: true).Tree;
+        }
+        catch (InvalidDataException e)
+        {
+            logger.LogWarning("Task {Id}: its journal cannot be read ({Message}); what is left of its tree, if anything, is not known", id, e.Message);
+            return null;
+        }
     }
 }

@@ -775,6 +775,11 @@ internal sealed class Scheduler : IHostedService
         if (heldSlot)
             _fleet?.Wake();
         var inJournal = journaled ? Task.CompletedTask : AppendEndAsync(task.Journal, final);
+        // In a fleet the journal is in the database too, and a follower on another node takes a finished row for the end
+        // of what it reads: the final events must be there first. (A journal file takes them at once; a full disk is
+        // retried alongside the database's write.)
+        if (_fleet is not null)
+            await inJournal.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         var saved = _store.SaveAsync(final, Durability.Machine);
         // The end is durable once the database has it. If the database cannot take it in time (locked, full), the
         // journal, which holds the same final record, is made durable instead: the next start reconciles from it.

@@ -42,7 +42,7 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
             else if (e.IsMeta && e.Name == JournalNotes.Started)
                 start = StartNoteOf(reader.ReadAll(e));
             else if (e.IsMeta && e.Name == JournalNotes.Tree)
-                tree = JsonSerializer.Deserialize<TreeIdentity>(reader.ReadAll(e), ApiJson.Options);
+                tree = TreeOf(reader.ReadAll(e)) ?? tree;
             else if (e.IsMeta && e.Name == JournalNotes.Dropped)
                 dropped = DropNoteOf(reader.ReadAll(e)) ?? dropped;
             ended = e.Name == "task.end";
@@ -50,6 +50,19 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
         return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? new DropNote(0, 0));
+    }
+
+    /// <summary>A tree note, or <c>null</c> for one the mask made unreadable (a secret equal to digits of its pid).</summary>
+    private static TreeIdentity? TreeOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TreeIdentity>(json, ApiJson.Options);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A note of drops, or <c>null</c> for one the mask made unreadable (a secret equal to its digits): the one before it stands.</summary>

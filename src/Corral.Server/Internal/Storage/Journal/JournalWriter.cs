@@ -20,6 +20,7 @@ internal sealed class JournalWriter : IDisposable
     private readonly ArrayBufferWriter<byte> _staged = new(4096);
     private int _stagedEvents;
     private ChunkCounts _stagedCounts; // what the staged records hold of the output, for a sink that keeps it beside them
+    private long _discards; // how many times what was staged was dropped (an async commit then leaves the staged records alone)
     private long _committed;
     private long _eventCount;
     private bool _dirty;
@@ -220,28 +221,35 @@ internal sealed class JournalWriter : IDisposable
             int events;
             long at;
             ChunkCounts counts;
+            long discards;
             lock (_gate)
             {
                 if (_staged.WrittenCount == 0 || _closed)
                     return;
-                (bytes, events, at, counts) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed, _stagedCounts);
+                (bytes, events, at, counts, discards) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed, _stagedCounts, _discards);
             }
 
             await sink.AppendAsync(bytes, at, counts).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut
             TaskCompletionSource changed;
             lock (_gate)
             {
-                byte[] later = _staged.WrittenCount > bytes.Length ? _staged.WrittenSpan[bytes.Length..].ToArray() : [];
-                _staged.Clear();
-                _staged.Write(later);
-                _stagedEvents = Math.Max(0, _stagedEvents - events);
-                _stagedCounts = new ChunkCounts(_stagedCounts.Stdout - counts.Stdout, _stagedCounts.Stderr - counts.Stderr,
-                    ReferenceEquals(_stagedCounts.Dropped, counts.Dropped) ? null : _stagedCounts.Dropped);
+                if (_discards == discards)
+                {
+                    // What was staged during the append stays staged.
+                    byte[] later = _staged.WrittenCount > bytes.Length ? _staged.WrittenSpan[bytes.Length..].ToArray() : [];
+                    _staged.Clear();
+                    _staged.Write(later);
+                    _stagedEvents = Math.Max(0, _stagedEvents - events);
+                    _stagedCounts = new ChunkCounts(_stagedCounts.Stdout - counts.Stdout, _stagedCounts.Stderr - counts.Stderr,
+                        ReferenceEquals(_stagedCounts.Dropped, counts.Dropped) ? null : _stagedCounts.Dropped);
+                }
+
                 Volatile.Write(ref _committed, at + bytes.Length);
                 Volatile.Write(ref _eventCount, _eventCount + events);
                 _dirty = true;
                 changed = _changed;
-                _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                if (!_closed)
+                    _changed = new(TaskCreationOptions.RunContinuationsAsynchronously); // once closed, the one Dispose completed stays
             }
 
             _onCommit?.Invoke();
@@ -261,6 +269,7 @@ internal sealed class JournalWriter : IDisposable
             _staged.Clear();
             _stagedEvents = 0;
             _stagedCounts = default;
+            _discards++;
         }
     }
 

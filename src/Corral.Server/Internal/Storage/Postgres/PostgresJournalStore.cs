@@ -86,10 +86,13 @@ internal sealed class PostgresJournalStore : IJournalStore
             return new JournalWatch(writer.Committed, writer.Changed, true);
 
         // Another node writes it (or nobody any more). The signal is taken before the length is read, so that a
-        // commit in between is not missed; a lost notification costs at most the poll.
+        // commit in between is not missed; a lost notification costs at most the poll. Whether the task is still live
+        // is read before the length: its final events are committed before its row ends, so a row seen ended means a
+        // length read after it holds them.
         var changed = _notifications.JournalChanged(id);
+        bool live = IsLive(id);
         long length = reader.FileLength;
-        if (reader.Position >= length && !IsLive(id))
+        if (reader.Position >= length && !live)
             return new JournalWatch(length, Task.CompletedTask, false);
         return new JournalWatch(length, changed, true);
     }
