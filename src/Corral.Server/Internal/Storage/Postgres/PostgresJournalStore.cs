@@ -227,7 +227,8 @@ internal sealed class PostgresJournalStore : IJournalStore
         {
             try
             {
-                // Written only while no other node holds the task under a newer epoch (no row yet: it is being created).
+                // Written only while no other node holds the task under a newer epoch (no row yet: it is being created,
+                // which only a writer that has never held it under an epoch does; for any other the row was deleted).
                 // The row is share-locked for it: a node that reaps the task locks the row FOR UPDATE before it reads
                 // the journal, so a chunk either commits before that read (the reaper skips the row, locked, and finds
                 // the chunk the next time) or waits for the reap and meets its new epoch. Never after the read.
@@ -235,7 +236,8 @@ internal sealed class PostgresJournalStore : IJournalStore
                     WITH owner AS (SELECT epoch FROM tasks WHERE id = $1 FOR KEY SHARE),
                     written AS (
                         INSERT INTO journal (task_id, seq, data, stdout_bytes, stderr_bytes, dropped_stdout, dropped_stderr)
-                        SELECT $1, $2, $3, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM owner WHERE epoch <> $4)
+                        SELECT $1, $2, $3, $5, $6, $7, $8
+                        WHERE CASE WHEN EXISTS (SELECT 1 FROM owner) THEN NOT EXISTS (SELECT 1 FROM owner WHERE epoch <> $4) ELSE $4 = 0 END
                         RETURNING 1)
                     SELECT pg_notify('corral_journal', $1) FROM written
                     """);
