@@ -287,6 +287,45 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task Followers_on_every_node_of_a_task_whose_node_died_get_its_result_and_end_from_the_journal_even_when_they_come_after_the_row_ended()
+    {
+        string db = await DatabaseAsync();
+        var a = await NodeAsync(db, "a");
+        var b = await NodeAsync(db, "b", Small);
+        var c = await NodeAsync(db, "c", Small);
+        // The final events that the node ending the task appends after its row ended take 3 s to land (a slow database).
+        await SqlAsync(db, """
+            CREATE FUNCTION slow_end() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+            CREATE TRIGGER slow_end BEFORE INSERT ON journal FOR EACH ROW
+                WHEN (position('task.result'::bytea IN NEW.data) > 0) EXECUTE FUNCTION slow_end();
+            """);
+        string work = Scratch("corral-fleet-work-");
+        string id = (await a.Http.CreateAsync(new
+        {
+            agent = "command",
+            command = new[] { "bash", "-c", "echo $$ > loop; while :; do echo tick; sleep 0.1; done" },
+            workdir = work,
+            limits = new { memoryMaxMb = 300 },
+        })).Id!;
+        _processes.Add(Proc.Identify(await Proc.ReadPidFileAsync(Path.Combine(work, "loop"), TimeSpan.FromSeconds(30)))); // a's leftover
+        await Proc.WaitForAsync(async () => (await b.Http.ReadEventsAsync(id, stopAfter: 5, deadline: TimeSpan.FromSeconds(30))).Count(e => e.Name == "output") >= 3,
+            TimeSpan.FromSeconds(60), "output to reach b");
+        var onB = b.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+        var onC = c.Http.ReadEventsAsync(id, deadline: TimeSpan.FromSeconds(120));
+
+        a.Kill();
+        // One of b and c ends the task, and its follower reads the journal it writes; the other's reads the database.
+        foreach (var (node, follower) in new[] { ("b", onB), ("c", onC) })
+        {
+            var events = await follower;
+            Assert.True(events.Count(e => e.Name == "task.result") == 1, $"{node}: {string.Join(", ", events.TakeLast(4).Select(e => e.Name))}");
+            Assert.Equal("task.end", events[^1].Name);
+            Assert.NotNull(events[^1].Id);
+            Assert.Equal("interrupted", events[^1].Data!["status"]!.GetValue<string>());
+        }
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task A_task_whose_end_reached_its_journal_but_not_its_row_is_recorded_with_that_end_read_from_its_last_commit_when_its_node_is_gone()
     {
         string db = await DatabaseAsync();

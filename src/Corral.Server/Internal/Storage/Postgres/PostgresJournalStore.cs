@@ -23,6 +23,9 @@ internal sealed class PostgresJournalStore : IJournalStore
     private readonly TimeSpan _outage;
     private readonly ConcurrentDictionary<string, JournalWriter> _open = new(StringComparer.Ordinal);
 
+    /// <summary>How long after a task's row ended its journal may still take the final events (then a follower is given an end made from the row).</summary>
+    private static readonly TimeSpan EndGrace = TimeSpan.FromSeconds(30);
+
     /// <param name="db">The database, for reads.</param>
     /// <param name="chunks">The same database with <c>synchronous_commit</c> off, for appends.</param>
     /// <param name="tasks">Knows the epoch this node holds each of its tasks under.</param>
@@ -86,15 +89,15 @@ internal sealed class PostgresJournalStore : IJournalStore
             return new JournalWatch(writer.Committed, writer.Changed, true);
 
         // Another node writes it (or nobody any more). The signal is taken before the length is read, so that a
-        // commit in between is not missed; a lost notification costs at most the poll. Whether the task is still live
-        // is read before the length: its final events are committed before its row ends, so a row seen ended means a
-        // length read after it holds them.
+        // commit in between is not missed; a lost notification costs at most the poll. A reader that has caught up
+        // asks whether the task is still live, then reads the length again: its owner commits the final events before
+        // the row ends, so a row seen ended means the second length holds them.
         var changed = _notifications.JournalChanged(id);
-        bool live = IsLive(id);
         long length = reader.FileLength;
-        if (reader.Position >= length && !live)
-            return new JournalWatch(length, Task.CompletedTask, false);
-        return new JournalWatch(length, changed, true);
+        if (reader.Position < length || IsLive(id))
+            return new JournalWatch(length, changed, true);
+        long last = reader.FileLength;
+        return last > length ? new JournalWatch(last, changed, true) : new JournalWatch(last, Task.CompletedTask, false);
     }
 
     public void Delete(string id)
@@ -183,12 +186,27 @@ internal sealed class PostgresJournalStore : IJournalStore
         return dir;
     }
 
-    /// <summary>Whether more may still be written to a journal: its task is queued or running (a deleted task is not).</summary>
+    /// <summary>
+    /// Whether more may still be written to a journal: its task is queued or running (a deleted task is not), or it
+    /// ended within the last <see cref="EndGrace"/> and its journal does not hold its end yet. A node that ends another
+    /// node's task (its lease ran out) appends the final events after the row has its end.
+    /// </summary>
     private bool IsLive(string id)
     {
-        using var cmd = _db.CreateCommand("SELECT status IN ('queued', 'running') FROM tasks WHERE id = $1");
+        using var cmd = _db.CreateCommand("SELECT status IN ('queued', 'running'), ended_at > now() - $2 FROM tasks WHERE id = $1");
         cmd.Parameters.Add(new NpgsqlParameter { Value = id });
-        return cmd.ExecuteScalar() is true;
+        cmd.Parameters.Add(new NpgsqlParameter { Value = EndGrace });
+        using (var reader = cmd.ExecuteReader())
+        {
+            if (!reader.Read())
+                return false;
+            if (reader.GetBoolean(0))
+                return true;
+            if (reader.IsDBNull(1) || !reader.GetBoolean(1))
+                return false;
+        }
+
+        return JournalFacts.Of(ReadLastCommit(id)).Final is null;
     }
 
     private JournalWriter Register(string id, JournalWriter writer)
