@@ -799,8 +799,15 @@ internal sealed class Scheduler : IHostedService
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                _logger.LogError(e, "Task {Id}: its end is neither in the database nor durable in its journal yet", task.Id);
+                if (e is not JournalFencedException)
+                    _logger.LogError(e, "Task {Id}: its end is neither in the database nor durable in its journal yet", task.Id);
                 await saved.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (IsFenced(saved))
+                {
+                    // The journal refused the end as the row did (another node ended the task): show that node's end.
+                    refusedEarly = true;
+                    final = await StoredEndAsync(task, final).ConfigureAwait(false);
+                }
             }
         }
 
