@@ -539,7 +539,7 @@ internal sealed class Scheduler : IHostedService
         }
         catch (Exception e) when (e is IOException or Npgsql.NpgsqlException)
         {
-            // Followers still end: a journal without task.end ends with the record's status once the task is final.
+            // Followers still end: a journal without task.end ends with the record's status 30 s after the task became final.
             _logger.LogWarning(e, "Task {Id}: its end could not be added to its journal", final.Id);
         }
 
