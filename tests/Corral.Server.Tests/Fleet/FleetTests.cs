@@ -259,7 +259,7 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
             command = new[] { "bash", "-c", "head -c 5000 /dev/zero; sleep 1.5; printf x; exec sleep 300" },
             limits = new { maxOutputBytes = 1000, memoryMaxMb = 300 },
         })).Id!;
-        await Proc.WaitForAsync(async () => await ScalarAsync(db, $"SELECT coalesce(max(dropped_stdout), 0) FROM journal WHERE task_id = '{id}'") is 4001L,
+        await Proc.WaitForAsync(async () => await SqlAsync(db, $"SELECT coalesce(max(dropped_stdout), 0) FROM journal WHERE task_id = '{id}'") is 4001L,
             TimeSpan.FromSeconds(30), "the journal to note 4,001 dropped bytes");
 
         a.Kill();
@@ -277,13 +277,6 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.True(pid > 0);
         _processes.Add(Proc.Identify(pid)); // a's leftover, killed when the test ends
         Assert.Equal(ended.ToJsonString(), (await b.Http.GetTaskAsync(id)).Body!.ToJsonString());
-    }
-
-    private static async Task<object?> ScalarAsync(string database, string sql)
-    {
-        await using var source = Npgsql.NpgsqlDataSource.Create(database);
-        await using var command = source.CreateCommand(sql);
-        return await command.ExecuteScalarAsync();
     }
 
     [Fact(Timeout = 180_000)]
@@ -355,11 +348,12 @@ public sealed class FleetTests(PostgresFixture postgres) : IClassFixture<Postgre
         Assert.Single(events, e => e.Name == "task.end");
     }
 
-    private static async Task SqlAsync(string database, string sql)
+    /// <summary>Runs <paramref name="sql"/> on <paramref name="database"/>; the first column of its first row, if any.</summary>
+    private static async Task<object?> SqlAsync(string database, string sql)
     {
         await using var source = Npgsql.NpgsqlDataSource.Create(database);
         await using var command = source.CreateCommand(sql);
-        await command.ExecuteNonQueryAsync();
+        return await command.ExecuteScalarAsync();
     }
 
     [Fact(Timeout = 180_000)]

@@ -72,7 +72,7 @@ internal sealed class FleetNode(PostgresTaskStore store, PostgresJournalStore jo
         }
         catch (InvalidDataException)
         {
-            journal = new JournalFacts(null, null, null, 0, 0, new DropNote(0, 0)); // a journal that cannot be read: the record says less
+            journal = JournalFacts.None; // a journal that cannot be read: the record says less
         }
 
         return Interruption.Of(record, journal, journal.Tree, Interruption.MaxOutputBytes(requestJson, options.MaxOutputBytes), now, [],

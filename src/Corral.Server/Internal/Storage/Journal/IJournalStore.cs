@@ -62,9 +62,10 @@ internal interface IAsyncJournalSink : IJournalSink
 {
     /// <summary>
     /// Writes a whole commit at <paramref name="position"/> (the end), with <paramref name="counts"/>, what it holds of the
-    /// output. Throws when it cannot (fenced, or out of reach too long).
+    /// output. Throws when it cannot (fenced, or out of reach too long). <paramref name="bytes"/> is the sink's from
+    /// now on (the caller made it for this append), so it is not copied again.
     /// </summary>
-    ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position, ChunkCounts counts);
+    ValueTask AppendAsync(byte[] bytes, long position, ChunkCounts counts);
 }
 
 /// <summary>What one commit of a journal holds of the output: the bytes of each stream, and the drop note it carries, if any.</summary>

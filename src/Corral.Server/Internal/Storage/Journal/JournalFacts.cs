@@ -7,6 +7,9 @@ namespace Corral.Server.Internal.Storage.Journal;
 /// <summary>What a task's journal says: its final record if it holds its end, its start, its tree, its output's size, and what the cap dropped as last noted.</summary>
 internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIdentity? Tree, long StdoutBytes, long StderrBytes, DropNote Dropped)
 {
+    /// <summary>What an empty journal says: nothing.</summary>
+    public static readonly JournalFacts None = new(null, null, null, 0, 0, new DropNote(0, 0));
+
     /// <summary>
     /// Reads <paramref name="journal"/> to its end (and disposes of it); with <paramref name="headOnly"/>, no further than
     /// its first output (the start and tree notes are committed before any), so that a journal of a gigabyte is not read
@@ -49,7 +52,7 @@ internal sealed record JournalFacts(TaskRecord? Final, StartNote? Start, TreeIde
         }
 
         var final = ended && result is { } r ? JsonSerializer.Deserialize<TaskRecord>(reader.ReadAll(r), ApiJson.Options) : null;
-        return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? new DropNote(0, 0));
+        return new JournalFacts(final, start, tree, stdout, stderr, dropped ?? None.Dropped);
     }
 
     /// <summary>A tree note, or <c>null</c> for one the mask made unreadable (a secret equal to digits of its pid).</summary>

@@ -188,18 +188,13 @@ internal sealed class JournalWriter : IDisposable
                 throw;
             }
 
-            Volatile.Write(ref _committed, _committed + _staged.WrittenCount);
-            Volatile.Write(ref _eventCount, _eventCount + _stagedEvents);
+            changed = CommittedLocked(_committed + _staged.WrittenCount, _stagedEvents);
             _staged.Clear();
             _stagedEvents = 0;
             _stagedCounts = default;
-            _dirty = true;
-            changed = _changed;
-            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
 
-        _onCommit?.Invoke();
-        changed.TrySetResult();
+        Wake(changed);
     }
 
     /// <summary>
@@ -229,7 +224,7 @@ internal sealed class JournalWriter : IDisposable
                 (bytes, events, at, counts, discards) = (_staged.WrittenSpan.ToArray(), _stagedEvents, _committed, _stagedCounts, _discards);
             }
 
-            await sink.AppendAsync(bytes, at, counts).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut
+            await sink.AppendAsync(bytes, at, counts).ConfigureAwait(false); // whole chunks: a failure leaves nothing to cut; the sink keeps the array
             TaskCompletionSource changed;
             lock (_gate)
             {
@@ -244,21 +239,34 @@ internal sealed class JournalWriter : IDisposable
                         ReferenceEquals(_stagedCounts.Dropped, counts.Dropped) ? null : _stagedCounts.Dropped);
                 }
 
-                Volatile.Write(ref _committed, at + bytes.Length);
-                Volatile.Write(ref _eventCount, _eventCount + events);
-                _dirty = true;
-                changed = _changed;
-                if (!_closed)
-                    _changed = new(TaskCreationOptions.RunContinuationsAsynchronously); // once closed, the one Dispose completed stays
+                changed = CommittedLocked(at + bytes.Length, events);
             }
 
-            _onCommit?.Invoke();
-            changed.TrySetResult();
+            Wake(changed);
         }
         finally
         {
             _appending.Release();
         }
+    }
+
+    /// <summary>Makes the journal up to <paramref name="end"/> readable, with <paramref name="events"/> more events; the signal to complete once the lock is let go.</summary>
+    private TaskCompletionSource CommittedLocked(long end, int events)
+    {
+        Volatile.Write(ref _committed, end);
+        Volatile.Write(ref _eventCount, _eventCount + events);
+        _dirty = true;
+        var changed = _changed;
+        if (!_closed)
+            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously); // once closed, the one Dispose completed stays
+        return changed;
+    }
+
+    /// <summary>Wakes the readers of a commit.</summary>
+    private void Wake(TaskCompletionSource changed)
+    {
+        _onCommit?.Invoke();
+        changed.TrySetResult();
     }
 
     /// <summary>Drops what is staged and not committed (output that could not be stored, with its lines).</summary>

@@ -223,9 +223,8 @@ internal sealed class PostgresJournalStore : IJournalStore
 
         public void Append(ReadOnlySpan<byte> bytes, long position) => AppendAsync(bytes.ToArray(), position, default).AsTask().GetAwaiter().GetResult();
 
-        public async ValueTask AppendAsync(ReadOnlyMemory<byte> bytes, long position, ChunkCounts counts)
+        public async ValueTask AppendAsync(byte[] data, long position, ChunkCounts counts)
         {
-            byte[] data = bytes.ToArray();
             try
             {
                 // The database restarting or out of reach: the output waits (the child waits on its pipe), up to the lease.
