@@ -30,6 +30,7 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, SetLastError = true)] public static partial int pipe2(int* fds, int flags);
     [LibraryImport(Libc, SetLastError = true)] public static partial int open(byte* path, int flags, int mode);
     [LibraryImport(Libc, SetLastError = true)] public static partial int close(int fd);
+    [LibraryImport(Libc, SetLastError = true)] public static partial int ioctl(int fd, nuint request, int* arg);
     [LibraryImport(Libc, SetLastError = true)] public static partial nint read(int fd, byte* buffer, nint count);
     [LibraryImport(Libc, SetLastError = true)] public static partial nint write(int fd, byte* buffer, nint count);
     [LibraryImport(Libc, SetLastError = true)] public static partial int fcntl(int fd, int cmd, int arg);

@@ -495,7 +495,7 @@ internal sealed class FleetScenario : IScenario
 
         public static async Task<Node> StartAsync(string name, string? postgres, List<string> cleanup)
         {
-            string data = Directory.CreateTempSubdirectory($"corral-bench-fleet-{name}-").FullName;
+            string data = ServerData.Create($"fleet-{name}-");
             lock (cleanup) cleanup.Add(data);
             string tag = Leftovers.NewTag();
             var (p, baseUrl) = await HostProcess.StartAsync([HostFlag, data, .. postgres is null ? [] : (string[])["--postgres", postgres, "--node-id", name]],

@@ -40,7 +40,7 @@ internal sealed class IngestScenario : IScenario
         };
         context.Report.Scenarios.Add(report);
 
-        string data = Path.Combine(Path.GetTempPath(), "corral-bench-ingest-" + Leftovers.RunId);
+        string data = ServerData.Create("ingest-");
         string serverTag = Leftovers.NewTag();
         var (server, baseUrl) = await ServerScenario.StartServerAsync(data, serverTag);
         using var _ = server;

@@ -54,7 +54,7 @@ internal sealed class ServerScenario : IScenario
         };
         context.Report.Scenarios.Add(report);
 
-        string data = Path.Combine(Path.GetTempPath(), "corral-bench-server-" + Leftovers.RunId);
+        string data = ServerData.Create("server-");
         string serverTag = Leftovers.NewTag();
         var (server, baseUrl) = await StartServerAsync(data, serverTag);
         using var _ = server;

@@ -199,6 +199,64 @@ public sealed class TaskUserTests
         }
     }
 
+    [Fact]
+    public void A_tree_covers_the_shared_directories_only_when_each_one_that_exists_was_bound_for_it()
+    {
+        string[] shared = ["/tmp", "/var/tmp", "/run/lock"];
+        static bool Exists(string d) => d != "/run/lock"; // not on this host
+        var all = new Dictionary<string, string> { ["/tmp"] = "a", ["/var/tmp"] = "b" };
+        Assert.True(Corral.Server.Internal.Isolation.TaskUsers.Covers(shared, all, Exists));
+        Assert.False(Corral.Server.Internal.Isolation.TaskUsers.Covers(shared, new Dictionary<string, string> { ["/var/tmp"] = "b" }, Exists)); // a workdir in /tmp
+        Assert.False(Corral.Server.Internal.Isolation.TaskUsers.Covers(shared, null, Exists));
+        Assert.False(Corral.Server.Internal.Isolation.TaskUsers.Covers(shared, all, _ => true)); // /run/lock appeared meanwhile
+        Assert.True(Corral.Server.Internal.Isolation.TaskUsers.Covers([], null, Exists));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_uid_whose_task_had_every_shared_directory_of_its_own_is_swept_without_a_scan_of_the_hosts_and_one_that_shared_tmp_is_not()
+    {
+        RequireRoot();
+        string data = DeployedDataDirectory();
+        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+        int uid = Proc.UnusedUid();
+        // A file of the task's uid in the host's /tmp that no task of it made: only a scan of the host's /tmp removes it.
+        string planted = $"/tmp/corral-unscanned-{Guid.NewGuid():N}";
+        try
+        {
+            await using var server = await TestServer.StartAsync(s =>
+            {
+                s.Remove("Corral:Isolation:User");
+                s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                s["Corral:Isolation:UidRangeCount"] = "1"; // the next task runs once the last one's sweep is done
+                s["Corral:Isolation:UidLeaseDirectory"] = leases;
+            }, dataDirectory: data);
+            File.WriteAllText(planted, "x"); // after the start's own scan
+            Corral.Server.Internal.Storage.Files.Own(planted, uid, uid);
+
+            async Task<string> Run(string? workdir)
+            {
+                var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "id -u" }, workdir }, wait: 60);
+                Assert.Equal(HttpStatusCode.OK, r.Status);
+                return r.Body!["result"]!["text"]!.GetValue<string>();
+            }
+
+            string expected = uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n";
+            Assert.Equal(expected, await Run(null));
+            Assert.Equal(expected, await Run(null)); // the same uid: the first one's sweep is done
+            Assert.True(File.Exists(planted), "a sweep of a uid whose tree saw only its own /tmp, /var/tmp, /dev/shm… scanned the host's");
+
+            Assert.Equal(expected, await Run("/tmp")); // a workdir in /tmp: the host's /tmp stays the task's to write in
+            Assert.Equal(expected, await Run(null));
+            Assert.False(File.Exists(planted), "the sweep of a uid whose task shared the host's /tmp did not scan it");
+        }
+        finally
+        {
+            File.Delete(planted);
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task A_task_cannot_signal_another_tasks_process_read_the_database_or_move_itself_out_of_its_cgroup()
     {

@@ -41,6 +41,7 @@ internal sealed class TaskUsers : IHostedService
     private readonly HashSet<int> _quarantined = []; // held back by this process: a teardown or sweep left something of them
     private readonly HashSet<int> _foreign = []; // something ran as them at start: never this process's to take
     private readonly HashSet<int> _unswept = [];
+    private readonly HashSet<int> _sharedReach = []; // of those, the ones whose tasks may have written in the host's shared directories
     private readonly Stack<int> _ready = new(); // given back clean and swept, the latest on top
     private readonly string[] _sweepDirectories;
     private readonly SemaphoreSlim _sweeping = new(1, 1);
@@ -217,7 +218,7 @@ internal sealed class TaskUsers : IHostedService
                 if (alive.Contains(uid) || !_quarantined.Contains(uid) || _leases?.TryReclaim(uid, Holder) == false)
                     continue;
                 _quarantined.Remove(uid);
-                _unswept.Add(uid);
+                UnsweptLocked(uid, reachedShared: true);
                 if (_dirty.CurrentCount == 0)
                     _dirty.Release();
             }
@@ -232,17 +233,20 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>
     /// A task is done with its uid. <paramref name="clean"/>: its teardown left nothing of it alive; otherwise the uid
     /// is held back until nothing runs as it any more (a survivor might still run as it): see <see cref="Requalify"/>.
+    /// <paramref name="ownDirectories"/>: what its tree saw in place of the shared directories
+    /// (<see cref="ProcessSpec.PrivateDirectories"/>); when that is every one of them, its sweep need not scan the host's.
     /// </summary>
-    public void Release(ProcessUser? user, bool clean)
+    public void Release(ProcessUser? user, bool clean, IReadOnlyDictionary<string, string>? ownDirectories)
     {
         if (Mode != IsolationMode.Dynamic || user is null)
             return;
+        bool reachedShared = !Covers(_sweepDirectories, ownDirectories, Directory.Exists);
         lock (_gate)
         {
             _inUse.Remove(user.Uid);
             if (clean && _sweepDirectories.Length > 0)
             {
-                _unswept.Add(user.Uid); // its lease is held until the sweep
+                UnsweptLocked(user.Uid, reachedShared); // its lease is held until the sweep
                 if (_dirty.CurrentCount == 0)
                     _dirty.Release();
                 return;
@@ -254,6 +258,22 @@ internal sealed class TaskUsers : IHostedService
             else
                 _quarantined.Add(user.Uid);
         }
+    }
+
+    /// <summary>
+    /// Whether a tree that saw <paramref name="own"/> in place of the shared directories could write in none of the
+    /// host's: each of them was bound, or does not exist (checked after the run: only root makes one, and one removed
+    /// meanwhile took the task's entries with it).
+    /// </summary>
+    internal static bool Covers(IReadOnlyList<string> shared, IReadOnlyDictionary<string, string>? own, Func<string, bool> exists) =>
+        shared.All(d => own?.ContainsKey(d) == true || !exists(d));
+
+    /// <summary>Marks <paramref name="uid"/> to be swept (under <see cref="_gate"/>); <paramref name="reachedShared"/>: in the host's shared directories too.</summary>
+    private void UnsweptLocked(int uid, bool reachedShared)
+    {
+        _unswept.Add(uid);
+        if (reachedShared)
+            _sharedReach.Add(uid);
     }
 
     /// <summary>
@@ -269,11 +289,16 @@ internal sealed class TaskUsers : IHostedService
         try
         {
             HashSet<int> uids;
+            bool scanShared;
             lock (_gate)
+            {
                 uids = [.. _unswept];
+                scanShared = uids.Overlaps(_sharedReach);
+            }
+
             if (uids.Count == 0)
                 return true;
-            var scan = Scan(uids.Contains);
+            var scan = Scan(uids.Contains, scanShared);
             if (scan.Found.Count > 0 && scan.Failure is null)
             {
                 foreach (var (uid, paths) in scan.Found)
@@ -287,7 +312,7 @@ internal sealed class TaskUsers : IHostedService
                         _logger.LogWarning("Could not start the removal of what uid {Uid} left in {Directories}", uid, string.Join(", ", _sweepDirectories));
                 }
 
-                scan = Scan(scan.Found.ContainsKey); // what is left now
+                scan = Scan(scan.Found.ContainsKey, scanShared); // what is left now
             }
 
             if (scan.Failure is { } failure)
@@ -304,6 +329,8 @@ internal sealed class TaskUsers : IHostedService
                 {
                     _unswept.Remove(uid);
                     bool clean = !scan.Found.ContainsKey(uid);
+                    if (clean)
+                        _sharedReach.Remove(uid);
                     _leases?.Release(uid, clean);
                     if (clean)
                         _ready.Push(uid);
@@ -322,9 +349,10 @@ internal sealed class TaskUsers : IHostedService
         }
     }
 
-    /// <summary>What the uids <paramref name="wanted"/> left in the shared directories and in their own.</summary>
-    private Leftovers.Scan Scan(Func<int, bool> wanted) =>
-        Leftovers.Merge(Leftovers.Find(_sweepDirectories, wanted, AgentsGroup), Leftovers.FindPrivate(_paths.Private, wanted));
+    /// <summary>What the uids <paramref name="wanted"/> left in their own directories and, when <paramref name="shared"/>, in the host's shared ones.</summary>
+    private Leftovers.Scan Scan(Func<int, bool> wanted, bool shared = true) => shared
+        ? Leftovers.Merge(Leftovers.Find(_sweepDirectories, wanted, AgentsGroup), Leftovers.FindPrivate(_paths.Private, wanted))
+        : Leftovers.FindPrivate(_paths.Private, wanted);
 
     /// <summary>Sweeps what is given back, in batches; after a failed scan, again a few seconds later.</summary>
     private async Task SweepLoopAsync(CancellationToken cancellationToken)
@@ -392,7 +420,7 @@ internal sealed class TaskUsers : IHostedService
         {
             // A uid a dead holder left marked stays leased here until swept (another server must not take it before).
             foreach (int uid in leases.Reclaim(alive, Holder, keep: _sweepDirectories.Length > 0))
-                _unswept.Add(uid);
+                UnsweptLocked(uid, reachedShared: true);
             _leases = leases;
         }
 
@@ -445,7 +473,7 @@ internal sealed class TaskUsers : IHostedService
                 foreach (int uid in left.Found.Keys)
                 {
                     if (_leases.TryTake(uid, Holder)) // not if another server holds it, or this one already does
-                        _unswept.Add(uid);
+                        UnsweptLocked(uid, reachedShared: true);
                 }
 
                 // Swept in the background: the uids are held until then, and serving need not wait for rm.

@@ -63,7 +63,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             }
             finally
             {
-                users.Release(user, clean);
+                users.Release(user, clean, workspace.PrivateDirectories(task.Plan!, user));
             }
         }
     }
