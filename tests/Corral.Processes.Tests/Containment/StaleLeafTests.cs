@@ -3,41 +3,66 @@ using Corral.Processes.Tests.Support;
 
 namespace Corral.Processes.Tests.Containment;
 
-/// <summary>Empty leaves that outlived their owner are removed when a process first uses the cgroup parent.</summary>
+/// <summary>Leaves with no process that outlived their owner are removed when a process first uses the cgroup parent, and a tree's leaf goes with what was nested in it.</summary>
 public sealed class StaleLeafTests
 {
     [Fact(Timeout = 120_000)]
-    public async Task Only_old_empty_leaves_are_removed()
+    public async Task Only_old_leaves_with_no_process_are_removed_with_the_cgroups_nested_in_them()
     {
         Modes.SkipIfUnavailable(ContainmentMode.Cgroup);
         string parent = CgroupHost.Instance!.ParentPath;
         string Leaf() => Path.Combine(parent, Guid.NewGuid().ToString("N"));
-        string oldEmpty = Leaf(), fresh = Leaf(), oldWithChild = Leaf(), oldPopulated = Leaf();
-        foreach (string leaf in new[] { oldEmpty, fresh, oldWithChild, oldPopulated })
+        string oldEmpty = Leaf(), fresh = Leaf(), oldWithNested = Leaf(), oldPopulated = Leaf(), oldPopulatedNested = Leaf();
+        foreach (string leaf in new[] { oldEmpty, fresh, oldWithNested, oldPopulated, oldPopulatedNested })
             Directory.CreateDirectory(leaf);
-        Directory.CreateDirectory(Path.Combine(oldWithChild, "child"));
+        // What a Corral that ran in a tree leaves in its leaf: its own parent cgroup, with a leaf of its own in it.
+        Directory.CreateDirectory(Path.Combine(oldWithNested, "corral", "leaf"));
+        string busyNested = Directory.CreateDirectory(Path.Combine(oldPopulatedNested, "corral", "leaf")).FullName;
         using var sleeper = System.Diagnostics.Process.Start("/bin/sleep", "300");
+        using var nestedSleeper = System.Diagnostics.Process.Start("/bin/sleep", "300");
         await File.WriteAllTextAsync(Path.Combine(oldPopulated, "cgroup.procs"), sleeper.Id.ToString(), TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(busyNested, "cgroup.procs"), nestedSleeper.Id.ToString(), TestContext.Current.CancellationToken);
         try
         {
-            foreach (string leaf in new[] { oldEmpty, oldWithChild, oldPopulated })
+            foreach (string leaf in new[] { oldEmpty, oldWithNested, oldPopulated, oldPopulatedNested })
                 Directory.SetLastWriteTimeUtc(leaf, DateTime.UtcNow - TimeSpan.FromHours(1));
 
             CgroupHost.RemoveStaleLeaves(parent);
 
             Assert.False(Directory.Exists(oldEmpty));
+            Assert.False(Directory.Exists(oldWithNested));
             Assert.True(Directory.Exists(fresh));
-            Assert.True(Directory.Exists(oldWithChild));
             Assert.True(Directory.Exists(oldPopulated));
+            Assert.True(Directory.Exists(busyNested));
             Assert.True(Proc.IsAlive(sleeper.Id));
+            Assert.True(Proc.IsAlive(nestedSleeper.Id));
         }
         finally
         {
-            sleeper.Kill();
-            await sleeper.WaitForExitAsync(TestContext.Current.CancellationToken);
-            await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(oldPopulated, "cgroup.procs")).Length == 0, TimeSpan.FromSeconds(5), "the leaf to empty");
-            foreach (string dir in new[] { Path.Combine(oldWithChild, "child"), oldWithChild, oldPopulated, fresh })
-                Directory.Delete(dir);
+            foreach (var (p, leaf) in new[] { (sleeper, oldPopulated), (nestedSleeper, busyNested) })
+            {
+                p.Kill();
+                await p.WaitForExitAsync(TestContext.Current.CancellationToken);
+                await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(leaf, "cgroup.procs")).Length == 0, TimeSpan.FromSeconds(5), "the leaf to empty");
+            }
+
+            foreach (string dir in new[] { busyNested, Path.GetDirectoryName(busyNested)!, oldPopulatedNested, oldPopulated, fresh })
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir);
+            }
         }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_trees_leaf_is_removed_at_its_end_with_the_cgroups_a_process_of_it_nested_there()
+    {
+        Modes.SkipIfUnavailable(ContainmentMode.Cgroup);
+        // As a Corral run inside the tree does: its own parent cgroup inside its leaf, and a leaf of its own in that.
+        string script = $"leaf={CgroupHost.Instance!.MountPoint}$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir -p \"$leaf/corral/inner\" && echo \"$leaf\"";
+        var result = await ProcessTree.RunAsync(new ProcessSpec("/bin/sh", ["-c", script]) { Containment = ContainmentMode.Cgroup }, TestContext.Current.CancellationToken);
+        string leaf = result.StandardOutput.Trim();
+        Assert.StartsWith(CgroupHost.Instance.ParentPath + "/", leaf);
+        await Proc.WaitForAsync(() => !Directory.Exists(leaf), TimeSpan.FromSeconds(10), "the tree's leaf to be removed");
     }
 }

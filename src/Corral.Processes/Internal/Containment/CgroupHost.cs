@@ -118,8 +118,31 @@ internal sealed class CgroupHost
         foreach (var leaf in new DirectoryInfo(parent).EnumerateDirectories())
         {
             if (Guid.TryParseExact(leaf.Name, "N", out _) && leaf.LastWriteTimeUtc < staleBefore)
-                Libc.rmdir(leaf.FullName);
+                Remove(leaf.FullName);
         }
+    }
+
+    /// <summary>
+    /// rmdir of a cgroup; when that fails because a Corral that ran inside it nested cgroups of its own there, those
+    /// go first, deepest first. rmdir fails on any cgroup that holds a process, so nothing in use is touched.
+    /// </summary>
+    internal static bool Remove(string cgroup)
+    {
+        if (Libc.rmdir(cgroup) == 0)
+            return true;
+        if (Libc.LastError != Libc.EBUSY)
+            return false;
+        try
+        {
+            foreach (string nested in Directory.EnumerateDirectories(cgroup))
+                Remove(nested);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false; // removed meanwhile, or not ours to list
+        }
+
+        return Libc.rmdir(cgroup) == 0;
     }
 
     private static CgroupHost? Unavailable(string reason)
@@ -260,7 +283,7 @@ internal sealed class CgroupLeaf
     /// <summary>SIGKILLs every process in the leaf, including ones forking at that moment.</summary>
     public int Kill() => Fd.WriteFile(System.IO.Path.Combine(Path, "cgroup.kill"), "1");
 
-    public bool TryRemove() => Libc.rmdir(Path) == 0;
+    public bool TryRemove() => CgroupHost.Remove(Path);
 
     /// <summary>
     /// Removes the leaf once its last process has exited (a detached tree's), watched on the poll thread through
