@@ -73,6 +73,9 @@ public sealed class CorralServerProcess : IDisposable
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in new[] { host, "--urls", urls, "--data", dataDirectory }.Concat(args))
             info.ArgumentList.Add(a);
+        // Tests kill servers with SIGKILL, and a killed .NET process leaves its debugger pipes and diagnostic socket in
+        // /tmp for good: none are made.
+        info.Environment["DOTNET_EnableDiagnostics"] = "0";
         foreach (var (key, value) in env)
             info.Environment[key] = value;
         var log = new StringBuilder();

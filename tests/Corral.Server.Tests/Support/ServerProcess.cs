@@ -44,7 +44,7 @@ internal sealed class ServerProcess
     /// <summary>Holds the exclusive lock of a SQLite database from another process, as an operator's tool would.</summary>
     public static async Task<Process> HoldDatabaseLockAsync(string database, TimeSpan duration)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false, Environment = { ["DOTNET_EnableDiagnostics"] = "0" } };
         foreach (string a in new[] { CorralServerProcess.HostPath(), "--hold-lock", database, duration.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
             info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
