@@ -161,6 +161,15 @@ public sealed class TaskUserTests
             Assert.DoesNotContain(File.ReadAllLines(table).Skip(1), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains(uid));
     }
 
+    /// <summary>A server in <paramref name="data"/> whose range is the one uid <paramref name="uid"/>: every task has it.</summary>
+    private static Task<TestServer> OneUidServerAsync(int uid, string data, string leases) => TestServer.StartAsync(s =>
+    {
+        s.Remove("Corral:Isolation:User");
+        s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        s["Corral:Isolation:UidRangeCount"] = "1";
+        s["Corral:Isolation:UidLeaseDirectory"] = leases;
+    }, dataDirectory: data);
+
     [Fact(Timeout = 120_000)]
     public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
     {
@@ -170,13 +179,7 @@ public sealed class TaskUserTests
         int uid = Proc.UnusedUid();
         try
         {
-            await using var server = await TestServer.StartAsync(s =>
-            {
-                s.Remove("Corral:Isolation:User");
-                s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                s["Corral:Isolation:UidRangeCount"] = "1"; // every task has the same uid
-                s["Corral:Isolation:UidLeaseDirectory"] = leases;
-            }, dataDirectory: data);
+            await using var server = await OneUidServerAsync(uid, data, leases);
             // The first task fills its /tmp and /dev/shm (a tree in a directory it then closes) and closes /tmp itself.
             var first = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c",
                 "mkdir -p /tmp/d/e && echo s > /tmp/d/e/f && echo s > /dev/shm/g && chmod 000 /tmp/d && " +
@@ -223,13 +226,7 @@ public sealed class TaskUserTests
         string planted = $"/tmp/corral-unscanned-{Guid.NewGuid():N}";
         try
         {
-            await using var server = await TestServer.StartAsync(s =>
-            {
-                s.Remove("Corral:Isolation:User");
-                s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                s["Corral:Isolation:UidRangeCount"] = "1"; // the next task runs once the last one's sweep is done
-                s["Corral:Isolation:UidLeaseDirectory"] = leases;
-            }, dataDirectory: data);
+            await using var server = await OneUidServerAsync(uid, data, leases); // the next task runs once the last one's sweep is done
             File.WriteAllText(planted, "x"); // after the start's own scan
             Corral.Server.Internal.Storage.Files.Own(planted, uid, uid);
 
