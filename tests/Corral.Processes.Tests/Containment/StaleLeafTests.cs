@@ -18,6 +18,7 @@ public sealed class StaleLeafTests
         // What a Corral that ran in a tree leaves in its leaf: its own parent cgroup, with a leaf of its own in it.
         Directory.CreateDirectory(Path.Combine(oldWithNested, "corral", "leaf"));
         string busyNested = Directory.CreateDirectory(Path.Combine(oldPopulatedNested, "corral", "leaf")).FullName;
+        string idleNested = Directory.CreateDirectory(Path.Combine(oldPopulatedNested, "corral", "idle")).FullName; // a live inner Corral's next leaf
         using var sleeper = System.Diagnostics.Process.Start("/bin/sleep", "300");
         using var nestedSleeper = System.Diagnostics.Process.Start("/bin/sleep", "300");
         await File.WriteAllTextAsync(Path.Combine(oldPopulated, "cgroup.procs"), sleeper.Id.ToString(), TestContext.Current.CancellationToken);
@@ -34,6 +35,7 @@ public sealed class StaleLeafTests
             Assert.True(Directory.Exists(fresh));
             Assert.True(Directory.Exists(oldPopulated));
             Assert.True(Directory.Exists(busyNested));
+            Assert.True(Directory.Exists(idleNested));
             Assert.True(Proc.IsAlive(sleeper.Id));
             Assert.True(Proc.IsAlive(nestedSleeper.Id));
         }
@@ -46,12 +48,19 @@ public sealed class StaleLeafTests
                 await Proc.WaitForAsync(() => File.ReadAllText(Path.Combine(leaf, "cgroup.procs")).Length == 0, TimeSpan.FromSeconds(5), "the leaf to empty");
             }
 
-            foreach (string dir in new[] { busyNested, Path.GetDirectoryName(busyNested)!, oldPopulatedNested, oldPopulated, fresh })
-            {
-                if (Directory.Exists(dir))
-                    Directory.Delete(dir);
-            }
+            foreach (string leaf in new[] { oldEmpty, oldWithNested, oldPopulatedNested, oldPopulated, fresh })
+                DeleteCgroups(leaf);
         }
+    }
+
+    /// <summary>rmdir of a test's cgroup and everything nested in it, deepest first (cgroupfs has no recursive delete).</summary>
+    private static void DeleteCgroups(string cgroup)
+    {
+        if (!Directory.Exists(cgroup))
+            return;
+        foreach (string nested in Directory.EnumerateDirectories(cgroup))
+            DeleteCgroups(nested);
+        Directory.Delete(cgroup);
     }
 
     [Fact(Timeout = 60_000)]

@@ -162,12 +162,13 @@ public sealed class TaskUserTests
     }
 
     /// <summary>A server in <paramref name="data"/> whose range is the one uid <paramref name="uid"/>: every task has it.</summary>
-    private static Task<TestServer> OneUidServerAsync(int uid, string data, string leases) => TestServer.StartAsync(s =>
+    private static Task<TestServer> OneUidServerAsync(int uid, string data, string leases, Action<Dictionary<string, string>>? configure = null) => TestServer.StartAsync(s =>
     {
         s.Remove("Corral:Isolation:User");
         s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
         s["Corral:Isolation:UidRangeCount"] = "1";
         s["Corral:Isolation:UidLeaseDirectory"] = leases;
+        configure?.Invoke(s);
     }, dataDirectory: data);
 
     [Fact(Timeout = 120_000)]
@@ -232,23 +233,55 @@ public sealed class TaskUserTests
 
             async Task<string> Run(string? workdir)
             {
-                var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "id -u" }, workdir }, wait: 60);
+                var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"id -u; [ -e {planted} ] && echo sees-the-hosts-tmp; true" }, workdir }, wait: 60);
                 Assert.Equal(HttpStatusCode.OK, r.Status);
                 return r.Body!["result"]!["text"]!.GetValue<string>();
             }
 
             string expected = uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n";
-            Assert.Equal(expected, await Run(null));
+            Assert.Equal(expected, await Run(null)); // a /tmp of its own
             Assert.Equal(expected, await Run(null)); // the same uid: the first one's sweep is done
             Assert.True(File.Exists(planted), "a sweep of a uid whose tree saw only its own /tmp, /var/tmp, /dev/shm… scanned the host's");
 
-            Assert.Equal(expected, await Run("/tmp")); // a workdir in /tmp: the host's /tmp stays the task's to write in
+            Assert.Equal(expected + "sees-the-hosts-tmp\n", await Run("/tmp")); // a workdir in /tmp: the host's /tmp stays the task's
             Assert.Equal(expected, await Run(null));
             Assert.False(File.Exists(planted), "the sweep of a uid whose task shared the host's /tmp did not scan it");
         }
         finally
         {
             File.Delete(planted);
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Without_an_ipc_namespace_of_its_own_a_queue_a_task_made_with_mq_open_is_swept_from_the_hosts_dev_mqueue_though_its_directories_were_its_own()
+    {
+        RequireRoot();
+        if (Proc.MessageQueueMountMissing() is { } why)
+            Assert.Skip(why);
+        string data = DeployedDataDirectory();
+        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+        int uid = Proc.UnusedUid();
+        string name = "corral-mq-" + Guid.NewGuid().ToString("N")[..12];
+        try
+        {
+            await using var server = await OneUidServerAsync(uid, data, leases, s => s["Corral:Isolation:PrivateIpc"] = "false");
+            // The host's IPC namespace: the queue is in the host's /dev/mqueue, whatever the task's own /dev/mqueue is.
+            var made = await server.Http.CreateAsync(new { agent = "command", command = new[] { "/usr/bin/python3", "-c",
+                "import ctypes, os; rt = ctypes.CDLL('librt.so.1', use_errno=True); rt.mq_open.restype = ctypes.c_int; " +
+                $"print(rt.mq_open(b'/{name}', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0)" } }, wait: 60);
+            Assert.Equal("True\n", made.Body!["result"]!["text"]!.GetValue<string>());
+            Assert.True(File.Exists($"/dev/mqueue/{name}"));
+
+            var next = await server.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 60); // after the sweep
+            Assert.Equal(uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n", next.Body!["result"]!["text"]!.GetValue<string>());
+            Assert.False(File.Exists($"/dev/mqueue/{name}"), "the queue outlived its uid's sweep");
+        }
+        finally
+        {
+            File.Delete($"/dev/mqueue/{name}");
             Directory.Delete(data, recursive: true);
             Directory.Delete(leases, recursive: true);
         }

@@ -123,8 +123,9 @@ internal sealed class CgroupHost
     }
 
     /// <summary>
-    /// rmdir of a cgroup; when that fails because a Corral that ran inside it nested cgroups of its own there, those
-    /// go first, deepest first. rmdir fails on any cgroup that holds a process, so nothing in use is touched.
+    /// rmdir of a cgroup; when that fails because a Corral that ran inside it nested cgroups of its own there, and no
+    /// process is left anywhere under it, those go first, deepest first. A cgroup with a process under it keeps every
+    /// cgroup it holds, even empty ones: a live Corral inside may be about to use them.
     /// </summary>
     internal static bool Remove(string cgroup)
     {
@@ -134,6 +135,9 @@ internal sealed class CgroupHost
             return false;
         try
         {
+            // "populated" covers the whole subtree: 0 means nothing runs in it, so nothing nested in it is in use.
+            if (CgroupLeaf.Populated(File.ReadAllBytes(System.IO.Path.Combine(cgroup, "cgroup.events"))))
+                return false;
             foreach (string nested in Directory.EnumerateDirectories(cgroup))
                 Remove(nested);
         }
@@ -278,7 +282,7 @@ internal sealed class CgroupLeaf
         }
     }
 
-    private static bool Populated(ReadOnlySpan<byte> events) => events.IndexOf("populated 1"u8) >= 0;
+    internal static bool Populated(ReadOnlySpan<byte> events) => events.IndexOf("populated 1"u8) >= 0;
 
     /// <summary>SIGKILLs every process in the leaf, including ones forking at that moment.</summary>
     public int Kill() => Fd.WriteFile(System.IO.Path.Combine(Path, "cgroup.kill"), "1");

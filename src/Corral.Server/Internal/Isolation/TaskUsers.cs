@@ -234,13 +234,15 @@ internal sealed class TaskUsers : IHostedService
     /// A task is done with its uid. <paramref name="clean"/>: its teardown left nothing of it alive; otherwise the uid
     /// is held back until nothing runs as it any more (a survivor might still run as it): see <see cref="Requalify"/>.
     /// <paramref name="ownDirectories"/>: what its tree saw in place of the shared directories
-    /// (<see cref="ProcessSpec.PrivateDirectories"/>); when that is every one of them, its sweep need not scan the host's.
+    /// (<see cref="ProcessSpec.PrivateDirectories"/>); when that is every one of them and the tree had an IPC namespace
+    /// of its own, its sweep need not scan the host's.
     /// </summary>
     public void Release(ProcessUser? user, bool clean, IReadOnlyDictionary<string, string>? ownDirectories)
     {
         if (Mode != IsolationMode.Dynamic || user is null)
             return;
-        bool reachedShared = !Covers(_sweepDirectories, ownDirectories, Directory.Exists);
+        // Without an IPC namespace of its own, a queue its mq_open made is the host's, in the host's /dev/mqueue.
+        bool reachedShared = !PrivateIpc || !Covers(_sweepDirectories, ownDirectories, Directory.Exists);
         lock (_gate)
         {
             _inUse.Remove(user.Uid);
