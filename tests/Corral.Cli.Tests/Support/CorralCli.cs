@@ -51,6 +51,8 @@ internal static class CorralCli
             Containment = ContainmentMode.Session,
             Timeout = HarnessDeadline,
             Teardown = new TeardownOptions { Grace = TimeSpan.FromSeconds(2) },
+            // A corral killed by the harness would leave its debugger pipes in /tmp for good: none are made.
+            Environment = new Dictionary<string, string?> { ["DOTNET_EnableDiagnostics"] = "0" },
         };
     }
 
