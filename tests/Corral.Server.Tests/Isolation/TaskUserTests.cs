@@ -288,6 +288,38 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_server_whose_data_is_under_tmp_warns_at_start_that_its_tasks_share_the_hosts_tmp()
+    {
+        RequireRoot();
+        string data = Directory.CreateTempSubdirectory("corral-under-tmp-").FullName;
+        File.SetUnixFileMode(data, Corral.Server.Internal.Storage.Files.TraverseOnly);
+        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+        try
+        {
+            var server = await ServerProcess.StartAsync(data, s =>
+            {
+                s.Remove("Corral:Isolation:User");
+                s["Corral:Isolation:UidLeaseDirectory"] = leases;
+            });
+            try
+            {
+                await Proc.WaitForAsync(() => server.Log.Contains("Tasks share /tmp with the host", StringComparison.Ordinal), TimeSpan.FromSeconds(30),
+                    "the warning that tasks share /tmp");
+                Assert.DoesNotContain("Tasks share /var/tmp", server.Log);
+            }
+            finally
+            {
+                server.Kill();
+            }
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_task_cannot_signal_another_tasks_process_read_the_database_or_move_itself_out_of_its_cgroup()
     {
         RequireRoot();

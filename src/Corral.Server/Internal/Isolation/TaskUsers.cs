@@ -510,6 +510,10 @@ internal sealed class TaskUsers : IHostedService
         // Can a task see directories of its own in place of the shared ones? One real spawn says.
         if (_options.PrivateTmp)
             PrivateDirectories = await ProbePrivateDirectoriesAsync(probe, cancellationToken).ConfigureAwait(false);
+        // Binding over a directory that holds the tasks' own would hide those: such a one stays the host's, and swept.
+        foreach (var (shared, _) in PrivateDirectories.Where(d => _paths.Tasks.StartsWith(d.Shared + "/", StringComparison.Ordinal)))
+            _logger.LogWarning("Tasks share {Directory} with the host, and each sweep reads every name in it: the data directory {Data} is inside it. Keep the data elsewhere (e.g. /var/lib/corral) to give each task its own",
+                shared, _paths.DataDirectory);
         if (_options.PrivateIpc)
             PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
         return true;
