@@ -189,9 +189,7 @@ internal sealed class JournalWriter : IDisposable
             }
 
             changed = CommittedLocked(_committed + _staged.WrittenCount, _stagedEvents);
-            _staged.Clear();
-            _stagedEvents = 0;
-            _stagedCounts = default;
+            ClearStagedLocked();
         }
 
         Wake(changed);
@@ -274,11 +272,17 @@ internal sealed class JournalWriter : IDisposable
     {
         lock (_gate)
         {
-            _staged.Clear();
-            _stagedEvents = 0;
-            _stagedCounts = default;
+            ClearStagedLocked();
             _discards++;
         }
+    }
+
+    /// <summary>Nothing staged any more (under <see cref="_gate"/>).</summary>
+    private void ClearStagedLocked()
+    {
+        _staged.Clear();
+        _stagedEvents = 0;
+        _stagedCounts = default;
     }
 
     /// <summary>Makes everything committed durable (fdatasync), if anything was written since the last time.</summary>
