@@ -7,7 +7,7 @@ namespace Corral.Cli.Tests;
 /// <c>--memory-max</c>, <c>--pids-max</c> and <c>--cpu-max</c> enforced, inside a QEMU guest with a pure cgroup v2
 /// hierarchy that the suite boots itself (one boot for every case, see <see cref="LimitsGuest"/>): this host binds
 /// the controllers to cgroup v1. Skipped where QEMU cannot be installed; CI sets CORRAL_REQUIRE_GUEST=1. The facts
-/// only read what the guest wrote; the one process, QEMU, runs in the fixture under a deadline (5 minutes).
+/// only read what the guest wrote; the one process, QEMU, runs in the fixture under a deadline (10 minutes; a guest that stalls as a whole is booted once more).
 /// </summary>
 public sealed class RunLimitsGuestTests(LimitsGuest guest) : IClassFixture<LimitsGuest>
 {

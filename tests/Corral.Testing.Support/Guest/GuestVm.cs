@@ -17,6 +17,12 @@ public sealed record GuestJob(string Script)
     /// <summary>The whole run, boot to power-off; past it QEMU is stopped.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// How long the guest's process snapshot (rewritten every 10 s of guest time) may go unchanged before the guest
+    /// counts as stalled and QEMU is stopped: a guest whose own clock or file system stopped, not a script that hangs.
+    /// </summary>
+    public TimeSpan StallLimit { get; init; } = TimeSpan.FromSeconds(90);
+
     public int Cpus { get; init; } = 2;
 
     public int MemoryMiB { get; init; } = 2048;
@@ -34,6 +40,12 @@ public sealed class GuestResult(string jobDirectory, string console, ProcessOutc
 
     public TimeSpan Elapsed => elapsed;
 
+    /// <summary>
+    /// The guest itself stopped making progress (see <see cref="GuestJob.StallLimit"/>): its snapshot of processes
+    /// went unchanged, so even its shell loop was stuck. The script's own processes hanging leaves this false.
+    /// </summary>
+    public bool Stalled { get; init; }
+
     /// <summary>The script's exit status, or <c>null</c> if it never finished (the guest crashed or timed out).</summary>
     public int? ExitCode => int.TryParse(Read("exit"), out int code) ? code : null;
 
@@ -48,10 +60,16 @@ public sealed class GuestResult(string jobDirectory, string console, ProcessOutc
         return File.Exists(path) ? File.ReadAllText(path) : null;
     }
 
-    /// <summary>Everything a failure report needs.</summary>
+    /// <summary>Everything a failure report needs: when the script never finished, also the files it got to write and what each guest process was last seen doing.</summary>
     public string Describe() =>
         $"guest script status {ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} after {Elapsed.TotalSeconds:0.0} s " +
-        $"(qemu {Qemu.Reason}, status {Qemu.ShellExitCode}; job directory {JobDirectory}).\nstdout: {Tool.Tail(Stdout)}\nstderr: {Tool.Tail(Stderr)}\nconsole: {Tool.Tail(Console)}";
+        $"(qemu {Qemu.Reason}, status {Qemu.ShellExitCode}{(Stalled ? ", the guest stalled" : "")}; job directory {JobDirectory}).\nstdout: {Tool.Tail(Stdout)}\nstderr: {Tool.Tail(Stderr)}\nconsole: {Tool.Tail(Console)}" +
+        (ExitCode is null ? $"\nfiles: {string.Join(' ', Files())}\nprocesses (pid comm state ppid pgid wchan cgroup):\n{Read("ps")}" : "");
+
+    private IEnumerable<string> Files() =>
+        Directory.Exists(jobDirectory)
+            ? Directory.EnumerateFiles(jobDirectory).Select(f => $"{Path.GetFileName(f)}({new FileInfo(f).Length})").Order(StringComparer.Ordinal)
+            : [];
 
     /// <summary>Deletes the job directory, unless <c>CORRAL_GUEST_KEEP=1</c> asks to keep it for a look.</summary>
     public void Dispose()
@@ -91,13 +109,35 @@ public static class GuestVm
 
         string qemu = Tool.Which("qemu-system-x86_64") ?? throw new GuestUnavailableException("qemu-system-x86_64 is not installed");
         var clock = Stopwatch.StartNew();
-        var result = await ProcessTree.RunAsync(new ProcessSpec(qemu, arguments)
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var run = ProcessTree.RunAsync(new ProcessSpec(qemu, arguments)
         {
             StandardInput = InputSource.Null,
             Timeout = job.Timeout,
             Teardown = new TeardownOptions { Grace = TimeSpan.FromSeconds(2) },
-        }, ct);
-        return new GuestResult(jobDirectory, result.StandardOutput + result.StandardError, result.Outcome, clock.Elapsed);
+        }, stop.Token);
+        bool stalled = await WatchForStallAsync(run, Path.Combine(jobDirectory, "ps"), job.StallLimit, clock);
+        if (stalled)
+            await stop.CancelAsync();
+        var result = await run;
+        return new GuestResult(jobDirectory, result.StandardOutput + result.StandardError, result.Outcome, clock.Elapsed) { Stalled = stalled };
+    }
+
+    /// <summary>Whether the snapshot at <paramref name="snapshot"/> went unchanged for longer than <paramref name="limit"/> before <paramref name="run"/> ended.</summary>
+    private static async Task<bool> WatchForStallAsync(Task run, string snapshot, TimeSpan limit, Stopwatch clock)
+    {
+        var seen = DateTime.MinValue;
+        var progressAt = clock.Elapsed;
+        while (await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(2))) != run)
+        {
+            var written = File.GetLastWriteTimeUtc(snapshot);
+            if (written != seen)
+                (seen, progressAt) = (written, clock.Elapsed);
+            else if (clock.Elapsed - progressAt > limit)
+                return true;
+        }
+
+        return false;
     }
 
     /// <summary>What /init hands over to once the job share is mounted: the rest of the file systems, then the script.</summary>
@@ -120,6 +160,8 @@ public static class GuestVm
         foreach (var (name, value) in job.Environment)
             s.AppendLine($"export {name}={Quote(value)}");
         s.AppendLine("cd /tmp");
+        // Every 10 s, what each process is doing, so a script that never finishes says where it hung.
+        s.AppendLine("( while :; do for d in /proc/[0-9]*; do w=; read -r st < $d/stat && read -r w < $d/wchan; read -r cg < $d/cgroup && set -- $st && [ $4 != 2 ] && [ $1 != 2 ] && echo \"$1 $2 $3 $4 $5 $w $cg\"; done > /job/.ps.new 2>/dev/null; mv /job/.ps.new /job/ps; sleep 10; done ) &");
         s.AppendLine("/bin/sh /job/run.sh > /job/stdout 2> /job/stderr");
         s.AppendLine("echo $? > /job/exit");
         return s.ToString();
