@@ -92,7 +92,8 @@ public sealed class LimitsGuest : IAsyncLifetime
         echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
 
         # service NAME CMD...: runs CMD as the only process of the cgroup NAME, like a delegated service's main process.
-        service() { mkdir -p /sys/fs/cgroup/$1; g=/sys/fs/cgroup/$1; shift; sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$g" "$@"; }
+        # timeout stays outside that cgroup; past 4 minutes the case ends with status 124 and the next one runs.
+        service() { mkdir -p /sys/fs/cgroup/$1; g=/sys/fs/cgroup/$1; shift; timeout -k 10 240 sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$g" "$@"; }
 
         # The neighbour: its own uid and limits, in the root cgroup, ticking until every case is done.
         $C run --user {{NeighbourUid}} --memory-max 256M --pids-max 64 --report $J/neighbour.json -- /bin/sh -c \
