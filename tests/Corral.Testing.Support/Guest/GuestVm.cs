@@ -64,7 +64,7 @@ public sealed class GuestResult(string jobDirectory, string console, ProcessOutc
     public string Describe() =>
         $"guest script status {ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} after {Elapsed.TotalSeconds:0.0} s " +
         $"(qemu {Qemu.Reason}, status {Qemu.ShellExitCode}{(Stalled ? ", the guest stalled" : "")}; job directory {JobDirectory}).\nstdout: {Tool.Tail(Stdout)}\nstderr: {Tool.Tail(Stderr)}\nconsole: {Tool.Tail(Console)}" +
-        (ExitCode is null ? $"\nfiles: {string.Join(' ', Files())}\nprocesses (pid comm state ppid pgid wchan cgroup):\n{Read("ps")}" : "");
+        (ExitCode is null ? $"\nfiles: {string.Join(' ', Files())}\nprocesses at the guest uptime shown (pid comm state ppid pgid wchan cgroup):\n{Read("ps")}" : "");
 
     private IEnumerable<string> Files() =>
         Directory.Exists(jobDirectory)
@@ -161,7 +161,7 @@ public static class GuestVm
             s.AppendLine($"export {name}={Quote(value)}");
         s.AppendLine("cd /tmp");
         // Every 10 s, what each process is doing, so a script that never finishes says where it hung.
-        s.AppendLine("( while :; do for d in /proc/[0-9]*; do w=; read -r st < $d/stat && read -r w < $d/wchan; read -r cg < $d/cgroup && set -- $st && [ $4 != 2 ] && [ $1 != 2 ] && echo \"$1 $2 $3 $4 $5 $w $cg\"; done > /job/.ps.new 2>/dev/null; mv /job/.ps.new /job/ps; sleep 10; done ) &");
+        s.AppendLine("( while :; do { read -r up _ < /proc/uptime; echo \"uptime $up\"; for d in /proc/[0-9]*; do w=; read -r st < $d/stat && read -r w < $d/wchan; read -r cg < $d/cgroup && set -- $st && [ $4 != 2 ] && [ $1 != 2 ] && echo \"$1 $2 $3 $4 $5 $w $cg\"; done; } > /job/.ps.new 2>/dev/null; mv /job/.ps.new /job/ps; sleep 10; done ) &");
         s.AppendLine("/bin/sh /job/run.sh > /job/stdout 2> /job/stderr");
         s.AppendLine("echo $? > /job/exit");
         return s.ToString();
