@@ -33,7 +33,8 @@ public sealed class LimitsGuest : IAsyncLifetime
             string dotnetRoot = Path.GetDirectoryName(CorralCli.DotnetHost)!;
             if (!dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
                 shares.Add(dotnetRoot);
-            // Emulated (TCG) on 2 shared cores: one CI run took longer than 5 minutes where the others took under 2.
+            // Emulated (TCG) on 2 shared cores a boot takes 35-85 s; two CI runs' guests never finished (one went silent
+            // after its first case), which is what the deadline, the per-case bounds and the stall watch below are for.
             var job = new GuestJob(Script) { Shares = shares, Timeout = TimeSpan.FromMinutes(double.TryParse(Environment.GetEnvironmentVariable("CORRAL_GUEST_MINUTES"), out double m) ? m : 10) };
             _result = await GuestVm.RunAsync(image, job, ct);
             // A guest that stalled as a whole (its own snapshot loop stuck too) says nothing about corral: one CI run's
