@@ -9,6 +9,9 @@ public static class CorralErrorCodes
     /// <summary>401: no token, or the wrong one.</summary>
     public const string Unauthorized = "unauthorized";
 
+    /// <summary>403: a tokenless server refuses requests from the uids its tasks run as.</summary>
+    public const string Forbidden = "forbidden";
+
     /// <summary>404: no such task.</summary>
     public const string NotFound = "not_found";
 

@@ -186,6 +186,8 @@ public static class CorralServer
         app.UseStatusCodePages();
         if (token is not null)
             app.Use(RequireToken(token, path => DashboardEndpoints.IsPublic(path) || (metrics.Public && path.StartsWithSegments(TelemetrySetup.MetricsPath))));
+        else
+            app.Use(TaskCallers.Refuse(app.Services.GetRequiredService<Internal.Isolation.TaskUsers>()));
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         app.MapWebhookEndpoints();

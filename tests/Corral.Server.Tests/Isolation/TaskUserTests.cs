@@ -354,6 +354,26 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_task_cannot_use_a_tokenless_servers_api_over_loopback_though_the_host_can()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "NEIGHBOURS-OUTPUT" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, other.Status);
+        // Plain bash: a raw HTTP request through /dev/tcp, on one connection and then on a second one.
+        string request = $"GET /v1/tasks/{other.Id}/output HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n";
+        string script = $"for i in 1 2; do exec 3<>/dev/tcp/127.0.0.1/{server.BaseAddress.Port} || exit 9; printf '{request}' >&3; cat <&3; exec 3<&-; done";
+        var attacker = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 30);
+        string seen = attacker.Body!["result"]!["text"]!.GetValue<string>();
+        Assert.Equal(2, seen.Split("HTTP/1.1 403").Length - 1);
+        Assert.Contains("\"code\":\"forbidden\"", seen);
+        Assert.DoesNotContain("NEIGHBOURS-OUTPUT", seen);
+        // The host's own clients (this test runs as root) are served as before.
+        var output = await server.Http.GetStringAsync($"/v1/tasks/{other.Id}/output");
+        Assert.Contains("NEIGHBOURS-OUTPUT", output);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task In_session_mode_an_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_uid()
     {
         RequireRoot();

@@ -129,6 +129,14 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>Whether each task with a uid of its own gets an IPC namespace of its own (checked at start).</summary>
     public bool PrivateIpc { get; private set; }
 
+    /// <summary>Whether <paramref name="uid"/> is one that tasks run as (any of the dynamic range, whoever leased it; the configured user), and not the server's own.</summary>
+    public bool IsTaskUid(int uid) => Mode switch
+    {
+        IsolationMode.Dynamic => uid >= _options.UidRangeStart && uid - _options.UidRangeStart < _options.UidRangeCount,
+        IsolationMode.Fixed => uid == _fixed!.Uid && uid != Interop.Libc.geteuid(),
+        _ => false,
+    };
+
     /// <summary>The group every dynamic uid belongs to (shared workdirs).</summary>
     public int AgentsGroup => _options.AgentsGroup ?? _options.UidRangeStart - 1;
 

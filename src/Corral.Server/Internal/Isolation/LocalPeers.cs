@@ -1,0 +1,87 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net;
+
+namespace Corral.Server.Internal.Isolation;
+
+/// <summary>
+/// Who is at the other end of a TCP connection made from this host: the uid that owns the client's socket, from the
+/// kernel's tables of this network namespace's sockets (<c>/proc/net/tcp</c>, <c>tcp6</c>). A socket's owner is the
+/// user that made it, so a task cannot pass for another uid.
+/// </summary>
+internal static class LocalPeers
+{
+    private const string Tcp = "/proc/net/tcp";
+    private const string Tcp6 = "/proc/net/tcp6";
+
+    /// <summary>The uid that owns the client's end of the connection from <paramref name="client"/> to <paramref name="server"/>, or <c>null</c> if no socket of this host has it (it is closed, or not local).</summary>
+    public static int? OwnerOf(IPEndPoint client, IPEndPoint server)
+    {
+        client = Normalized(client);
+        server = Normalized(server);
+        // An IPv4 client's socket is in tcp, unless it is an IPv6 socket that connected to a mapped address.
+        if (client.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && Read(Tcp) is { } v4 && Find(v4, client, server) is { } owner)
+            return owner;
+        return Read(Tcp6) is { } v6 ? Find(v6, client, server) : null;
+    }
+
+    /// <summary>
+    /// The uid column of the line of <paramref name="table"/> (the text of <c>/proc/net/tcp</c> or <c>tcp6</c>) whose
+    /// local address is <paramref name="client"/> and remote address <paramref name="server"/>; <c>null</c> if none.
+    /// </summary>
+    public static int? Find(string table, IPEndPoint client, IPEndPoint server)
+    {
+        client = Normalized(client);
+        server = Normalized(server);
+        foreach (var line in table.AsSpan().EnumerateLines())
+        {
+            // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid ..."
+            Span<Range> fields = stackalloc Range[9];
+            var text = line.Trim();
+            if (text.Split(fields, ' ', StringSplitOptions.RemoveEmptyEntries) < 8)
+                continue;
+            if (Parse(text[fields[1]]) is not { } local || !local.Equals(client) || Parse(text[fields[2]]) is not { } remote || !remote.Equals(server))
+                continue;
+            return int.TryParse(text[fields[7]], NumberStyles.None, CultureInfo.InvariantCulture, out int uid) ? uid : null;
+        }
+
+        return null;
+    }
+
+    /// <summary>An address as the kernel writes it: the address's 32-bit words in hex, each in the host's byte order, a colon, the port in hex.</summary>
+    private static IPEndPoint? Parse(ReadOnlySpan<char> field)
+    {
+        int colon = field.IndexOf(':');
+        var hex = colon < 0 ? default : field[..colon];
+        if (hex.Length is not (8 or 32) || !int.TryParse(field[(colon + 1)..], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int port))
+            return null;
+        Span<byte> bytes = stackalloc byte[hex.Length / 2];
+        for (int word = 0; word < hex.Length / 8; word++)
+        {
+            if (!uint.TryParse(hex.Slice(word * 8, 8), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint value))
+                return null;
+            var target = bytes.Slice(word * 4, 4);
+            if (BitConverter.IsLittleEndian)
+                BinaryPrimitives.WriteUInt32LittleEndian(target, value);
+            else
+                BinaryPrimitives.WriteUInt32BigEndian(target, value);
+        }
+
+        return Normalized(new IPEndPoint(new IPAddress(bytes), port));
+    }
+
+    private static IPEndPoint Normalized(IPEndPoint endPoint) =>
+        endPoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port) : endPoint;
+
+    private static string? Read(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // no IPv6 on this host
+        }
+    }
+}
