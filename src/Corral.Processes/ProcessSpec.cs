@@ -69,6 +69,16 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
     /// </summary>
     public bool PrivateIpc { get; init; }
 
+    /// <summary>
+    /// Whether the tree's <c>/proc</c> shows only the processes its user may inspect (its own): a procfs of its own,
+    /// mounted with <c>hidepid=invisible</c> in the tree's mount namespace (with the <see cref="PrivateDirectories"/>, or
+    /// one for this alone), so the command lines and states of other users' processes, other trees' and Corral's, are
+    /// out of its sight. The host's <c>/proc</c> is not changed. Needs Corral's native spawn, CAP_SYS_ADMIN (root) and
+    /// Linux 5.8 (a procfs mount with options of its own); otherwise the spawn fails with
+    /// <see cref="SpawnFailure.ContainmentUnavailable"/>. Default: <c>false</c>.
+    /// </summary>
+    public bool OwnProcessesOnly { get; init; }
+
     /// <summary>Limits on the tree's memory, processes and CPU; <c>null</c> (the default) sets none.</summary>
     public ResourceLimits? ResourceLimits { get; init; }
 }

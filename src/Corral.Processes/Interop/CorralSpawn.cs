@@ -24,6 +24,7 @@ internal static unsafe class CorralSpawn
     internal const int StepMount = 10;
     internal const int StepSetns = 11;
     internal const int StepIpc = 12;
+    internal const int StepProc = 13;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -49,6 +50,7 @@ internal static unsafe class CorralSpawn
         public int MountNamespaceFd;
         public int NewIpc;
         public ulong* MountIds;
+        public int OwnProcesses;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load("corral_spawn");

@@ -56,6 +56,7 @@ struct corral_spawn_request
     int mount_ns_fd;      // >= 0: join this mount namespace instead (mount_count is then 0); the namespace call's result
     int new_ipc;          // nonzero: an IPC namespace of the child's own (System V objects, POSIX message queues)
     uint64_t *mount_ids;  // non-NULL: the namespace maker stores (device, inode) of each directory it bound, 2 per mount
+    int own_processes;    // nonzero: in that mount namespace, a /proc that shows only what the tree's user may inspect
 };
 
 enum
@@ -72,6 +73,7 @@ enum
     CORRAL_STEP_MOUNT = 10,
     CORRAL_STEP_SETNS = 11,
     CORRAL_STEP_IPC = 12,
+    CORRAL_STEP_PROC = 13,
 };
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
@@ -155,7 +157,14 @@ static int make_mounts(struct corral_spawn_request *r)
     for (int i = 0; i < opened; i++)
         syscall(SYS_close, sources[i]);
     errno = error;
-    return failed ? child_fail(r, CORRAL_STEP_MOUNT) : 0;
+    if (failed)
+        return child_fail(r, CORRAL_STEP_MOUNT);
+    // A procfs of the namespace's own with hidepid=invisible: other users' processes are not there at all. Since Linux
+    // 5.8 each procfs mount has its own options; an older kernel refuses "invisible" (it only knew numbers, and a
+    // number would have changed the host's /proc too), so the spawn fails rather than touch the host's.
+    if (r->own_processes && syscall(SYS_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") < 0)
+        return child_fail(r, CORRAL_STEP_PROC);
+    return 0;
 }
 
 static int child_main(void *arg)
@@ -191,7 +200,7 @@ static int child_main(void *arg)
         if (here >= 0)
             syscall(SYS_close, here);
     }
-    else if (r->mount_count > 0 && make_mounts(r) < 0)
+    else if ((r->mount_count > 0 || r->own_processes) && make_mounts(r) < 0)
         return -1;
     if (r->new_ipc && syscall(SYS_unshare, CLONE_NEWIPC) < 0)
         return child_fail(r, CORRAL_STEP_IPC);

@@ -210,6 +210,13 @@ public sealed class IsolationOptions
     /// Used when the host allows it (checked at start). Default: <c>true</c>.
     /// </summary>
     public bool PrivateIpc { get; set; } = true;
+
+    /// <summary>
+    /// Whether a task with a uid of its own sees in <c>/proc</c> only its own processes (a procfs of its own with
+    /// <c>hidepid=invisible</c>), so other tasks' and the server's command lines and states are out of its sight.
+    /// Used when the host allows it (Linux 5.8; checked at start). Default: <c>true</c>.
+    /// </summary>
+    public bool OwnProcessesOnly { get; set; } = true;
 }
 
 /// <summary>Resource limits of tasks (section <c>Corral:Limits</c>): defaults for tasks that set none, and the largest a task may ask for.</summary>

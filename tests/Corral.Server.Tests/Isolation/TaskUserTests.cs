@@ -320,7 +320,7 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task A_task_cannot_signal_another_tasks_process_read_the_database_or_move_itself_out_of_its_cgroup()
+    public async Task A_task_cannot_see_or_signal_another_tasks_process_see_the_servers_read_the_database_or_move_itself_out_of_its_cgroup()
     {
         RequireRoot();
         await using var server = await StartAsync();
@@ -338,6 +338,8 @@ public sealed class TaskUserTests
         string database = Path.Combine(server.DataDirectory, "corral.db");
         string otherHome = Path.Combine(server.DataDirectory, "tasks", victim.Id!, "home");
         string script = $"kill -TERM {victimPid} 2>/dev/null; echo kill=$?; cat {database} > /dev/null 2>&1; echo db=$?; " +
+                        $"cat /proc/{victimPid}/cmdline > /dev/null 2>&1; echo proc=$?; cat /proc/{Environment.ProcessId}/cmdline > /dev/null 2>&1; echo server=$?; " +
+                        "echo self=$(ls /proc/$$/cmdline > /dev/null 2>&1 && echo seen); " +
                         $"ls {otherHome} > /dev/null 2>&1; echo home=$?; ls {server.DataDirectory} > /dev/null 2>&1; echo list=$?; " +
                         "cat /proc/self/cgroup | tail -1 | sed 's/^/cgroup=/'; echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null; echo move=$?";
         var attacker = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", script } }, wait: 30);
@@ -347,6 +349,9 @@ public sealed class TaskUserTests
         Assert.NotEqual("0", seen["home"]);
         Assert.NotEqual("0", seen["list"]);
         Assert.NotEqual("0", seen["move"]);
+        Assert.NotEqual("0", seen["proc"]); // not in its /proc at all: neither the victim's command line nor the server's
+        Assert.NotEqual("0", seen["server"]);
+        Assert.Equal("seen", seen["self"]);
         Assert.True(Proc.IsAlive(victimPid), "the victim must survive its neighbour");
         Assert.Equal("running", (await server.Http.GetTaskAsync(victim.Id!)).TaskStatus);
         await server.Http.CancelAsync(victim.Id!);

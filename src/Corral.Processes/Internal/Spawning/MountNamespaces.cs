@@ -43,7 +43,7 @@ internal static unsafe class MountNamespaces
     /// <c>DangerousRelease</c> after the spawn); <c>null</c> when one cannot be made or a source
     /// cannot be checked: the spawn then makes the tree's own, and reports why that fails.
     /// </summary>
-    public static SafeFileHandle? Rent(IReadOnlyList<(string Target, string Source)> mounts)
+    public static SafeFileHandle? Rent(IReadOnlyList<(string Target, string Source)> mounts, bool ownProcesses = false)
     {
         var ids = new (ulong Dev, ulong Ino)[mounts.Count];
         for (int i = 0; i < mounts.Count; i++)
@@ -53,7 +53,7 @@ internal static unsafe class MountNamespaces
             ids[i] = id;
         }
 
-        string key = string.Join('\0', mounts.Select(m => m.Target + "\0" + m.Source));
+        string key = (ownProcesses ? "proc\0" : "\0") + string.Join('\0', mounts.Select(m => m.Target + "\0" + m.Source));
         long now = Environment.TickCount64;
         lock (s_entries)
         {
@@ -63,7 +63,7 @@ internal static unsafe class MountNamespaces
                 return Referenced(found.Namespace);
         }
 
-        if (Make(mounts, ids, now) is not { } made)
+        if (Make(mounts, ownProcesses, ids, now) is not { } made)
             return null;
         lock (s_entries)
         {
@@ -103,9 +103,9 @@ internal static unsafe class MountNamespaces
         return handle;
     }
 
-    private static Entry? Make(IReadOnlyList<(string Target, string Source)> mounts, (ulong Dev, ulong Ino)[] ids, long now)
+    private static Entry? Make(IReadOnlyList<(string Target, string Source)> mounts, bool ownProcesses, (ulong Dev, ulong Ino)[] ids, long now)
     {
-        if (MakeNamespace(mounts, out var bound) is not { } made)
+        if (MakeNamespace(mounts, out var bound, ownProcesses) is not { } made)
             return null;
         // Each mount must hold the directory its path named when the key was taken: a path swapped meanwhile, even
         // swapped back since, bound another. A held directory cannot be replaced, so the key then stays true.
@@ -119,7 +119,7 @@ internal static unsafe class MountNamespaces
     }
 
     /// <summary>A new namespace with <paramref name="mounts"/>, and the directory each mount holds; <c>null</c> when it cannot be made.</summary>
-    internal static SafeFileHandle? MakeNamespace(IReadOnlyList<(string Target, string Source)> mounts, out (ulong Dev, ulong Ino)[] bound)
+    internal static SafeFileHandle? MakeNamespace(IReadOnlyList<(string Target, string Source)> mounts, out (ulong Dev, ulong Ino)[] bound, bool ownProcesses = false)
     {
         var strings = new NativeStrings();
         var ids = new ulong[2 * mounts.Count];
@@ -135,6 +135,7 @@ internal static unsafe class MountNamespaces
                     MountTargets = strings.AddArray([.. mounts.Select(m => m.Target)]),
                     MountNamespaceFd = -1,
                     NewIpc = 0,
+                    OwnProcesses = ownProcesses ? 1 : 0,
                     MountIds = boundIds,
                     StdinFd = -1,
                     StdoutFd = -1,

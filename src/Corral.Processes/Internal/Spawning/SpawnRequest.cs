@@ -10,8 +10,12 @@ internal sealed record SpawnRequest(
     string? WorkingDirectory,
     ProcessUser? User = null,
     IReadOnlyList<(string Target, string Source)>? PrivateMounts = null,
-    bool PrivateIpc = false)
+    bool PrivateIpc = false,
+    bool OwnProcessesOnly = false)
 {
+    /// <summary>Whether the tree needs a mount namespace: for its private directories, or for a <c>/proc</c> of its own.</summary>
+    public bool NeedsMountNamespace => Mounts.Count > 0 || OwnProcessesOnly;
+
     /// <summary>The directories the tree sees in place of others (target, source), in a mount namespace of its own.</summary>
     public IReadOnlyList<(string Target, string Source)> Mounts => PrivateMounts ?? [];
 
@@ -55,7 +59,7 @@ internal sealed record SpawnRequest(
 
         var argv = new List<string>(args.Count + 1) { executable };
         argv.AddRange(args);
-        return new SpawnRequest(executable, argv, environment, cwd, spec.User, PrivateMountsOf(spec.PrivateDirectories, file), spec.PrivateIpc);
+        return new SpawnRequest(executable, argv, environment, cwd, spec.User, PrivateMountsOf(spec.PrivateDirectories, file), spec.PrivateIpc, spec.OwnProcessesOnly);
     }
 
     private static List<(string Target, string Source)>? PrivateMountsOf(IReadOnlyDictionary<string, string>? directories, string file)

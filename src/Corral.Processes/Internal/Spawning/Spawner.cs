@@ -62,10 +62,10 @@ internal static unsafe class Spawner
     {
         if (PreferNative && CorralSpawn.Available)
             return SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf);
-        if (request.Mounts.Count > 0 || request.PrivateIpc)
+        if (request.NeedsMountNamespace || request.PrivateIpc)
         {
             throw new ProcessSpawnException(SpawnFailure.ContainmentUnavailable, request.ExecutablePath,
-                $"private directories and a private IPC namespace need Corral's native spawn ({CorralSpawn.FileName}), which is not available");
+                $"private directories, a /proc of the tree's own and a private IPC namespace need Corral's native spawn ({CorralSpawn.FileName}), which is not available");
         }
 
         if (request.User is { } user)
@@ -84,7 +84,7 @@ internal static unsafe class Spawner
     {
         // A tree that cannot change its mounts joins a namespace made for trees like it rather than make its own. Where
         // joining is refused (setns also needs CAP_SYS_CHROOT), trees make their own again, as before sharing.
-        bool share = request.Mounts.Count > 0 && request.User is { Uid: not 0 } && !MountNamespaces.Refused;
+        bool share = request.NeedsMountNamespace && request.User is { Uid: not 0 } && !MountNamespaces.Refused;
         if (SpawnNative(request, stdinFd, stdoutFd, stderrFd, leaf, share) is { } child)
             return child;
         MountNamespaces.Refuse();
@@ -96,7 +96,7 @@ internal static unsafe class Spawner
     {
         int cgroupFd = -1;
         var strings = new NativeStrings();
-        var shared = share ? MountNamespaces.Rent(request.Mounts) : null;
+        var shared = share ? MountNamespaces.Rent(request.Mounts, request.OwnProcessesOnly) : null;
         try
         {
             if (leaf is not null)
@@ -121,6 +121,7 @@ internal static unsafe class Spawner
                 MountTargets = shared is null && request.Mounts.Count > 0 ? strings.AddArray([.. request.Mounts.Select(m => m.Target)]) : null,
                 MountNamespaceFd = shared is null ? -1 : (int)shared.DangerousGetHandle(),
                 NewIpc = request.PrivateIpc ? 1 : 0,
+                OwnProcesses = shared is null && request.OwnProcessesOnly ? 1 : 0,
             };
             var user = request.User;
             uint[] groups = user?.SupplementaryGroups.Select(g => (uint)g).ToArray() ?? [];
@@ -157,6 +158,7 @@ internal static unsafe class Spawner
                 CorralSpawn.StepUnshare => (SpawnFailure.ContainmentUnavailable, "cannot make the tree a mount namespace of its own (private directories need CAP_SYS_ADMIN)"),
                 CorralSpawn.StepMount => (SpawnFailure.ContainmentUnavailable, "cannot mount the tree's private directories"),
                 CorralSpawn.StepSetns => (SpawnFailure.ContainmentUnavailable, "cannot join the mount namespace of the tree's private directories"),
+                CorralSpawn.StepProc => (SpawnFailure.ContainmentUnavailable, "cannot mount a /proc that shows only the tree's own processes (it needs CAP_SYS_ADMIN and Linux 5.8)"),
                 CorralSpawn.StepIpc => (SpawnFailure.ContainmentUnavailable, "cannot give the tree an IPC namespace of its own (it needs CAP_SYS_ADMIN)"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
                 _ => (SpawnFailure.SystemError, "spawn failed"),

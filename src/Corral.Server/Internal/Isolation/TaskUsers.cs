@@ -129,6 +129,9 @@ internal sealed class TaskUsers : IHostedService
     /// <summary>Whether each task with a uid of its own gets an IPC namespace of its own (checked at start).</summary>
     public bool PrivateIpc { get; private set; }
 
+    /// <summary>Whether each task with a uid of its own sees only its own processes in <c>/proc</c> (checked at start).</summary>
+    public bool OwnProcessesOnly { get; private set; }
+
     /// <summary>Whether <paramref name="uid"/> is one that tasks run as (any of the dynamic range, whoever leased it; the configured user), and not the server's own.</summary>
     public bool IsTaskUid(int uid) => Mode switch
     {
@@ -523,7 +526,17 @@ internal sealed class TaskUsers : IHostedService
             _logger.LogWarning("Tasks share {Directory} with the host, and each sweep reads every name in it: the data directory {Data} is inside it. Keep the data elsewhere (e.g. /var/lib/corral) to give each task its own",
                 shared, _paths.DataDirectory);
         if (_options.PrivateIpc)
-            PrivateIpc = await ProbePrivateIpcAsync(probe, cancellationToken).ConfigureAwait(false);
+        {
+            PrivateIpc = await AllowsAsync(probe, s => s with { PrivateIpc = true },
+                "Tasks share the host's System V IPC objects and POSIX message queues", cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_options.OwnProcessesOnly)
+        {
+            OwnProcessesOnly = await AllowsAsync(probe, s => s with { OwnProcessesOnly = true },
+                "Tasks see every process of the host in /proc, command lines included", cancellationToken).ConfigureAwait(false);
+        }
+
         return true;
     }
 
@@ -568,12 +581,12 @@ internal sealed class TaskUsers : IHostedService
         }
     }
 
-    /// <summary>Whether a spawn can have an IPC namespace of its own here.</summary>
-    private async Task<bool> ProbePrivateIpcAsync(ProcessUser probe, CancellationToken cancellationToken)
+    /// <summary>Whether a spawn as <paramref name="probe"/> may have <paramref name="option"/> here; if not, the warning says what tasks go without.</summary>
+    private async Task<bool> AllowsAsync(ProcessUser probe, Func<ProcessSpec, ProcessSpec> option, string without, CancellationToken cancellationToken)
     {
-        if (await RefusalAsync(new ProcessSpec("/bin/true") { User = probe, PrivateIpc = true }, cancellationToken).ConfigureAwait(false) is not { } reason)
+        if (await RefusalAsync(option(new ProcessSpec("/bin/true") { User = probe }), cancellationToken).ConfigureAwait(false) is not { } reason)
             return true;
-        _logger.LogWarning("Tasks share the host's System V IPC objects and POSIX message queues: this host cannot give them their own ({Reason})", reason);
+        _logger.LogWarning("{Without}: this host cannot give them their own ({Reason})", without, reason);
         return false;
     }
 

@@ -109,6 +109,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             User = user,
             PrivateDirectories = workspace.PrivateDirectories(plan, user),
             PrivateIpc = user is { Exclusive: true } && users.PrivateIpc,
+            OwnProcessesOnly = user is { Exclusive: true } && users.OwnProcessesOnly,
             ResourceLimits = plan.Resources,
             Containment = _options.Containment,
             Teardown = new TeardownOptions
