@@ -28,10 +28,12 @@ public interface IAgentAdapter
 
     /// <summary>
     /// When each task has a HOME of its own, the agent's session state is in it: keeps what a later task resuming
-    /// <paramref name="sessionId"/> needs from <paramref name="home"/> in <paramref name="store"/> (a directory the
-    /// server keeps). Nothing by default.
+    /// <paramref name="sessionId"/> (as the agent of <paramref name="request"/> reported it) needs from
+    /// <paramref name="home"/> in <paramref name="store"/> (a directory the server keeps). The host may be root and
+    /// the HOME is the agent's: read nothing there through a link, nothing but regular files of the HOME's owner, and
+    /// replace no other session's state. Nothing by default.
     /// </summary>
-    void SaveSession(string sessionId, string home, string store) { }
+    void SaveSession(AgentRequest request, string sessionId, string home, string store) { }
 
     /// <summary>
     /// The other half of <see cref="SaveSession"/>: puts a resumed session's state into the new task's

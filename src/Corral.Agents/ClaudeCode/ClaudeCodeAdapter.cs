@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Corral.Agents.Internal;
 using Corral.Processes;
 
 namespace Corral.Agents.ClaudeCode;
@@ -149,21 +150,52 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
 
         string? home = Lookup(request, "HOME");
         string? configDir = Lookup(request, "CLAUDE_CONFIG_DIR");
-        string? projects = configDir is not null ? Path.Combine(configDir, "projects")
-            : home is not null ? Path.Combine(home, ".claude", "projects") : null;
-        return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, projects);
+        // Where its transcripts are: beneath the agent's own directory, whose contents are the agent's.
+        (string Home, string Projects)? transcripts = configDir is not null ? (configDir, "projects")
+            : home is not null ? (home, Path.Combine(".claude", "projects")) : null;
+        return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, transcripts);
     }
 
+    /// <summary>The largest session transcript carried to a later task (a larger one is not saved).</summary>
+    internal const long MaxSessionBytes = 256L << 20;
+
     /// <inheritdoc />
-    public void SaveSession(string sessionId, string home, string store)
+    public void SaveSession(AgentRequest request, string sessionId, string home, string store)
     {
         string projects = Path.Combine(home, ".claude", "projects");
-        if (!Directory.Exists(projects) || !IsSessionId(sessionId))
+        if (!IsSessionId(sessionId) || !Directory.Exists(projects))
             return;
-        foreach (string file in Directory.EnumerateFiles(projects, sessionId + ".jsonl", SearchOption.AllDirectories))
+        // The id is the one the agent reported. Only this session's own (the id Corral gave it, or resumed) may replace
+        // saved state: another id is taken only while no session has it, so no task can overwrite another's.
+        bool own = sessionId == request.NewSessionId || sessionId == request.ResumeSessionId;
+        string target = Path.Combine(store, sessionId + ".jsonl");
+        if (!own && File.Exists(target))
+            return;
+        foreach (string project in Directory.EnumerateDirectories(projects))
         {
+            using var source = OwnFiles.OpenRead(home, Path.Combine(".claude", "projects", Path.GetFileName(project), sessionId + ".jsonl"), MaxSessionBytes);
+            if (source is null)
+                continue;
             Directory.CreateDirectory(store);
-            File.Copy(file, Path.Combine(store, sessionId + ".jsonl"), overwrite: true);
+            string partial = $"{target}.{Guid.NewGuid():N}.partial";
+            try
+            {
+                bool whole;
+                using (var copy = new FileStream(partial, FileMode.CreateNew, FileAccess.Write))
+                    whole = OwnFiles.CopyAtMost(source, copy, MaxSessionBytes);
+                if (whole)
+                    File.Move(partial, target, overwrite: own);
+            }
+            catch (IOException) when (!own && File.Exists(target))
+            {
+                // Another task saved this id meanwhile: its state stays.
+            }
+            finally
+            {
+                File.Delete(partial);
+            }
+
+            return;
         }
     }
 

@@ -7,7 +7,7 @@ using Corral.Processes;
 namespace Corral.Agents.ClaudeCode;
 
 /// <summary>One Claude Code process: parses stream-json by <c>type</c>, keeps the latest result, recovers a lost one.</summary>
-internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? sessionId, string workingDirectory, string? projectsDirectory)
+internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? sessionId, string workingDirectory, (string Home, string Projects)? transcripts)
     : JsonLinesRun(spec, userLine, sessionId)
 {
     private const int PreviewLength = 2000;
@@ -153,8 +153,8 @@ internal sealed class ClaudeCodeRun(ProcessSpec spec, byte[] userLine, string? s
         }
 
         string? sid = SessionId is { Length: > 0 } ? SessionId : _requestedSessionId;
-        if (projectsDirectory is not null && sid is { Length: > 0 }
-            && TranscriptRecovery.TryRecover(projectsDirectory, _cwd ?? workingDirectory, sid) is { } recovered)
+        if (transcripts is { } at && sid is { Length: > 0 }
+            && TranscriptRecovery.TryRecover(at.Home, at.Projects, _cwd ?? workingDirectory, sid) is { } recovered)
         {
             return new AgentOutcome
             {

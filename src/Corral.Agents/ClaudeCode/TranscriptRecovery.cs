@@ -25,20 +25,33 @@ public static class TranscriptRecovery
         return sb.ToString();
     }
 
-    /// <summary>The recovered result, or <c>null</c> when the transcript is missing or does not end in a final answer.</summary>
-    public static RecoveredResult? TryRecover(string projectsDirectory, string cwd, string sessionId)
+    /// <summary>
+    /// The recovered result, or <c>null</c> when the transcript is missing or does not end in a final answer. Nothing
+    /// beneath <paramref name="projectsDirectory"/> is followed through a link, and only a regular file of the
+    /// directory's owner is read (see <see cref="TryRecover(string, string, string, string)"/> for a directory the
+    /// agent may have made a link).
+    /// </summary>
+    public static RecoveredResult? TryRecover(string projectsDirectory, string cwd, string sessionId) => TryRecover(projectsDirectory, "", cwd, sessionId);
+
+    /// <summary>
+    /// As <see cref="TryRecover(string, string, string)"/>, for the projects directory at <paramref name="projects"/>
+    /// (relative, such as <c>.claude/projects</c>) beneath <paramref name="home"/>: the agent's own HOME, whose
+    /// contents it controls, so no component below it is followed through a link.
+    /// </summary>
+    public static RecoveredResult? TryRecover(string home, string projects, string cwd, string sessionId)
     {
         if (sessionId.Contains('/') || sessionId.Contains('\0') || sessionId.Contains(".."))
             return null;
-        string file = Path.Combine(projectsDirectory, Slug(cwd), sessionId + ".jsonl");
-        if (!File.Exists(file))
+        using var file = OwnFiles.OpenRead(home, Path.Combine(projects, Slug(cwd), sessionId + ".jsonl"), ClaudeCodeAdapter.MaxSessionBytes);
+        if (file is null)
             return null;
 
         // One API message can span several lines (one content block each, same message id).
         var lines = new List<JsonElement>();
         try
         {
-            foreach (string line in File.ReadLines(file))
+            using var reader = new StreamReader(file, Encoding.UTF8);
+            while (reader.ReadLine() is { } line)
             {
                 using var doc = Json.TryParseObject(line);
                 if (doc is null)

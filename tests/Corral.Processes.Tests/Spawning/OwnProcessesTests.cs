@@ -43,10 +43,7 @@ public sealed class OwnProcessesTests
 
         // With private directories the same: one namespace holds both.
         using var dir = new PidDir();
-        string tmp = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(tmp, (UnixFileMode)Convert.ToInt32("777", 8));
-        string target = Environment.CurrentDirectory.StartsWith("/tmp/", StringComparison.Ordinal) ? "/var/tmp" : "/tmp";
-        var both = await LookAsync(other.Pid, mode, ownProcessesOnly: true, new Dictionary<string, string> { [target] = tmp });
+        var both = await LookAsync(other.Pid, mode, ownProcessesOnly: true, new Dictionary<string, string> { [Modes.PrivateTarget] = dir.OpenDirectory("tmp") });
         Assert.Equal("unseen", both["victim"]);
         Assert.Equal("seen", both["child"]);
 
@@ -62,14 +59,11 @@ public sealed class OwnProcessesTests
     {
         Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
         using var dir = new PidDir();
-        string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
         int uid = Proc.UnusedUid();
-        string target = Environment.CurrentDirectory.StartsWith("/tmp/", StringComparison.Ordinal) ? "/var/tmp" : "/tmp";
         var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; ls /proc | grep -c '^[0-9]'"])
         {
             User = new ProcessUser(uid, uid),
-            PrivateDirectories = new Dictionary<string, string> { [target] = own },
+            PrivateDirectories = new Dictionary<string, string> { [Modes.PrivateTarget] = dir.OpenDirectory("tmp") },
         };
         async Task<(string Namespace, int Seen)> Run(bool ownProcessesOnly)
         {

@@ -12,11 +12,9 @@ public sealed class PrivateDirectoryTests
     {
         Modes.SkipUnlessUsersCanBeSwitched(mode);
         using var dir = new PidDir();
-        string own = Directory.CreateDirectory(dir.File("tmp")).FullName, shm = Directory.CreateDirectory(dir.File("shm")).FullName;
-        File.SetUnixFileMode(shm, (UnixFileMode)Convert.ToInt32("777", 8));
+        string own = dir.OpenDirectory("tmp"), shm = dir.OpenDirectory("shm"); // the tree's uid writes in them
         string name = "corral-private-" + Guid.NewGuid().ToString("N");
         int uid = Proc.UnusedUid();
-        File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8)); // the tree's uid writes in it
         // Both sources are under /tmp: binding /tmp first must not hide the second (sources are opened before any mount).
         var result = await ProcessTree.RunAsync(Modes.Bash($"echo mine > /tmp/{name} && echo shm > /dev/shm/{name} && ls /tmp && (sleep 0.1 && echo child > /tmp/{name}-child) & wait", mode) with
         {
@@ -66,11 +64,10 @@ public sealed class PrivateDirectoryTests
     {
         Modes.SkipUnlessUsersCanBeSwitched(ContainmentMode.Session);
         using var dir = new PidDir();
-        string own = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(own, (UnixFileMode)Convert.ToInt32("777", 8));
+        string own = dir.OpenDirectory("tmp");
         int uid = Proc.UnusedUid();
-        // Over a directory that does not hold ours (a fresh clone may be under /tmp): the tree's inherited one stays in view.
-        string target = Environment.CurrentDirectory.StartsWith("/tmp/", StringComparison.Ordinal) ? "/var/tmp" : "/tmp";
+        // Over a directory that does not hold ours: the tree's inherited one stays in view.
+        string target = Modes.PrivateTarget;
         var mounts = new Dictionary<string, string> { [target] = own };
         var spec = new ProcessSpec("/bin/sh", ["-c", "readlink /proc/self/ns/mnt; pwd -P"]) { PrivateDirectories = mounts };
         async Task<(string Namespace, string Directory)> Run(ProcessUser? user)

@@ -15,6 +15,14 @@ internal sealed class PidDir : IDisposable
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
+    /// <summary>A new directory <paramref name="name"/> in this one that every user may write in: a private directory for a tree of another uid.</summary>
+    public string OpenDirectory(string name)
+    {
+        string directory = Directory.CreateDirectory(File(name)).FullName;
+        System.IO.File.SetUnixFileMode(directory, (UnixFileMode)Convert.ToInt32("777", 8));
+        return directory;
+    }
+
     /// <summary>Every PID recorded in any file of the directory.</summary>
     public IReadOnlyList<int> AllPids() =>
         Directory.EnumerateFiles(Path)
@@ -55,6 +63,9 @@ internal static class Modes
         Assert.SkipWhen(Interop.Libc.geteuid() != 0, "not running as root: the tree cannot be given another uid");
         Assert.SkipUnless(Interop.CorralSpawn.Available, $"{Interop.CorralSpawn.FileName} is not built: only the native spawn changes identity");
     }
+
+    /// <summary>A shared directory to bind over that does not hold the test's working directory (a fresh clone may be under /tmp), which the tree must still see.</summary>
+    public static string PrivateTarget => Environment.CurrentDirectory.StartsWith("/tmp/", StringComparison.Ordinal) ? "/var/tmp" : "/tmp";
 
     public static ProcessSpec Bash(string script, ContainmentMode mode) =>
         new ProcessSpec("/bin/bash", "-c", script) { Containment = mode };

@@ -117,6 +117,29 @@ async function run(prompt) {
       text('recovered answer', 'msg_r');
       return process.exit(0);
     }
+    case 'plant': {
+      // What a hostile agent may leave where its transcript goes (plant:link TARGET, plant:hardlink TARGET,
+      // plant:fifo, plant:sparse: a terabyte of nothing), then no result: the host looks for one in the transcript.
+      const dir = path.join(process.env.HOME, '.claude', 'projects', process.cwd().replace(/[^A-Za-z0-9]/g, '-'));
+      fs.mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, sessionId + '.jsonl');
+      const target = prompt.trim().split(/\s+/)[1];
+      if (arg === 'link') fs.symlinkSync(target, file);
+      else if (arg === 'hardlink') fs.linkSync(target, file);
+      else if (arg === 'sparse') { fs.writeFileSync(file, ''); fs.truncateSync(file, 2 ** 40); }
+      else cp.execFileSync('mkfifo', [file]);
+      text('planted');
+      return process.exit(0);
+    }
+    case 'claim': {
+      // Writes a transcript for the session it names (its own without one) and reports that id as its own.
+      const id = arg || sessionId;
+      const dir = path.join(process.env.HOME, '.claude', 'projects', process.cwd().replace(/[^A-Za-z0-9]/g, '-'));
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, id + '.jsonl'), JSON.stringify({ type: 'user', message: { role: 'user', content: 'written by ' + sessionId }, sessionId: id }) + '\n');
+      result('claimed', { session_id: id });
+      return exitAfterStdin();
+    }
     case 'apierror':
       out({ type: 'assistant', message: { id: 'msg_e', model: '<synthetic>', role: 'assistant', content: [{ type: 'text', text: 'API Error: 529 Overloaded' }] }, error: 'overloaded', is_api_error_message: true, api_error_status: 529, session_id: sessionId });
       result('API Error: 529 Overloaded', { is_error: true, api_error_status: 529, terminal_reason: 'api_error', total_cost_usd: 0 });

@@ -378,6 +378,66 @@ public sealed class TaskUserTests
         Assert.Contains("NEIGHBOURS-OUTPUT", output);
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task What_a_hostile_agent_plants_where_its_transcript_goes_is_never_read_through_and_never_blocks_the_server()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        // A root-only file that would pass for a transcript with a final answer.
+        string secret = $"/var/lib/corral-test-secret-{Guid.NewGuid():N}";
+        File.WriteAllText(secret, """{"type":"assistant","message":{"id":"m","role":"assistant","content":[{"type":"text","text":"ROOT-ONLY"}],"stop_reason":"end_turn"}}""" + "\n");
+        File.SetUnixFileMode(secret, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        try
+        {
+            // A link to it, a hard link to it (where the kernel lets an unprivileged uid make one), a FIFO that would
+            // block whoever opens it and a sparse terabyte: each task ends (no result), nothing of them anywhere.
+            foreach (string prompt in new[] { $"plant:link {secret}", $"plant:hardlink {secret}", "plant:fifo", "plant:sparse" })
+            {
+                var task = await server.Http.CreateAsync(new { agent = "claude-code", prompt }, wait: 60);
+                Assert.Equal("lost", task.TaskStatus); // its result is lost: the transcript is not one to trust
+                Assert.DoesNotContain("ROOT-ONLY", task.Body!.ToJsonString());
+
+                // A later task that resumes the session gets nothing of it either.
+                var resumed = await server.Http.CreateAsync(new { agent = "claude-code", prompt = "hello", resumeSessionId = task.Body["sessionId"]!.GetValue<string>() }, wait: 60);
+                Assert.Equal("succeeded", resumed.TaskStatus);
+            }
+
+            string sessions = Path.Combine(server.DataDirectory, "sessions");
+            var saved = Directory.Exists(sessions) ? Directory.EnumerateFiles(sessions, "*", SearchOption.AllDirectories).ToList() : [];
+            Assert.All(saved, f => Assert.True(new FileInfo(f).Length < 1 << 20, $"{f}: {new FileInfo(f).Length} bytes"));
+            Assert.DoesNotContain(saved, f => File.ReadAllText(f).Contains("ROOT-ONLY"));
+        }
+        finally
+        {
+            File.Delete(secret);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task An_agent_that_reports_another_sessions_id_cannot_replace_that_sessions_saved_state()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        var victim = await server.Http.CreateAsync(new { agent = "claude-code", prompt = "claim" }, wait: 60);
+        Assert.Equal("succeeded", victim.TaskStatus);
+        string session = victim.Body!["sessionId"]!.GetValue<string>();
+        string saved = Path.Combine(server.DataDirectory, "sessions", session + ".jsonl");
+        string before = File.ReadAllText(saved);
+        Assert.Contains("written by " + session, before);
+        var written = File.GetLastWriteTimeUtc(saved);
+
+        // Another task's agent writes a transcript under the victim's id and reports that id as its own.
+        var attacker = await server.Http.CreateAsync(new { agent = "claude-code", prompt = $"claim:{session}" }, wait: 60);
+        Assert.Equal("succeeded", attacker.TaskStatus);
+        Assert.Equal(before, File.ReadAllText(saved)); // the victim's own, still
+        Assert.DoesNotContain("written by " + session, File.ReadAllText(saved).Replace(before, ""));
+
+        // The session's own next task does replace it.
+        var next = await server.Http.CreateAsync(new { agent = "claude-code", prompt = "claim", resumeSessionId = session }, wait: 60);
+        Assert.Equal("succeeded", next.TaskStatus);
+        Assert.True(File.GetLastWriteTimeUtc(saved) > written, "the session's own task saves its state again");
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task In_session_mode_an_escapee_that_cleared_its_environment_and_closed_the_pipes_is_found_by_its_uid()
     {

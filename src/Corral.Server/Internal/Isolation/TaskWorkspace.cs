@@ -87,7 +87,7 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
         if (user is null || sessionId is null)
             return;
         Files.CreatePrivateDirectory(paths.Sessions);
-        plan.Adapter.SaveSession(sessionId, Path.Combine(paths.TaskDirectory(plan.Id), "home"), paths.Sessions);
+        plan.Adapter.SaveSession(plan.Request, sessionId, Path.Combine(paths.TaskDirectory(plan.Id), "home"), paths.Sessions);
     }
 
     /// <summary>
