@@ -161,7 +161,14 @@ public sealed class RestartTests
         ServerProcess? first = null, second = null;
         try
         {
-            first = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
+            // An operator's secret too: a request that holds its value is stored masked.
+            void Configure(Dictionary<string, string> s)
+            {
+                s["Corral:MaxConcurrentTasks"] = "1";
+                s["Corral:Command:Secrets:OPS"] = "opsvalue123";
+            }
+
+            first = await ServerProcess.StartAsync(data, Configure);
             var running = await first.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "300" } });
             await first.Http.WaitForAsync(running.Id!, t => t["status"]!.GetValue<string>() == "running");
             var queued = new List<string>();
@@ -174,9 +181,11 @@ public sealed class RestartTests
 
             var withSecret = await first.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, secrets = new { KEY = "a-secret-value" } });
             Assert.Equal("queued", withSecret.TaskStatus);
+            var withValue = await first.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "opsvalue123-arg" } });
+            Assert.Equal("queued", withValue.TaskStatus);
 
             first.Kill();
-            second = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
+            second = await ServerProcess.StartAsync(data, Configure);
             Assert.Equal("interrupted", (await second.Http.GetTaskAsync(running.Id!)).TaskStatus);
             for (int i = 0; i < 3; i++)
             {
@@ -192,6 +201,10 @@ public sealed class RestartTests
             var secretTask = (await second.Http.GetTaskAsync(withSecret.Id!)).Body!;
             Assert.Equal("interrupted", secretTask["status"]!.GetValue<string>());
             Assert.Contains("secrets", secretTask["error"]!["message"]!.GetValue<string>());
+            // Nor is one whose stored request had a secret's value masked: it would run with "[secret:OPS]-arg".
+            var masked = (await second.Http.GetTaskAsync(withValue.Id!)).Body!;
+            Assert.Equal("interrupted", masked["status"]!.GetValue<string>());
+            Assert.Null(masked["result"]);
         }
         finally
         {

@@ -113,4 +113,24 @@ public sealed class SecretTests
         Assert.DoesNotContain(Secret, string.Join("\n", events.Select(e => e.Data?.ToJsonString())));
         Assert.Empty(FilesContaining(server.DataDirectory, Secret));
     }
+
+    [Fact(Timeout = 60_000)]
+    public async Task An_idempotency_key_that_holds_a_secrets_value_is_refused_with_the_field_named_not_stored_masked()
+    {
+        await using var server = await TestServer.StartAsync();
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            var r = await server.Http.CreateAsync(new
+            {
+                agent = "command",
+                command = new[] { "true" },
+                secrets = new Dictionary<string, string> { ["TOKEN"] = Secret },
+                idempotencyKey = "job-" + Secret,
+            });
+            Assert.Equal(HttpStatusCode.BadRequest, r.Status);
+            Assert.Equal("idempotencyKey", r.Body!["errors"]![0]!["field"]!.GetValue<string>());
+        }
+
+        Assert.Empty(FilesContaining(server.DataDirectory, Secret));
+    }
 }

@@ -68,6 +68,10 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
         var own = users.Isolated ? (Path.Combine(taskDirectory, "home"), Path.Combine(taskDirectory, "tmp")) : ((string, string)?)null;
         var (environment, secrets) = TaskEnvironment.Build(id, entry.Options, body.Env, body.Secrets, server, own);
         var mask = Secrets.SecretMask.Create(secrets);
+        // The key is kept and shown, so masked; a masked key would no longer find its task (and two keys differing only
+        // in a secret would collide).
+        if (mask is not null && body.IdempotencyKey is { } idempotencyKey && mask.Apply(idempotencyKey) != idempotencyKey)
+            errors.Add(new("idempotencyKey", "must not contain a secret's value."));
         var request = new AgentRequest
         {
             Prompt = body.Prompt,
@@ -99,8 +103,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
         // Hashed before masking (a mask may turn a number equal to a secret into text that is no longer JSON), and masked
         // in its canonical form, so the stored hash is never of a secret.
         string hash = RequestHash.Of(json, mask);
-        if (mask is not null)
-            json = mask.Apply(json);
+        string stored = mask is null ? json : mask.Apply(json);
         return (new TaskPlan
         {
             Id = id,
@@ -117,9 +120,9 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             IdempotencyKey = body.IdempotencyKey,
             Metadata = body.Metadata,
             Webhook = webhook,
-            RequestJson = json,
+            RequestJson = stored,
             Mask = mask,
-            HasRequestSecrets = body.Secrets is { Count: > 0 },
+            StoredRequestIncomplete = body.Secrets is { Count: > 0 } || stored != json,
             RequestHash = hash,
         }, null);
     }

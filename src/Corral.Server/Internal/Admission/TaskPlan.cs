@@ -50,6 +50,10 @@ internal sealed record TaskPlan
     /// <summary>The task's secret values, to be masked in everything kept or sent; <c>null</c> when it has none.</summary>
     public Secrets.SecretMask? Mask { get; init; }
 
-    /// <summary>Whether the request carried secrets of its own (which no restart can bring back).</summary>
-    public bool HasRequestSecrets { get; init; }
+    /// <summary>
+    /// Whether the stored request lacks what the task runs with: secrets of its own, or a secret's value (the
+    /// operator's too) that the mask replaced in its arguments or environment. No restart and no other node can bring
+    /// those back, so only this process runs it.
+    /// </summary>
+    public bool StoredRequestIncomplete { get; init; }
 }

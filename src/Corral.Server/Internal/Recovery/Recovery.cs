@@ -60,14 +60,15 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         {
             var body = Interruption.RequestOf(left.RequestJson);
             var now = time.GetUtcNow();
-            if (body?.Secrets is { Count: > 0 })
+            if (Interruption.IsMasked(left.RequestJson))
             {
-                // Its secrets lived in the memory of the process that accepted it, nowhere else: it cannot run as asked.
+                // Its secrets (its own, or values of the operator's that were in its arguments or environment) lived
+                // in the memory of the process that accepted it, nowhere else: it cannot run as asked.
                 _ = scheduler.FinishRecoveredAsync(record with
                 {
                     Status = TaskState.Interrupted,
                     EndedAt = now,
-                    Error = new TaskError(ErrorCodes.Interrupted, "The server stopped while the task was queued; its secrets are never stored, so it was not queued again: create it again."),
+                    Error = new TaskError(ErrorCodes.Interrupted, "The server stopped while the task was queued; its request held secrets, which are never stored, so it was not queued again: create it again."),
                 }, journaled: false);
                 return;
             }

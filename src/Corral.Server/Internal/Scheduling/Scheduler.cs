@@ -311,7 +311,7 @@ internal sealed class Scheduler : IHostedService
         long queued = await fleet.Store.QueuedCountAsync(cancellationToken).ConfigureAwait(false);
         if (queued >= _options.MaxQueuedTasks)
             return Submission.Refused(RefusalCode.Busy, $"{queued} tasks are queued in the fleet.");
-        string? affinity = plan.HasRequestSecrets ? fleet.Node
+        string? affinity = plan.StoredRequestIncomplete ? fleet.Node
             : plan.SessionKey is { } session ? await fleet.Store.LastNodeOfSessionAsync(session, cancellationToken).ConfigureAwait(false)
             : null;
 
@@ -319,7 +319,7 @@ internal sealed class Scheduler : IHostedService
         if (journal is null)
             return refused!;
         journal.Dispose();
-        if (plan.HasRequestSecrets)
+        if (plan.StoredRequestIncomplete)
             fleet.Hold(plan); // before the row exists: a claim may follow the insert at once
         try
         {
