@@ -47,7 +47,10 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
     /// <summary>Bounds on captured output.</summary>
     public OutputLimits Limits { get; init; } = new();
 
-    /// <summary>The user the tree runs as; <c>null</c> (the default) keeps Corral's own identity.</summary>
+    /// <summary>
+    /// The user the tree runs as, with <c>no_new_privs</c> and a new, empty session keyring (Corral's is not
+    /// inherited); <c>null</c> (the default) keeps Corral's own identity.
+    /// </summary>
     public ProcessUser? User { get; init; }
 
     /// <summary>

@@ -30,8 +30,10 @@ public sealed record ProcessUser(int Uid, int Gid)
     /// (real, effective and saved uid all equal to <see cref="Uid"/>), every process of that uid created since the
     /// tree's child, wherever it went: escapees that left the session, cleared their environment and closed the
     /// pipes, and in cgroup mode processes that got out of the leaf. They are reported as
-    /// <see cref="FoundBy.Uid"/>. Never allowed for uid 0 or Corral's own uid. The caller guarantees the
-    /// exclusivity: Corral signals what the declaration makes the tree's.
+    /// <see cref="FoundBy.Uid"/>. The uid's own keyrings (<c>@u</c>, <c>@us</c>, the persistent one), which the kernel keeps after its
+    /// last process, are emptied as the tree starts, so nothing an earlier tree of the uid put there reaches it. Never
+    /// allowed for uid 0 or Corral's own uid. The caller guarantees the exclusivity: Corral signals what the
+    /// declaration makes the tree's.
     /// </summary>
     public bool Exclusive { get; init; }
 

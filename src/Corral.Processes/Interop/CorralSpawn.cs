@@ -25,6 +25,7 @@ internal static unsafe class CorralSpawn
     internal const int StepSetns = 11;
     internal const int StepIpc = 12;
     internal const int StepProc = 13;
+    internal const int StepKeyring = 14;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Request
@@ -51,6 +52,7 @@ internal static unsafe class CorralSpawn
         public int NewIpc;
         public ulong* MountIds;
         public int OwnProcesses;
+        public int ClearKeyrings;
     }
 
     private static readonly delegate* unmanaged<Request*, int*, int*, int> s_spawn = Load("corral_spawn");

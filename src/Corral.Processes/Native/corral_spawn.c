@@ -57,6 +57,7 @@ struct corral_spawn_request
     int new_ipc;          // nonzero: an IPC namespace of the child's own (System V objects, POSIX message queues)
     uint64_t *mount_ids;  // non-NULL: the namespace maker stores (device, inode) of each directory it bound, 2 per mount
     int own_processes;    // nonzero: in that mount namespace, a /proc that shows only what the tree's user may inspect
+    int clear_keyrings;   // nonzero (with set_user): empty the user's own keyrings, which outlive its processes
 };
 
 enum
@@ -74,7 +75,22 @@ enum
     CORRAL_STEP_SETNS = 11,
     CORRAL_STEP_IPC = 12,
     CORRAL_STEP_PROC = 13,
+    CORRAL_STEP_KEYRING = 14,
 };
+
+// keyctl(2) operations and special keyring ids (linux/keyctl.h, not in every set of headers).
+#define CORRAL_KEYCTL_JOIN_SESSION_KEYRING 1
+#define CORRAL_KEYCTL_CLEAR 7
+#define CORRAL_KEYCTL_GET_PERSISTENT 22
+#define CORRAL_KEY_SPEC_SESSION_KEYRING (-3)
+#define CORRAL_KEY_SPEC_USER_KEYRING (-4)
+#define CORRAL_KEY_SPEC_USER_SESSION_KEYRING (-5)
+
+// A kernel built without keys has none to leak: ENOSYS / EOPNOTSUPP are not failures.
+static int keyctl_ok(long result)
+{
+    return result >= 0 || errno == ENOSYS || errno == EOPNOTSUPP;
+}
 
 // Only raw syscalls below: the child runs on its own small stack in our address space, must not take a lock
 // another thread of ours may hold (so no malloc, no stdio), and never returns into the caller's frames.
@@ -219,6 +235,21 @@ static int child_main(void *arg)
         // No setuid binary, file capability or LSM transition can give the tree back what it just lost.
         if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
             return child_fail(r, CORRAL_STEP_NO_NEW_PRIVS);
+        // A uid's own keyrings outlive its processes (Linux 5.3; the persistent one for days): what an earlier tree
+        // of the uid put there goes, first, so that its keys no longer count against the uid's quota.
+        if (r->clear_keyrings
+            && (!keyctl_ok(syscall(SYS_keyctl, CORRAL_KEYCTL_CLEAR, CORRAL_KEY_SPEC_USER_KEYRING))
+                || !keyctl_ok(syscall(SYS_keyctl, CORRAL_KEYCTL_CLEAR, CORRAL_KEY_SPEC_USER_SESSION_KEYRING))))
+            return child_fail(r, CORRAL_STEP_KEYRING);
+        // The session keyring we inherited is Corral's, and its keys are the possessor's: a new, empty one instead.
+        if (!keyctl_ok(syscall(SYS_keyctl, CORRAL_KEYCTL_JOIN_SESSION_KEYRING, NULL)))
+            return child_fail(r, CORRAL_STEP_KEYRING);
+        if (r->clear_keyrings)
+        {
+            long persistent = syscall(SYS_keyctl, CORRAL_KEYCTL_GET_PERSISTENT, -1L, CORRAL_KEY_SPEC_SESSION_KEYRING);
+            if (!keyctl_ok(persistent) || (persistent >= 0 && !keyctl_ok(syscall(SYS_keyctl, CORRAL_KEYCTL_CLEAR, persistent))))
+                return child_fail(r, CORRAL_STEP_KEYRING);
+        }
     }
 
     if (r->cwd != NULL && syscall(SYS_chdir, r->cwd) < 0)

@@ -135,6 +135,7 @@ internal static unsafe class Spawner
                     r.Gid = (uint)user.Gid;
                     r.GroupCount = groups.Length;
                     r.Groups = g;
+                    r.ClearKeyrings = user.Exclusive ? 1 : 0;
                 }
 
                 pid = CorralSpawn.Spawn(&r, out pidfd, out step);
@@ -158,6 +159,7 @@ internal static unsafe class Spawner
                 CorralSpawn.StepUnshare => (SpawnFailure.ContainmentUnavailable, "cannot make the tree a mount namespace of its own (private directories need CAP_SYS_ADMIN)"),
                 CorralSpawn.StepMount => (SpawnFailure.ContainmentUnavailable, "cannot mount the tree's private directories"),
                 CorralSpawn.StepSetns => (SpawnFailure.ContainmentUnavailable, "cannot join the mount namespace of the tree's private directories"),
+                CorralSpawn.StepKeyring => (SpawnFailure.UserUnavailable, $"cannot give the tree{asUser} keyrings of its own"),
                 CorralSpawn.StepProc => (SpawnFailure.ContainmentUnavailable, "cannot mount a /proc that shows only the tree's own processes (it needs CAP_SYS_ADMIN and Linux 5.8)"),
                 CorralSpawn.StepIpc => (SpawnFailure.ContainmentUnavailable, "cannot give the tree an IPC namespace of its own (it needs CAP_SYS_ADMIN)"),
                 0 when leaf is not null => (SpawnFailure.ContainmentUnavailable, "clone3 into the cgroup failed"),
