@@ -70,6 +70,17 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_command_past_its_timeout_is_signalled_at_once_and_timed_out_even_if_it_would_have_exited_zero_within_the_grace()
+    {
+        // stdin closed after its input: no grace for closing it. Before, `sleep 3` outlived a 1 s timeout by the 5 s
+        // close-input grace, exited 0 within it and was reported succeeded.
+        await using var server = await TestServer.StartAsync(s => s["Corral:CloseInputGraceSeconds"] = "5");
+        var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "3" }, limits = new { timeoutSeconds = 1 } }, wait: 60);
+        Assert.Equal("timedOut", r.TaskStatus);
+        Assert.Equal("timeout", r.Body!["error"]!["code"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Timeout_with_steady_output_is_504_timeout()
     {
         var r = await _http.ClaudeAsync("slow", wait: 60, limits: new { timeoutSeconds = 1.5, stallTimeoutSeconds = 30 });

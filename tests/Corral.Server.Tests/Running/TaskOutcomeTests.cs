@@ -38,6 +38,17 @@ public sealed class TaskOutcomeTests
         Assert.Equal(code, error?.Code);
     }
 
+    [Theory]
+    [InlineData("Timeout", false, TaskState.TimedOut)]
+    [InlineData("Stall", false, TaskState.TimedOut)]
+    [InlineData("Timeout", true, TaskState.Succeeded)]
+    [InlineData("Cancel", false, TaskState.Succeeded)]
+    public void A_success_that_came_only_after_the_timeout_fired_is_a_timeout(string stop, bool resultBeforeStop, TaskState status)
+    {
+        var (decided, _) = TaskOutcome.Decide(Success, Enum.Parse<StopReason>(stop), null, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(2), resultBeforeStop: resultBeforeStop);
+        Assert.Equal(status, decided);
+    }
+
     [Fact]
     public void The_final_record_carries_the_result_and_the_duration_from_the_start()
     {

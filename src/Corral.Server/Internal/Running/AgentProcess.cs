@@ -43,6 +43,9 @@ internal sealed class AgentProcess
 
     public bool HasResult => _result.Task.IsCompleted;
 
+    /// <summary>Whether the result was in when the stop ladder began (<c>true</c> when it never began).</summary>
+    public bool ResultBeforeStop { get; private set; } = true;
+
     public void SawOutput() => Interlocked.Exchange(ref _lastOutput, _time.GetTimestamp());
 
     /// <summary>The agent reported its result: close stdin so it exits; if it lingers, the process ladder ends it.</summary>
@@ -55,6 +58,7 @@ internal sealed class AgentProcess
     /// <summary>Interrupt first (keeps the partial result and cost), then the process ladder.</summary>
     public async Task StopAsync()
     {
+        ResultBeforeStop = HasResult;
         try
         {
             if (_run.InterruptInput is { } interrupt && !HasResult && !_tree.Completion.IsCompleted && await WriteInputAsync(interrupt).ConfigureAwait(false))

@@ -21,7 +21,7 @@ internal enum StopReason
 internal sealed record RunFailure(string Code, string Message);
 
 /// <summary>Everything a run found out, for <see cref="TaskOutcome.Final"/>.</summary>
-internal sealed record RunResult(AgentOutcome? Agent, ProcessOutcome? Process, StopReason? Stop, RunFailure? Failure, TaskOutput? Output);
+internal sealed record RunResult(AgentOutcome? Agent, ProcessOutcome? Process, StopReason? Stop, RunFailure? Failure, TaskOutput? Output, bool ResultBeforeStop = true);
 
 /// <summary>The error codes of a task record.</summary>
 internal static class ErrorCodes
@@ -42,9 +42,9 @@ internal static class ErrorCodes
 /// <summary>How a run ends as a task: pure functions of what the run found, tested without processes.</summary>
 internal static class TaskOutcome
 {
-    /// <summary>The final status and error.</summary>
+    /// <summary>The final status and error. A result that came in only after a timeout fired (<paramref name="resultBeforeStop"/> false) is too late.</summary>
     public static (TaskState Status, TaskError? Error) Decide(AgentOutcome? agent, StopReason? stop, RunFailure? failure, TimeSpan? timeout, TimeSpan? stall,
-        ResourceUsage? resources = null)
+        ResourceUsage? resources = null, bool resultBeforeStop = true)
     {
         if (failure is not null)
             return (TaskState.Failed, new TaskError(failure.Code, failure.Message));
@@ -59,7 +59,8 @@ internal static class TaskOutcome
                 return (TaskState.Failed, new TaskError(ErrorCodes.PidsLimit, "The task's tree reached its limit of processes: a fork failed."));
         }
 
-        if (agent?.Kind == AgentOutcomeKind.Succeeded)
+        // A cancel's interrupt may still get a good result; a timeout is a bound, and what ends after it ran past it.
+        if (agent?.Kind == AgentOutcomeKind.Succeeded && (resultBeforeStop || stop is not (StopReason.Timeout or StopReason.Stall)))
             return (TaskState.Succeeded, null);
         switch (stop)
         {
@@ -88,7 +89,7 @@ internal static class TaskOutcome
     /// <summary>The final record of a task that ran (or was stopped before it could), ending at <paramref name="now"/>.</summary>
     public static TaskRecord Final(TaskRecord current, RunResult run, TimeSpan? timeout, TimeSpan? stall, DateTimeOffset now)
     {
-        var (status, error) = Decide(run.Agent, run.Stop, run.Failure, timeout, stall, run.Process?.Resources);
+        var (status, error) = Decide(run.Agent, run.Stop, run.Failure, timeout, stall, run.Process?.Resources, run.ResultBeforeStop);
         return current with
         {
             Status = status,

@@ -114,7 +114,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             Containment = _options.Containment,
             Teardown = new TeardownOptions
             {
-                CloseInputGrace = TimeSpan.FromSeconds(_options.CloseInputGraceSeconds),
+                // Closing stdin asks an agent that reads it to finish; one whose stdin closed after its input gets the signal at once.
+                CloseInputGrace = run.KeepInputOpen ? TimeSpan.FromSeconds(_options.CloseInputGraceSeconds) : TimeSpan.Zero,
                 Grace = TimeSpan.FromSeconds(_options.TerminateGraceSeconds),
             },
             Limits = run.Spec.Limits with { MaxBufferedBytes = BufferedBytes, Overflow = OverflowPolicy.Wait },
@@ -190,7 +191,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                 StandardOutputTruncated = outcome.StandardOutputTruncated || ingest.DroppedBytes(OutputStream.StandardOutput) > 0,
                 StandardErrorTruncated = outcome.StandardErrorTruncated || ingest.DroppedBytes(OutputStream.StandardError) > 0,
             };
-            return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent));
+            return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent), process.ResultBeforeStop);
         }
     }
 
