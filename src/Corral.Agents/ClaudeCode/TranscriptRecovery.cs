@@ -16,6 +16,9 @@ public sealed record RecoveredResult(string Text, JsonObject? Usage);
 /// </summary>
 public static class TranscriptRecovery
 {
+    /// <summary>How much of the end of a transcript is read for its final answer.</summary>
+    internal const int TailBytes = 8 << 20;
+
     /// <summary>The directory name Claude Code uses for a working directory: every non-alphanumeric character becomes '-'.</summary>
     public static string Slug(string cwd)
     {
@@ -50,7 +53,13 @@ public static class TranscriptRecovery
         var lines = new List<JsonElement>();
         try
         {
+            // The answer is at the end: only the tail is read, so a hostile transcript costs at most that much memory.
+            bool partialFirst = file.Length > TailBytes;
+            if (partialFirst)
+                file.Seek(-TailBytes, SeekOrigin.End);
             using var reader = new StreamReader(file, Encoding.UTF8);
+            if (partialFirst)
+                reader.ReadLine();
             while (reader.ReadLine() is { } line)
             {
                 using var doc = Json.TryParseObject(line);

@@ -7,7 +7,8 @@ namespace Corral.Agents.Interop;
 internal static unsafe partial class Libc
 {
     private const long SYS_openat2 = 437;
-    private const int O_RDONLY = 0, O_NONBLOCK = 0x800, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+    // The same values on x86-64 and arm64 (O_DIRECTORY and O_NOFOLLOW differ: RESOLVE_NO_SYMLINKS and KindOf do their work).
+    private const int O_RDONLY = 0, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
     private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
     private const int AT_EMPTY_PATH = 0x1000;
     private const uint STATX_TYPE = 0x1, STATX_UID = 0x8, STATX_SIZE = 0x200;
@@ -37,17 +38,17 @@ internal static unsafe partial class Libc
     /// </summary>
     public static SafeFileHandle? OpenBeneath(SafeFileHandle root, string relative)
     {
-        var how = new OpenHow { Flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, Resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        var how = new OpenHow { Flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC, Resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
         long fd;
         fixed (byte* path = System.Text.Encoding.UTF8.GetBytes(relative + "\0"))
             fd = syscall(SYS_openat2, (int)root.DangerousGetHandle(), path, &how, (nuint)sizeof(OpenHow));
         return fd < 0 ? null : new SafeFileHandle((nint)fd, ownsHandle: true);
     }
 
-    /// <summary>Opens the directory <paramref name="path"/> (links in it followed: the caller names it).</summary>
+    /// <summary>Opens <paramref name="path"/> (links in it followed: the caller names it); whether it is a directory is <see cref="KindOf"/>'s to say.</summary>
     public static SafeFileHandle? OpenDirectory(string path)
     {
-        var how = new OpenHow { Flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC };
+        var how = new OpenHow { Flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC };
         long fd;
         fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(path + "\0"))
             fd = syscall(SYS_openat2, -100, p, &how, (nuint)sizeof(OpenHow)); // AT_FDCWD

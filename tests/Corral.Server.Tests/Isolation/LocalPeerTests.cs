@@ -39,6 +39,15 @@ public sealed class LocalPeerTests
     }
 
     [Fact(Timeout = 10_000)]
+    public void A_client_socket_its_process_closed_has_no_owner_though_its_uid_column_reads_root()
+    {
+        // Time-wait (05): the client sent its request and closed; the server may still read the request.
+        string table = Header +
+            "   0: 0100007F:9C40 0100007F:1F90 05 00000000:00000000 03:00000F2C 00000000     0        0 0 3 0000000000000000\n";
+        Assert.Null(LocalPeers.Find(table, new IPEndPoint(IPAddress.Loopback, 40000), new IPEndPoint(IPAddress.Loopback, 8080)));
+    }
+
+    [Fact(Timeout = 10_000)]
     public void Lines_that_are_not_sockets_are_passed_over()
     {
         string table = Header + "garbage\n   0: zz:1 yy:2 01 a b c 5\n   1: 0100007F:9C40 0100007F:1F90 01 0:0 0:0 0 notanumber 0 1\n";

@@ -203,6 +203,39 @@ public sealed class TaskUserTests
         }
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_uid_whose_keyring_a_task_locked_is_held_back_after_the_one_task_it_failed_not_handed_out_again()
+    {
+        RequireRoot();
+        string data = DeployedDataDirectory();
+        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
+        int uid = Proc.UnusedUid();
+        try
+        {
+            await using var server = await OneUidServerAsync(uid, data, leases, s => s["Corral:Isolation:UidRangeCount"] = "2");
+            // With two uids, a held-back one is checked again whenever the other is still being swept: it must stay out.
+            // keyctl(KEYCTL_SETPERM, @u, 0): no later process of the uid may clear it (nor read it), even as its owner.
+            var locker = await server.Http.CreateAsync(new { agent = "command", command = new[] { "perl", "-e", "exit(syscall(250, 5, -4, 0) == 0 ? 0 : 1)" } }, wait: 60);
+            Assert.Equal("succeeded", locker.TaskStatus);
+            // The next task given that uid cannot start as it (its keyrings cannot be emptied): it fails, and the uid
+            // serves no other.
+            var statuses = new List<string?>();
+            for (int i = 0; i < 6; i++)
+            {
+                var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 60);
+                statuses.Add($"{r.TaskStatus} {r.Body?["uid"]} {r.Body?["error"]?["message"]}".Trim());
+            }
+
+            Assert.True(statuses.Count(s => !s.StartsWith("succeeded", StringComparison.Ordinal)) <= 1, string.Join(" | ", statuses));
+            Assert.All(statuses.Where(s => !s.StartsWith("succeeded", StringComparison.Ordinal)), s => Assert.Contains("keyrings", s));
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
+    }
+
     [Fact]
     public void A_tree_covers_the_shared_directories_only_when_each_one_that_exists_was_bound_for_it()
     {

@@ -14,7 +14,7 @@ internal static class LocalPeers
     private const string Tcp = "/proc/net/tcp";
     private const string Tcp6 = "/proc/net/tcp6";
 
-    /// <summary>The uid that owns the client's end of the connection from <paramref name="client"/> to <paramref name="server"/>, or <c>null</c> if no socket of this host has it (it is closed, or not local).</summary>
+    /// <summary>The uid that owns the client's end of the connection from <paramref name="client"/> to <paramref name="server"/>, or <c>null</c> if no open socket of this host has it (it is closed, even with its request sent, or not local).</summary>
     public static int? OwnerOf(IPEndPoint client, IPEndPoint server)
     {
         client = Normalized(client);
@@ -33,15 +33,18 @@ internal static class LocalPeers
     {
         client = Normalized(client);
         server = Normalized(server);
+        Span<Range> fields = stackalloc Range[11];
         foreach (var line in table.AsSpan().EnumerateLines())
         {
-            // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid ..."
-            Span<Range> fields = stackalloc Range[9];
+            // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode ..."
             var text = line.Trim();
-            if (text.Split(fields, ' ', StringSplitOptions.RemoveEmptyEntries) < 8)
+            if (text.Split(fields, ' ', StringSplitOptions.RemoveEmptyEntries) < 10)
                 continue;
             if (Parse(text[fields[1]]) is not { } local || !local.Equals(client) || Parse(text[fields[2]]) is not { } remote || !remote.Equals(server))
                 continue;
+            // A socket its process closed (time-wait, orphaned) has no inode, and its uid column reads 0: no owner.
+            if (!ulong.TryParse(text[fields[9]], NumberStyles.None, CultureInfo.InvariantCulture, out ulong inode) || inode == 0)
+                return null;
             return int.TryParse(text[fields[7]], NumberStyles.None, CultureInfo.InvariantCulture, out int uid) ? uid : null;
         }
 

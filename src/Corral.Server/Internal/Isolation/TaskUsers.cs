@@ -39,7 +39,7 @@ internal sealed class TaskUsers : IHostedService
     private readonly Lock _gate = new();
     private readonly HashSet<int> _inUse = [];
     private readonly HashSet<int> _quarantined = []; // held back by this process: a teardown or sweep left something of them
-    private readonly HashSet<int> _foreign = []; // something ran as them at start: never this process's to take
+    private readonly HashSet<int> _foreign = []; // something ran as them at start, or a tree could not start as them: never this process's to take
     private readonly HashSet<int> _unswept = [];
     private readonly HashSet<int> _sharedReach = []; // of those, the ones whose tasks may have written in the host's shared directories
     private readonly Stack<int> _ready = new(); // given back clean and swept, the latest on top
@@ -246,12 +246,28 @@ internal sealed class TaskUsers : IHostedService
     /// is held back until nothing runs as it any more (a survivor might still run as it): see <see cref="Requalify"/>.
     /// <paramref name="ownDirectories"/>: what its tree saw in place of the shared directories
     /// (<see cref="ProcessSpec.PrivateDirectories"/>); when that is every one of them and the tree had an IPC namespace
-    /// of its own, its sweep need not scan the host's.
+    /// of its own, its sweep need not scan the host's. <paramref name="spoiled"/>: a tree could not start as it; it is not
+    /// handed out again.
     /// </summary>
-    public void Release(ProcessUser? user, bool clean, IReadOnlyDictionary<string, string>? ownDirectories)
+    public void Release(ProcessUser? user, bool clean, IReadOnlyDictionary<string, string>? ownDirectories, bool spoiled = false)
     {
         if (Mode != IsolationMode.Dynamic || user is null)
             return;
+        if (spoiled)
+        {
+            // A tree could not start as it (its keyrings made unclearable by an earlier task of it): it would fail every
+            // task it served, and no check of its processes can tell it is fit again. Never this process's again.
+            _logger.LogWarning("uid {Uid} is no longer handed out: a task could not start as it", user.Uid);
+            lock (_gate)
+            {
+                _inUse.Remove(user.Uid);
+                _leases?.Release(user.Uid, clean: false);
+                _foreign.Add(user.Uid);
+            }
+
+            return;
+        }
+
         // Without an IPC namespace of its own, a queue its mq_open made is the host's, in the host's /dev/mqueue.
         bool reachedShared = !PrivateIpc || !Covers(_sweepDirectories, ownDirectories, Directory.Exists);
         lock (_gate)

@@ -18,7 +18,10 @@ internal enum StopReason
 }
 
 /// <summary>Something that went wrong on Corral's side of a run: the task could not be started, or its output not stored.</summary>
-internal sealed record RunFailure(string Code, string Message);
+/// <param name="Code">The task's error code.</param>
+/// <param name="Message">What went wrong.</param>
+/// <param name="UidSpoiled">The task's uid could not be taken on (its keyrings locked by an earlier task of it, say): held back, or it would fail every task it serves.</param>
+internal sealed record RunFailure(string Code, string Message, bool UidSpoiled = false);
 
 /// <summary>Everything a run found out, for <see cref="TaskOutcome.Final"/>.</summary>
 internal sealed record RunResult(AgentOutcome? Agent, ProcessOutcome? Process, StopReason? Stop, RunFailure? Failure, TaskOutput? Output, bool ResultBeforeStop = true);

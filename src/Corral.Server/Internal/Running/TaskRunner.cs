@@ -43,11 +43,12 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             return Failed(ErrorCodes.SpawnFailed, e.Message);
         }
 
-        bool clean = true;
+        bool clean = true, spoiled = false;
         try
         {
             var result = await RunAsAsync(task, user).ConfigureAwait(false);
             clean = result.Process is not { HolderSurvived: true };
+            spoiled = result.Failure is { UidSpoiled: true };
             return result;
         }
         catch
@@ -63,7 +64,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
             }
             finally
             {
-                users.Release(user, clean, workspace.PrivateDirectories(task.Plan!, user));
+                users.Release(user, clean, workspace.PrivateDirectories(task.Plan!, user), spoiled);
             }
         }
     }
@@ -128,7 +129,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         }
         catch (ProcessSpawnException e)
         {
-            return Failed(ErrorCodes.SpawnFailed, e.Message) with { Output = Output(ingest, plan, null) };
+            var failure = new RunFailure(ErrorCodes.SpawnFailed, e.Message, UidSpoiled: e.Failure == SpawnFailure.UserUnavailable && user is { Exclusive: true });
+            return new RunResult(null, null, null, failure, Output(ingest, plan, null));
         }
 
         await using (tree.ConfigureAwait(false))
