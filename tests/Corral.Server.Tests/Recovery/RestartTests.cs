@@ -183,6 +183,9 @@ public sealed class RestartTests
             Assert.Equal("queued", withSecret.TaskStatus);
             var withValue = await first.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "opsvalue123-arg" } });
             Assert.Equal("queued", withValue.TaskStatus);
+            // Text that only looks like a placeholder is the request's own: it runs.
+            var lookalike = await first.Http.CreateAsync(new { agent = "command", command = new[] { "echo", "[secret:NOT_A_SECRET]" } });
+            Assert.Equal("queued", lookalike.TaskStatus);
 
             first.Kill();
             second = await ServerProcess.StartAsync(data, Configure);
@@ -205,6 +208,7 @@ public sealed class RestartTests
             var masked = (await second.Http.GetTaskAsync(withValue.Id!)).Body!;
             Assert.Equal("interrupted", masked["status"]!.GetValue<string>());
             Assert.Null(masked["result"]);
+            Assert.Equal("[secret:NOT_A_SECRET]\n", (await second.Http.WaitForEndAsync(lookalike.Id!))["result"]!["text"]!.GetValue<string>());
         }
         finally
         {

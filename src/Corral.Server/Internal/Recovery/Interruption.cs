@@ -38,8 +38,12 @@ internal static class Interruption
     /// <summary>The output cap a stored request asked for, else <paramref name="serverDefault"/>.</summary>
     public static long MaxOutputBytes(string requestJson, long serverDefault) => RequestOf(requestJson)?.Limits?.MaxOutputBytes ?? serverDefault;
 
-    /// <summary>Whether a stored request had anything masked (its own secrets, or a secret's value in it): then it is not the request the task runs with.</summary>
-    public static bool IsMasked(string json) => json.Contains("[secret:", StringComparison.Ordinal);
+    /// <summary>
+    /// Whether the mask replaced a secret's value in a stored request (the placeholder of one of
+    /// <paramref name="mask"/>'s names is in it): then it is not the request the task runs with.
+    /// </summary>
+    public static bool HeldSecrets(string json, Secrets.SecretMask? mask) =>
+        mask?.Names.Any(name => json.Contains($"[secret:{name}]", StringComparison.Ordinal)) == true;
 
     /// <summary>A stored request, or <c>null</c> when the mask made it unreadable (a secret equal to a number in it).</summary>
     public static CreateTaskRequest? RequestOf(string json)

@@ -60,7 +60,8 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
         {
             var body = Interruption.RequestOf(left.RequestJson);
             var now = time.GetUtcNow();
-            if (Interruption.IsMasked(left.RequestJson))
+            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request cannot be read.")) : admission.Plan(body, record.Id);
+            if (body?.Secrets is { Count: > 0 } || Interruption.HeldSecrets(left.RequestJson, plan?.Mask))
             {
                 // Its secrets (its own, or values of the operator's that were in its arguments or environment) lived
                 // in the memory of the process that accepted it, nowhere else: it cannot run as asked.
@@ -73,7 +74,6 @@ internal sealed class Recovery(ITaskStore store, Scheduler scheduler, Admission.
                 return;
             }
 
-            var (plan, refusal) = body is null ? (null, new Refusal(RefusalCode.InvalidRequest, "The stored request cannot be read.")) : admission.Plan(body, record.Id);
             if (plan is not null)
             {
                 scheduler.Requeue(plan with { RequestJson = left.RequestJson }, record);
