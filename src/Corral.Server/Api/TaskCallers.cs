@@ -32,11 +32,13 @@ internal static class TaskCallers
         var items = context.Features.Get<IConnectionItemsFeature>()?.Items;
         if (items?.TryGetValue(FromTaskKey, out var known) == true)
             return (bool)known!;
+        // The socket's own addresses: forwarded headers, where an operator turns them on, rewrite the connection's.
+        var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket;
         var connection = context.Connection;
+        var remote = socket?.RemoteEndPoint as IPEndPoint ?? (connection.RemoteIpAddress is { } r ? new IPEndPoint(r, connection.RemotePort) : null);
+        var local = socket?.LocalEndPoint as IPEndPoint ?? (connection.LocalIpAddress is { } l ? new IPEndPoint(l, connection.LocalPort) : null);
         // Refused when the owner cannot be told: the client's socket is gone, or it is not this host's.
-        bool fromTask = connection.RemoteIpAddress is not { } remote || connection.LocalIpAddress is not { } local
-            || LocalPeers.OwnerOf(new IPEndPoint(remote, connection.RemotePort), new IPEndPoint(local, connection.LocalPort)) is not { } owner
-            || users.IsTaskUid(owner);
+        bool fromTask = remote is null || local is null || LocalPeers.OwnerOf(remote, local) is not { } owner || users.IsTaskUid(owner);
         if (items is not null)
             items[FromTaskKey] = fromTask;
         return fromTask;
