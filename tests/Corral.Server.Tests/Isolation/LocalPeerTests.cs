@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using Corral.Server.Internal.Isolation;
+using Corral.Server.Interop;
+using Corral.Testing.Support;
 
 namespace Corral.Server.Tests.Isolation;
 
@@ -64,5 +66,103 @@ public sealed class LocalPeerTests
         using var accepted = await listener.AcceptSocketAsync();
         int? owner = LocalPeers.OwnerOf((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!);
         Assert.Equal(Corral.Server.Interop.Libc.geteuid(), owner);
+    }
+
+    [Fact(Timeout = 10_000)]
+    public async Task The_kernel_answers_for_a_real_connection_without_the_tables()
+    {
+        using var pair = await Pair.OpenAsync(AddressFamily.InterNetwork);
+        var (client, server) = pair.Ends;
+        Assert.Equal(Libc.SocketAnswer.Found, Libc.TcpSocket(client, server, out uint uid, out ulong inode));
+        Assert.Equal((uint)Libc.geteuid(), uid);
+        Assert.NotEqual(0UL, inode);
+        // The reverse direction is the server's own socket; a port nobody uses is no socket.
+        Assert.Equal(Libc.SocketAnswer.Found, Libc.TcpSocket(server, client, out _, out _));
+        Assert.Equal(Libc.SocketAnswer.Unknown, Libc.TcpSocket(new IPEndPoint(IPAddress.Loopback, 1), server, out _, out _));
+    }
+
+    [Fact(Timeout = 10_000)]
+    public async Task An_ipv6_client_socket_connected_to_a_mapped_address_is_found_by_its_ipv4_addresses()
+    {
+        using var pair = await Pair.OpenAsync(AddressFamily.InterNetworkV6);
+        var (client, server) = pair.Ends;
+        Assert.Equal(AddressFamily.InterNetwork, client.AddressFamily);
+        Assert.Equal(Libc.SocketAnswer.Found, Libc.TcpSocket(client, server, out uint uid, out _));
+        Assert.Equal((uint)Libc.geteuid(), uid);
+        Assert.Equal(Libc.geteuid(), LocalPeers.OwnerOf(new IPEndPoint(client.Address.MapToIPv6(), client.Port), server));
+    }
+
+    [Fact(Timeout = 10_000)]
+    public async Task A_client_that_closed_its_socket_first_has_no_owner()
+    {
+        using var pair = await Pair.OpenAsync(AddressFamily.InterNetwork);
+        var (client, server) = pair.Ends;
+        pair.Client.Close(); // the closing side's socket waits in time-wait, its inode gone
+        await Proc.WaitForAsync(() => Libc.TcpSocket(client, server, out _, out ulong inode) == Libc.SocketAnswer.Found && inode == 0, TimeSpan.FromSeconds(5), "the client's socket in time-wait");
+        Assert.Null(LocalPeers.OwnerOf(client, server));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_socket_another_uid_made_is_that_uids()
+    {
+        if (Libc.geteuid() != 0)
+            Assert.Skip("Making a socket as another uid needs root (CI runs as root).");
+        int other = Proc.UnusedUid();
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        // A process of that uid connects and waits for its stdin to close.
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("setpriv",
+            [$"--reuid={other}", $"--regid={other}", "--clear-groups", "bash", "-c",
+             $"exec 3<>/dev/tcp/127.0.0.1/{port}; read -r _"]) { RedirectStandardInput = true })!;
+        try
+        {
+            using var accepted = await listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(other, LocalPeers.OwnerOf((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!));
+        }
+        finally
+        {
+            process.StandardInput.Close();
+            if (!process.WaitForExit(5_000))
+                process.Kill();
+        }
+    }
+
+    /// <summary>A loopback connection: the client's end and the server's end as the server sees them.</summary>
+    private sealed class Pair : IDisposable
+    {
+        private readonly TcpListener _listener;
+        private readonly Socket _accepted;
+
+        private Pair(TcpListener listener, Socket client, Socket accepted)
+        {
+            _listener = listener;
+            Client = client;
+            _accepted = accepted;
+        }
+
+        public Socket Client { get; }
+
+        public (IPEndPoint Client, IPEndPoint Server) Ends => ((IPEndPoint)_accepted.RemoteEndPoint!, (IPEndPoint)_accepted.LocalEndPoint!);
+
+        /// <summary>An IPv4 listener and a client socket of <paramref name="family"/> (an IPv6 one connects to the mapped address).</summary>
+        public static async Task<Pair> OpenAsync(AddressFamily family)
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var client = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            if (family == AddressFamily.InterNetworkV6)
+                client.DualMode = true;
+            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            await client.ConnectAsync(family == AddressFamily.InterNetworkV6 ? IPAddress.Loopback.MapToIPv6() : IPAddress.Loopback, port);
+            return new Pair(listener, client, await listener.AcceptSocketAsync());
+        }
+
+        public void Dispose()
+        {
+            Client.Dispose();
+            _accepted.Dispose();
+            _listener.Stop();
+        }
     }
 }

@@ -219,7 +219,7 @@ public sealed class TaskUserTests
             Assert.Equal("succeeded", locker.TaskStatus);
             // The next task given that uid cannot start as it (its keyrings cannot be emptied): it fails, and the uid
             // serves no other.
-            var statuses = new List<string?>();
+            var statuses = new List<string>();
             for (int i = 0; i < 6; i++)
             {
                 var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" } }, wait: 60);
