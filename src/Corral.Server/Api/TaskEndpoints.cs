@@ -160,7 +160,7 @@ public static class TaskEndpoints
         }
 
         var page = await services.Scheduler.ListAsync(new TaskQuery(state, sessionId, take, before, agent, q is { Length: > 0 } ? q : null, node is { Length: > 0 } ? node : null), context.RequestAborted);
-        string? next = page.LastSeq?.ToString(CultureInfo.InvariantCulture);
+        string? next = page.Next?.ToString(CultureInfo.InvariantCulture);
         return TypedResults.Json(new TaskPage([.. page.Items], next), ApiJson.Options);
     }
 

@@ -144,4 +144,34 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
         foreach (string file in new[] { Database, Database + "-wal", Database + "-shm" })
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
     }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_page_of_large_records_ends_at_its_size_and_the_next_page_starts_after_it()
+    {
+        await using var store = Open();
+        await PagesEndAtTheirSizeAsync(store);
+    }
+
+    /// <summary>
+    /// Five records of half a page each: the pages hold two, two and one, and following their cursors lists all five
+    /// once, newest first (a page of 500 such records would have been 5 GB).
+    /// </summary>
+    internal static async Task PagesEndAtTheirSizeAsync(ITaskStore store)
+    {
+        var text = new string('x', TaskQuery.PageChars / 2);
+        for (int i = 0; i < 5; i++)
+            await store.InsertAsync(new NewTask(Record($"tsk_{i}", TaskState.Succeeded) with { Result = new Corral.Agents.AgentResult { Text = text } }, "{}", "h"), Durability.Server, default);
+
+        var pages = new List<string[]>();
+        long? before = null;
+        do
+        {
+            var page = await store.ListAsync(new TaskQuery(null, null, 500, before), default);
+            pages.Add([.. page.Items.Select(r => r.Id)]);
+            before = page.Next;
+        }
+        while (before is not null && pages.Count < 10);
+
+        Assert.Equal([["tsk_4", "tsk_3"], ["tsk_2", "tsk_1"], ["tsk_0"]], pages);
+    }
 }

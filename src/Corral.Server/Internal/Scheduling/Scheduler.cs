@@ -135,8 +135,8 @@ internal sealed class Scheduler : IHostedService
                 items.Add(record);
         }
 
-        // A short page from the database is the last one, however many items the filter kept.
-        return new TaskListing(items, page.Items.Count == query.Limit ? page.LastSeq : null);
+        // The store's page says whether another follows, however many items the filter kept.
+        return new TaskListing(items, page.Next);
     }
 
     /// <summary>

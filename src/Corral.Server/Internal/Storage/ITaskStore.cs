@@ -77,12 +77,18 @@ internal sealed record IdempotentMatch(TaskRecord Record, string? RequestHash);
 
 /// <summary>
 /// A query of the history: by status, session, agent and a text found in the task (its id, request or record), a
-/// page of <c>Limit</c>, before the <see cref="TaskListing.LastSeq"/> of the previous page.
+/// page of at most <c>Limit</c> records, before the <see cref="TaskListing.Next"/> of the previous page. A page also ends
+/// after the record that takes it to <see cref="PageChars"/> of stored JSON (a result may be megabytes), so a page costs
+/// bounded memory however large the records it lists; it always holds one record when there is one.
 /// </summary>
-internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before, string? Agent = null, string? Text = null, string? Node = null);
+internal sealed record TaskQuery(TaskState? Status, string? SessionId, int Limit, long? Before, string? Agent = null, string? Text = null, string? Node = null)
+{
+    /// <summary>The characters of stored record JSON after which a page ends.</summary>
+    public const int PageChars = 4 << 20;
+}
 
-/// <summary>A page of the history, with where the next one starts.</summary>
-internal sealed record TaskListing(IReadOnlyList<TaskRecord> Items, long? LastSeq);
+/// <summary>A page of the history, and where the next one starts (the last record's sequence number; <c>null</c>: none follows).</summary>
+internal sealed record TaskListing(IReadOnlyList<TaskRecord> Items, long? Next);
 
 /// <summary>A row left queued or running by a previous process.</summary>
 internal sealed record UnfinishedTask(TaskRecord Record, string RequestJson, TreeIdentity? Tree);

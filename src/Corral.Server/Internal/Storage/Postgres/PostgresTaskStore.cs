@@ -159,15 +159,24 @@ internal sealed class PostgresTaskStore : ITaskStore
 
     public async ValueTask<TaskListing> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
+        // The page is cut to its size in the database, so records past it never cross the network.
         var rows = await QueryAsync("""
-            SELECT seq, record_json FROM tasks
-            WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR session_id = $2) AND ($3::bigint IS NULL OR seq < $3)
-              AND ($4::text IS NULL OR agent = $4) AND ($7::text IS NULL OR node = $7)
-              AND ($5::text IS NULL OR strpos(id, $5) > 0 OR strpos(request_json, $5) > 0 OR strpos(record_json, $5) > 0)
-            ORDER BY seq DESC LIMIT $6
-            """, r => (Seq: r.GetInt64(0), Record: ApiJson.Record(r.GetString(1))), cancellationToken,
-            query.Status is { } s ? ApiJson.Name(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit, query.Node).ConfigureAwait(false);
-        return new TaskListing([.. rows.Select(r => r.Record)], rows.Count > 0 ? rows[^1].Seq : null);
+            SELECT seq, record_json, matched FROM (
+              SELECT seq, record_json, count(*) OVER () AS matched,
+                coalesce(sum(length(record_json)) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS chars_before
+              FROM (
+                SELECT seq, record_json FROM tasks
+                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR session_id = $2) AND ($3::bigint IS NULL OR seq < $3)
+                  AND ($4::text IS NULL OR agent = $4) AND ($7::text IS NULL OR node = $7)
+                  AND ($5::text IS NULL OR strpos(id, $5) > 0 OR strpos(request_json, $5) > 0 OR strpos(record_json, $5) > 0)
+                ORDER BY seq DESC LIMIT $6) AS page) AS sized
+            WHERE chars_before < $8
+            ORDER BY seq DESC
+            """, r => (Seq: r.GetInt64(0), Record: ApiJson.Record(r.GetString(1)), Matched: r.GetInt64(2)), cancellationToken,
+            query.Status is { } s ? ApiJson.Name(s) : null, query.SessionId, query.Before, query.Agent, query.Text, query.Limit, query.Node,
+            (long)TaskQuery.PageChars).ConfigureAwait(false);
+        bool more = rows.Count > 0 && (rows.Count < rows[0].Matched || rows[0].Matched == query.Limit);
+        return new TaskListing([.. rows.Select(r => r.Record)], more ? rows[^1].Seq : null);
     }
 
     public async ValueTask<Dictionary<TaskState, long>> CountByStatusAsync(CancellationToken cancellationToken)

@@ -174,13 +174,24 @@ internal sealed class SqliteTaskStore : ITaskStore
         using var reader = cmd.ExecuteReader();
         var items = new List<TaskRecord>();
         long? last = null;
+        long chars = 0;
+        bool cut = false;
+        // Rows are read one at a time: past the page's size, the next row's record is never loaded.
         while (reader.Read())
         {
+            if (chars >= TaskQuery.PageChars)
+            {
+                cut = true;
+                break;
+            }
+
             last = reader.GetInt64(0);
-            items.Add(ApiJson.Record(reader.GetString(1)));
+            string json = reader.GetString(1);
+            chars += json.Length;
+            items.Add(ApiJson.Record(json));
         }
 
-        return ValueTask.FromResult(new TaskListing(items, last));
+        return ValueTask.FromResult(new TaskListing(items, cut || items.Count == query.Limit ? last : null));
     }
 
     public ValueTask<Dictionary<TaskState, long>> CountByStatusAsync(CancellationToken cancellationToken)
