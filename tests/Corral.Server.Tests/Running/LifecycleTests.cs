@@ -80,6 +80,14 @@ public sealed class LifecycleTests(SharedServer shared) : IClassFixture<SharedSe
         Assert.Equal("timeout", r.Body!["error"]!["code"]!.GetValue<string>());
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_command_that_exits_zero_on_the_timeouts_signal_is_timed_out()
+    {
+        var r = await _http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done" }, limits = new { timeoutSeconds = 1 } }, wait: 60);
+        Assert.Equal("timedOut", r.TaskStatus);
+        Assert.Equal("timeout", r.Body!["error"]!["code"]!.GetValue<string>());
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Timeout_with_steady_output_is_504_timeout()
     {

@@ -43,22 +43,27 @@ internal sealed class AgentProcess
 
     public bool HasResult => _result.Task.IsCompleted;
 
-    /// <summary>Whether the result was in when the stop ladder began (<c>true</c> when it never began).</summary>
-    public bool ResultBeforeStop { get; private set; } = true;
+    /// <summary>Whether the agent's result came while nobody had asked the task to stop.</summary>
+    public bool ResultBeforeStop { get; private set; }
 
     public void SawOutput() => Interlocked.Exchange(ref _lastOutput, _time.GetTimestamp());
 
-    /// <summary>The agent reported its result: close stdin so it exits; if it lingers, the process ladder ends it.</summary>
-    public void ResultSeen()
+    /// <summary>
+    /// The agent reported its result: close stdin so it exits; if it lingers, the process ladder ends it.
+    /// <paramref name="stopRequested"/>: whether a stop was asked for already (told at the moment the result is read, not
+    /// when the ladder's continuation gets to run).
+    /// </summary>
+    public void ResultSeen(bool stopRequested)
     {
-        if (_result.TrySetResult())
-            _ = AfterResultAsync();
+        if (!_result.TrySetResult())
+            return;
+        ResultBeforeStop = !stopRequested;
+        _ = AfterResultAsync();
     }
 
     /// <summary>Interrupt first (keeps the partial result and cost), then the process ladder.</summary>
     public async Task StopAsync()
     {
-        ResultBeforeStop = HasResult;
         try
         {
             if (_run.InterruptInput is { } interrupt && !HasResult && !_tree.Completion.IsCompleted && await WriteInputAsync(interrupt).ConfigureAwait(false))

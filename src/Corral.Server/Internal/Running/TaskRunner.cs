@@ -162,7 +162,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                         task.Fence();
 
                     if (run.HasResult)
-                        process.ResultSeen();
+                        process.ResultSeen(task.StopReason is not null);
                 }
 
                 ingest.Complete();
@@ -193,7 +193,8 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
                 StandardOutputTruncated = outcome.StandardOutputTruncated || ingest.DroppedBytes(OutputStream.StandardOutput) > 0,
                 StandardErrorTruncated = outcome.StandardErrorTruncated || ingest.DroppedBytes(OutputStream.StandardError) > 0,
             };
-            return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent), process.ResultBeforeStop);
+            // A command's result is its exit: one that came after a stop came after it.
+            return new RunResult(agent, outcome, task.StopReason, null, Output(ingest, plan, agent), process.ResultBeforeStop || task.StopReason is null);
         }
     }
 
