@@ -44,6 +44,13 @@ public sealed record AgentRequest
     /// <summary>Claude's <c>mcpServers</c> object: server name → <c>{command, args, env}</c> (or a remote server).</summary>
     public JsonObject? McpServers { get; init; }
 
-    /// <summary>Extra environment variables for the agent process.</summary>
+    /// <summary>Extra environment variables for the agent process (all of them when <see cref="InheritEnvironment"/> is off).</summary>
     public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
+    /// <summary>
+    /// Whether the agent process inherits this process's environment beneath <see cref="Environment"/> (the CLI), or
+    /// gets <see cref="Environment"/> alone (the server builds each task's). Adapters read variables, such as where the
+    /// agent keeps its state, from what the process will really see. Default: on.
+    /// </summary>
+    public bool InheritEnvironment { get; init; } = true;
 }

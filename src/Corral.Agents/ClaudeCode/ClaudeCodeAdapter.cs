@@ -136,6 +136,7 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
         {
             WorkingDirectory = request.WorkingDirectory,
             Environment = env,
+            InheritEnvironment = request.InheritEnvironment,
             StandardInput = InputSource.Pipe,
             Limits = new OutputLimits { MaxLineLength = 32 << 20, Overflow = OverflowPolicy.Wait },
         };
@@ -148,12 +149,30 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
             ["parent_tool_use_id"] = null,
         };
 
-        string? home = Lookup(request, "HOME");
-        string? configDir = Lookup(request, "CLAUDE_CONFIG_DIR");
-        // Where its transcripts are: beneath the agent's own directory, whose contents are the agent's.
-        (string Home, string Projects)? transcripts = configDir is not null ? (configDir, "projects")
-            : home is not null ? (home, Path.Combine(".claude", "projects")) : null;
-        return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, transcripts);
+        return new ClaudeCodeRun(spec, Encoding.UTF8.GetBytes(user.ToJsonString() + "\n"), sessionId, request.WorkingDirectory, Transcripts(request));
+    }
+
+    /// <summary>
+    /// Where the agent keeps its session transcripts: a directory whose contents are the agent's (the anchor no read
+    /// leaves) and the projects directory in it. <c>$CLAUDE_CONFIG_DIR/projects</c> when the agent has that variable,
+    /// else <c>$HOME/.claude/projects</c>; <c>null</c> with neither.
+    /// </summary>
+    private static (string Anchor, string Projects)? Transcripts(AgentRequest request) =>
+        Lookup(request, "CLAUDE_CONFIG_DIR") is { Length: > 0 } config ? (config, "projects")
+        : Lookup(request, "HOME") is { Length: > 0 } home ? (home, Path.Combine(".claude", "projects"))
+        : null;
+
+    /// <summary>
+    /// The transcripts of a task whose HOME is <paramref name="home"/>, when they are in it: session state kept outside
+    /// it (a <c>CLAUDE_CONFIG_DIR</c> elsewhere) is not the task's own, so it is neither saved nor restored.
+    /// </summary>
+    private static (string Anchor, string Projects)? TranscriptsIn(AgentRequest request, string home)
+    {
+        if (Transcripts(request) is not { } at)
+            return null;
+        string full = Path.GetFullPath(Path.Combine(at.Anchor, at.Projects));
+        string root = Path.GetFullPath(home);
+        return full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? (root, Path.GetRelativePath(root, full)) : null;
     }
 
     /// <summary>The largest session transcript carried to a later task (a larger one is not saved).</summary>
@@ -162,8 +181,10 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
     /// <inheritdoc />
     public void SaveSession(AgentRequest request, string sessionId, string home, string store)
     {
-        string projects = Path.Combine(home, ".claude", "projects");
-        if (!IsSessionId(sessionId) || !Directory.Exists(projects))
+        if (!IsSessionId(sessionId) || TranscriptsIn(request, home) is not { } at)
+            return;
+        string projects = Path.Combine(home, at.Projects);
+        if (!Directory.Exists(projects))
             return;
         // The id is the one the agent reported. Only this session's own (the id Corral gave it, or resumed) may replace
         // saved state: another id is taken only while no session has it, so no task can overwrite another's.
@@ -173,7 +194,7 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
             return;
         foreach (string project in Directory.EnumerateDirectories(projects))
         {
-            using var source = OwnFiles.OpenRead(home, Path.Combine(".claude", "projects", Path.GetFileName(project), sessionId + ".jsonl"), MaxSessionBytes);
+            using var source = OwnFiles.OpenRead(home, Path.Combine(at.Projects, Path.GetFileName(project), sessionId + ".jsonl"), MaxSessionBytes);
             if (source is null)
                 continue;
             Directory.CreateDirectory(store);
@@ -203,17 +224,20 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
     public void RestoreSession(AgentRequest request, string home, string store)
     {
         // Claude Code looks for a session under the project directory of its working directory.
-        if (request.ResumeSessionId is not { } id || !IsSessionId(id) || !File.Exists(Path.Combine(store, id + ".jsonl")))
+        if (request.ResumeSessionId is not { } id || !IsSessionId(id) || !File.Exists(Path.Combine(store, id + ".jsonl"))
+            || TranscriptsIn(request, home) is not { } at)
             return;
-        string project = Path.Combine(home, ".claude", "projects", TranscriptRecovery.Slug(request.WorkingDirectory));
+        string project = Path.Combine(home, at.Projects, TranscriptRecovery.Slug(request.WorkingDirectory));
         Directory.CreateDirectory(project);
         File.Copy(Path.Combine(store, id + ".jsonl"), Path.Combine(project, id + ".jsonl"), overwrite: true);
     }
 
     private static bool IsSessionId(string id) => id.Length is > 0 and <= 200 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
 
+    /// <summary>A variable as the agent process sees it.</summary>
     private static string? Lookup(AgentRequest request, string name) =>
-        request.Environment?.TryGetValue(name, out var v) == true ? v : System.Environment.GetEnvironmentVariable(name);
+        request.Environment?.TryGetValue(name, out var v) == true ? v
+        : request.InheritEnvironment ? System.Environment.GetEnvironmentVariable(name) : null;
 
     internal static byte[] InterruptLine(string requestId) =>
         Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { type = "control_request", request_id = requestId, request = new { subtype = "interrupt" } }) + "\n");

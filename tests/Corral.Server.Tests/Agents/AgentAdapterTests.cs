@@ -79,6 +79,42 @@ public sealed class AgentAdapterTests : IDisposable
     }
 
     [Fact]
+    public void A_server_task_recovers_a_transcript_only_from_where_its_own_environment_says_never_the_servers()
+    {
+        // This process's CLAUDE_CONFIG_DIR holds a finished transcript of session s1.
+        string config = Path.Combine(_dir, "server-config");
+        string project = Path.Combine(config, "projects", TranscriptRecovery.Slug(_dir));
+        Directory.CreateDirectory(project);
+        File.WriteAllLines(Path.Combine(project, "s1.jsonl"), [
+            """{"type":"user","message":{"role":"user","content":"q"}}""",
+            """{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"the server's own"}],"stop_reason":"end_turn"}}""",
+        ]);
+        string? before = Environment.GetEnvironmentVariable("CLAUDE_CONFIG_DIR");
+        Environment.SetEnvironmentVariable("CLAUDE_CONFIG_DIR", config);
+        try
+        {
+            var adapter = new ClaudeCodeAdapter(new ClaudeCodeSettings());
+            // The CLI's agent inherits the variable, so its transcripts are there.
+            Assert.Equal("the server's own", adapter.Prepare(Request() with { ResumeSessionId = "s1" }).Complete(null, default).Result?.Text);
+            // A server task's environment is its own: it never had that variable, and nothing is read there for it.
+            var task = adapter.Prepare(Request() with
+            {
+                ResumeSessionId = "s1",
+                InheritEnvironment = false,
+                Environment = new Dictionary<string, string> { ["HOME"] = Path.Combine(_dir, "home") },
+            });
+            Assert.False(task.Spec.InheritEnvironment);
+            var outcome = task.Complete(null, default);
+            Assert.Equal(AgentOutcomeKind.Lost, outcome.Kind);
+            Assert.Null(outcome.Result);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("CLAUDE_CONFIG_DIR", before);
+        }
+    }
+
+    [Fact]
     public void The_command_agent_needs_an_argv_and_succeeds_on_exit_zero_only()
     {
         var adapter = new CommandAdapter();

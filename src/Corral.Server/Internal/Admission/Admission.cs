@@ -87,6 +87,7 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             AppendSystemPrompt = body.AppendSystemPrompt,
             McpServers = body.McpServers,
             Environment = environment,
+            InheritEnvironment = false, // a task's environment is built, never the server's
         };
         string? newSessionId = entry.Adapter.NewSessionId(request);
         request = request with { NewSessionId = newSessionId };
