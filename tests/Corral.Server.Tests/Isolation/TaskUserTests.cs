@@ -161,18 +161,11 @@ public sealed class TaskUserTests
             Assert.DoesNotContain(File.ReadAllLines(table).Skip(1), l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains(uid));
     }
 
-    /// <summary>A server in <paramref name="data"/> whose range is the one uid <paramref name="uid"/>: every task has it.</summary>
-    private static Task<TestServer> OneUidServerAsync(int uid, string data, string leases, Action<Dictionary<string, string>>? configure = null) => TestServer.StartAsync(s =>
-    {
-        s.Remove("Corral:Isolation:User");
-        s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        s["Corral:Isolation:UidRangeCount"] = "1";
-        s["Corral:Isolation:UidLeaseDirectory"] = leases;
-        configure?.Invoke(s);
-    }, dataDirectory: data);
-
-    [Fact(Timeout = 120_000)]
-    public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
+    /// <summary>
+    /// Runs <paramref name="test"/> against a server whose only task uid is an unused one (the test is given it, and the
+    /// data directory, where a deployed server keeps it), then deletes the data and the uid leases.
+    /// </summary>
+    private static async Task WithOneUidServerAsync(Func<TestServer, int, string, Task> test, Action<Dictionary<string, string>>? configure = null)
     {
         RequireRoot();
         string data = DeployedDataDirectory();
@@ -180,7 +173,28 @@ public sealed class TaskUserTests
         int uid = Proc.UnusedUid();
         try
         {
-            await using var server = await OneUidServerAsync(uid, data, leases);
+            await using var server = await TestServer.StartAsync(s =>
+            {
+                s.Remove("Corral:Isolation:User");
+                s["Corral:Isolation:UidRangeStart"] = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                s["Corral:Isolation:UidRangeCount"] = "1";
+                s["Corral:Isolation:UidLeaseDirectory"] = leases;
+                configure?.Invoke(s);
+            }, dataDirectory: data);
+            await test(server, uid, data);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+            Directory.Delete(leases, recursive: true);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
+    {
+        await WithOneUidServerAsync(async (server, uid, data) =>
+        {
             // The first task fills its /tmp and /dev/shm (a tree in a directory it then closes) and closes /tmp itself.
             var first = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c",
                 "mkdir -p /tmp/d/e && echo s > /tmp/d/e/f && echo s > /dev/shm/g && chmod 000 /tmp/d && " +
@@ -195,24 +209,14 @@ public sealed class TaskUserTests
             Assert.Equal("0", seen["tmp"]);
             Assert.Equal("0", seen["shm"]);
             Assert.Equal("ok", seen["write"]);
-        }
-        finally
-        {
-            Directory.Delete(data, recursive: true);
-            Directory.Delete(leases, recursive: true);
-        }
+        });
     }
 
     [Fact(Timeout = 120_000)]
     public async Task A_uid_whose_keyring_a_task_locked_is_held_back_after_the_one_task_it_failed_not_handed_out_again()
     {
-        RequireRoot();
-        string data = DeployedDataDirectory();
-        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
-        int uid = Proc.UnusedUid();
-        try
+        await WithOneUidServerAsync(async (server, uid, data) =>
         {
-            await using var server = await OneUidServerAsync(uid, data, leases, s => s["Corral:Isolation:UidRangeCount"] = "2");
             // With two uids, a held-back one is checked again whenever the other is still being swept: it must stay out.
             // keyctl(KEYCTL_SETPERM, @u, 0): no later process of the uid may clear it (nor read it), even as its owner.
             var locker = await server.Http.CreateAsync(new { agent = "command", command = new[] { "perl", "-e", "exit(syscall(250, 5, -4, 0) == 0 ? 0 : 1)" } }, wait: 60);
@@ -228,12 +232,7 @@ public sealed class TaskUserTests
 
             Assert.True(statuses.Count(s => !s.StartsWith("succeeded", StringComparison.Ordinal)) <= 1, string.Join(" | ", statuses));
             Assert.All(statuses.Where(s => !s.StartsWith("succeeded", StringComparison.Ordinal)), s => Assert.Contains("keyrings", s));
-        }
-        finally
-        {
-            Directory.Delete(data, recursive: true);
-            Directory.Delete(leases, recursive: true);
-        }
+        }, s => s["Corral:Isolation:UidRangeCount"] = "2");
     }
 
     [Fact]
@@ -252,72 +251,64 @@ public sealed class TaskUserTests
     [Fact(Timeout = 120_000)]
     public async Task A_uid_whose_task_had_every_shared_directory_of_its_own_is_swept_without_a_scan_of_the_hosts_and_one_that_shared_tmp_is_not()
     {
-        RequireRoot();
-        string data = DeployedDataDirectory();
-        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
-        int uid = Proc.UnusedUid();
         // A file of the task's uid in the host's /tmp that no task of it made: only a scan of the host's /tmp removes it.
         string planted = $"/tmp/corral-unscanned-{Guid.NewGuid():N}";
-        try
+        await WithOneUidServerAsync(async (server, uid, data) => // the next task runs once the last one's sweep is done
         {
-            await using var server = await OneUidServerAsync(uid, data, leases); // the next task runs once the last one's sweep is done
-            File.WriteAllText(planted, "x"); // after the start's own scan
-            Corral.Server.Internal.Storage.Files.Own(planted, uid, uid);
-
-            async Task<string> Run(string? workdir)
+            try
             {
-                var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"id -u; [ -e {planted} ] && echo sees-the-hosts-tmp; true" }, workdir }, wait: 60);
-                Assert.Equal(HttpStatusCode.OK, r.Status);
-                return r.Body!["result"]!["text"]!.GetValue<string>();
+                File.WriteAllText(planted, "x"); // after the start's own scan
+                Corral.Server.Internal.Storage.Files.Own(planted, uid, uid);
+
+                async Task<string> Run(string? workdir)
+                {
+                    var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"id -u; [ -e {planted} ] && echo sees-the-hosts-tmp; true" }, workdir }, wait: 60);
+                    Assert.Equal(HttpStatusCode.OK, r.Status);
+                    return r.Body!["result"]!["text"]!.GetValue<string>();
+                }
+
+                string expected = uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n";
+                Assert.Equal(expected, await Run(null)); // a /tmp of its own
+                Assert.Equal(expected, await Run(null)); // the same uid: the first one's sweep is done
+                Assert.True(File.Exists(planted), "a sweep of a uid whose tree saw only its own /tmp, /var/tmp, /dev/shm… scanned the host's");
+
+                Assert.Equal(expected + "sees-the-hosts-tmp\n", await Run("/tmp")); // a workdir in /tmp: the host's /tmp stays the task's
+                Assert.Equal(expected, await Run(null));
+                Assert.False(File.Exists(planted), "the sweep of a uid whose task shared the host's /tmp did not scan it");
             }
-
-            string expected = uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n";
-            Assert.Equal(expected, await Run(null)); // a /tmp of its own
-            Assert.Equal(expected, await Run(null)); // the same uid: the first one's sweep is done
-            Assert.True(File.Exists(planted), "a sweep of a uid whose tree saw only its own /tmp, /var/tmp, /dev/shm… scanned the host's");
-
-            Assert.Equal(expected + "sees-the-hosts-tmp\n", await Run("/tmp")); // a workdir in /tmp: the host's /tmp stays the task's
-            Assert.Equal(expected, await Run(null));
-            Assert.False(File.Exists(planted), "the sweep of a uid whose task shared the host's /tmp did not scan it");
-        }
-        finally
-        {
-            File.Delete(planted);
-            Directory.Delete(data, recursive: true);
-            Directory.Delete(leases, recursive: true);
-        }
+            finally
+            {
+                File.Delete(planted);
+            }
+        });
     }
 
     [Fact(Timeout = 120_000)]
     public async Task Without_an_ipc_namespace_of_its_own_a_queue_a_task_made_with_mq_open_is_swept_from_the_hosts_dev_mqueue_though_its_directories_were_its_own()
     {
-        RequireRoot();
         if (Proc.MessageQueueMountMissing() is { } why)
             Assert.Skip(why);
-        string data = DeployedDataDirectory();
-        string leases = Directory.CreateTempSubdirectory("corral-uid-leases-").FullName;
-        int uid = Proc.UnusedUid();
         string name = "corral-mq-" + Guid.NewGuid().ToString("N")[..12];
-        try
+        await WithOneUidServerAsync(async (server, uid, data) =>
         {
-            await using var server = await OneUidServerAsync(uid, data, leases, s => s["Corral:Isolation:PrivateIpc"] = "false");
-            // The host's IPC namespace: the queue is in the host's /dev/mqueue, whatever the task's own /dev/mqueue is.
-            var made = await server.Http.CreateAsync(new { agent = "command", command = new[] { "/usr/bin/python3", "-c",
-                "import ctypes, os; rt = ctypes.CDLL('librt.so.1', use_errno=True); rt.mq_open.restype = ctypes.c_int; " +
-                $"print(rt.mq_open(b'/{name}', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0)" } }, wait: 60);
-            Assert.Equal("True\n", made.Body!["result"]!["text"]!.GetValue<string>());
-            Assert.True(File.Exists($"/dev/mqueue/{name}"));
+            try
+            {
+                // The host's IPC namespace: the queue is in the host's /dev/mqueue, whatever the task's own /dev/mqueue is.
+                var made = await server.Http.CreateAsync(new { agent = "command", command = new[] { "/usr/bin/python3", "-c",
+                    "import ctypes, os; rt = ctypes.CDLL('librt.so.1', use_errno=True); rt.mq_open.restype = ctypes.c_int; " +
+                    $"print(rt.mq_open(b'/{name}', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0)" } }, wait: 60);
+                Assert.Equal("True\n", made.Body!["result"]!["text"]!.GetValue<string>());
+                Assert.True(File.Exists($"/dev/mqueue/{name}"));
 
-            var next = await server.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 60); // after the sweep
-            Assert.Equal(uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n", next.Body!["result"]!["text"]!.GetValue<string>());
-            Assert.False(File.Exists($"/dev/mqueue/{name}"), "the queue outlived its uid's sweep");
-        }
-        finally
-        {
-            File.Delete($"/dev/mqueue/{name}");
-            Directory.Delete(data, recursive: true);
-            Directory.Delete(leases, recursive: true);
-        }
+                var next = await server.Http.CreateAsync(new { agent = "command", command = new[] { "id", "-u" } }, wait: 60); // after the sweep
+                Assert.Equal(uid.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n", next.Body!["result"]!["text"]!.GetValue<string>());
+                Assert.False(File.Exists($"/dev/mqueue/{name}"), "the queue outlived its uid's sweep");
+            }
+            finally
+            {
+                File.Delete($"/dev/mqueue/{name}");
+            }
+        }, s => s["Corral:Isolation:PrivateIpc"] = "false");
     }
 
     [Fact(Timeout = 120_000)]
