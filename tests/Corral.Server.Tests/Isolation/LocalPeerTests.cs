@@ -93,6 +93,17 @@ public sealed class LocalPeerTests
     }
 
     [Fact(Timeout = 10_000)]
+    public async Task An_ipv6_connection_is_found_by_its_ipv6_addresses()
+    {
+        using var pair = await Pair.OpenAsync(AddressFamily.InterNetworkV6, IPAddress.IPv6Loopback);
+        var (client, server) = pair.Ends;
+        Assert.Equal(AddressFamily.InterNetworkV6, client.AddressFamily);
+        Assert.Equal(Libc.SocketAnswer.Found, Libc.TcpSocket(client, server, out uint uid, out _));
+        Assert.Equal((uint)Libc.geteuid(), uid);
+        Assert.Equal(Libc.geteuid(), LocalPeers.OwnerOf(client, server));
+    }
+
+    [Fact(Timeout = 10_000)]
     public async Task A_client_that_closed_its_socket_first_has_no_owner()
     {
         using var pair = await Pair.OpenAsync(AddressFamily.InterNetwork);
@@ -145,16 +156,20 @@ public sealed class LocalPeerTests
 
         public (IPEndPoint Client, IPEndPoint Server) Ends => ((IPEndPoint)_accepted.RemoteEndPoint!, (IPEndPoint)_accepted.LocalEndPoint!);
 
-        /// <summary>An IPv4 listener and a client socket of <paramref name="family"/> (an IPv6 one connects to the mapped address).</summary>
-        public static async Task<Pair> OpenAsync(AddressFamily family)
+        /// <summary>
+        /// A listener on <paramref name="listen"/> (default 127.0.0.1) and a client socket of <paramref name="family"/>
+        /// (an IPv6 one reaches an IPv4 listener through the mapped address).
+        /// </summary>
+        public static async Task<Pair> OpenAsync(AddressFamily family, IPAddress? listen = null)
         {
-            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listen ??= IPAddress.Loopback;
+            var listener = new TcpListener(listen, 0);
             listener.Start();
             var client = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
             if (family == AddressFamily.InterNetworkV6)
                 client.DualMode = true;
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            await client.ConnectAsync(family == AddressFamily.InterNetworkV6 ? IPAddress.Loopback.MapToIPv6() : IPAddress.Loopback, port);
+            await client.ConnectAsync(family == AddressFamily.InterNetworkV6 && listen.AddressFamily == AddressFamily.InterNetwork ? listen.MapToIPv6() : listen, port);
             return new Pair(listener, client, await listener.AcceptSocketAsync());
         }
 
