@@ -13,7 +13,7 @@ namespace Corral.Server.Interop;
 internal static partial class Libc
 {
     private const int AF_NETLINK = 16, SOCK_DGRAM = 2, SOCK_CLOEXEC = 0x80000, NETLINK_SOCK_DIAG = 4;
-    private const ushort SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 1;
+    private const ushort SOCK_DIAG_BY_FAMILY = 20, NLMSG_ERROR = 2, NLM_F_REQUEST = 1;
     private const int MSG_DONTWAIT = 0x40;
     private const byte IPPROTO_TCP = 6, AF_INET = 2, AF_INET6 = 10;
 
@@ -37,8 +37,10 @@ internal static partial class Libc
     {
         /// <summary>It has the socket: its owner and inode are set.</summary>
         Found,
-        /// <summary>No such socket, or the kernel could not be asked (no socket diagnostics here): ask another way.</summary>
-        Unknown,
+        /// <summary>No such socket (ENOENT; also what a kernel without TCP socket diagnostics answers).</summary>
+        Absent,
+        /// <summary>The kernel could not be asked, or answered something else.</summary>
+        Failed,
     }
 
     /// <summary>
@@ -50,7 +52,7 @@ internal static partial class Libc
         uid = 0;
         inode = 0;
         if (local.AddressFamily != remote.AddressFamily)
-            return SocketAnswer.Unknown;
+            return SocketAnswer.Failed;
         Span<byte> request = stackalloc byte[RequestSize];
         request.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(request, RequestSize); // netlink headers are in the host's order: x64, arm64
@@ -63,21 +65,23 @@ internal static partial class Libc
         BinaryPrimitives.WriteUInt16BigEndian(id, (ushort)local.Port);
         BinaryPrimitives.WriteUInt16BigEndian(id[2..], (ushort)remote.Port);
         if (!local.Address.TryWriteBytes(id[4..20], out _) || !remote.Address.TryWriteBytes(id[20..36], out _))
-            return SocketAnswer.Unknown;
+            return SocketAnswer.Failed;
         id[40..48].Fill(0xFF); // INET_DIAG_NOCOOKIE twice: found by its addresses alone
 
         int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
         if (fd < 0)
-            return SocketAnswer.Unknown;
+            return SocketAnswer.Failed;
         try
         {
             Span<byte> answer = stackalloc byte[512];
             // The kernel answers while it takes the request, so the answer is queued before send returns.
             if (send(fd, request, RequestSize, 0) != RequestSize)
-                return SocketAnswer.Unknown;
+                return SocketAnswer.Failed;
             nint read = recv(fd, answer, answer.Length, MSG_DONTWAIT);
+            if (read >= HeaderSize + 4 && BinaryPrimitives.ReadUInt16LittleEndian(answer[4..]) == NLMSG_ERROR)
+                return BinaryPrimitives.ReadInt32LittleEndian(answer[HeaderSize..]) == -ENOENT ? SocketAnswer.Absent : SocketAnswer.Failed;
             if (read < AnswerSize || BinaryPrimitives.ReadUInt16LittleEndian(answer[4..]) != SOCK_DIAG_BY_FAMILY)
-                return SocketAnswer.Unknown; // NLMSG_ERROR: ENOENT (no such socket, or no tcp_diag), EINVAL…
+                return SocketAnswer.Failed;
             uid = BinaryPrimitives.ReadUInt32LittleEndian(answer[AnswerUid..]);
             inode = BinaryPrimitives.ReadUInt32LittleEndian(answer[AnswerInode..]);
             return SocketAnswer.Found;

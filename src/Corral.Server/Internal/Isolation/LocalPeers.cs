@@ -16,6 +16,27 @@ internal static class LocalPeers
     private const string Tcp = "/proc/net/tcp";
     private const string Tcp6 = "/proc/net/tcp6";
 
+    /// <summary>
+    /// Whether this kernel answers socket lookups (it has TCP socket diagnostics): one that does not says "absent" of
+    /// every socket. Asked once, of a connection of this process's own.
+    /// </summary>
+    private static readonly Lazy<bool> KernelAnswers = new(() =>
+    {
+        try
+        {
+            using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            using var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            client.Connect((IPEndPoint)listener.LocalEndpoint);
+            using var accepted = listener.AcceptSocket();
+            return Libc.TcpSocket((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!, out _, out _) == Libc.SocketAnswer.Found;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    });
+
     /// <summary>The uid that owns the client's end of the connection from <paramref name="client"/> to <paramref name="server"/>, or <c>null</c> if no open socket of this host has it (it is closed, even with its request sent, or not local).</summary>
     public static int? OwnerOf(IPEndPoint client, IPEndPoint server)
     {
@@ -23,8 +44,14 @@ internal static class LocalPeers
         server = Normalized(server);
         // One lookup finds an IPv4 client socket and an IPv6 one connected to a mapped address alike (the kernel hashes
         // both by their IPv4 addresses).
-        if (Libc.TcpSocket(client, server, out uint uid, out ulong inode) == Libc.SocketAnswer.Found)
-            return Owner(uid, inode);
+        switch (Libc.TcpSocket(client, server, out uint uid, out ulong inode))
+        {
+            case Libc.SocketAnswer.Found:
+                return Owner(uid, inode);
+            case Libc.SocketAnswer.Absent when KernelAnswers.Value:
+                return null; // gone: no need to read the tables, which would cost a client that resets at will 7 ms each time
+        }
+
         // An IPv4 client's socket is in tcp, unless it is an IPv6 socket that connected to a mapped address.
         if (client.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && Read(Tcp) is { } v4 && Find(v4, client, server) is { } owner)
             return owner;
