@@ -28,8 +28,37 @@ internal static class Json
     public static IEnumerable<JsonElement> Items(this JsonElement e) =>
         e.ValueKind == JsonValueKind.Array ? e.EnumerateArray() : [];
 
-    public static JsonNode? Node(this JsonElement e) =>
-        e.ValueKind == JsonValueKind.Undefined ? null : JsonNode.Parse(e.GetRawText());
+    /// <summary>
+    /// How deep a value taken from agent output is nested at most in records and events (which sit in envelopes of
+    /// their own, within the 64 levels JSON is read and written with). The output keeps the line whole.
+    /// </summary>
+    public const int MaxNodeDepth = 32;
+
+    /// <summary>The element as a node (<c>null</c> when missing); objects and arrays nested past <see cref="MaxNodeDepth"/> become <c>null</c>.</summary>
+    public static JsonNode? Node(this JsonElement e) => Node(e, MaxNodeDepth);
+
+    private static JsonNode? Node(JsonElement e, int levels)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Undefined or JsonValueKind.Null:
+                return null;
+            case JsonValueKind.Object or JsonValueKind.Array when levels == 0:
+                return null;
+            case JsonValueKind.Object:
+                var o = new JsonObject();
+                foreach (var p in e.EnumerateObject())
+                    o[p.Name] = Node(p.Value, levels - 1); // a repeated name: the last wins, as the parser's would
+                return o;
+            case JsonValueKind.Array:
+                var a = new JsonArray();
+                foreach (var v in e.EnumerateArray())
+                    a.Add(Node(v, levels - 1));
+                return a;
+            default:
+                return JsonValue.Create(e.Clone());
+        }
+    }
 
     /// <summary>Parses a line that looks like a JSON object (UTF-8 bytes, surrounding blanks allowed); <c>null</c> for anything else.</summary>
     public static JsonDocument? TryParseObject(ReadOnlySpan<byte> line)

@@ -66,6 +66,24 @@ public sealed class ClaudeFakeTests(SharedServer shared) : IClassFixture<SharedS
         Assert.Equal("a.txt\nb.txt", result["contentPreview"]!.GetValue<string>());
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Output_nested_deeper_than_the_apis_json_keeps_the_result_and_the_history_readable()
+    {
+        // 200 levels: within what an agent line may hold, past what the API's JSON writes (its records and events
+        // sit in envelopes of their own). The line itself is kept byte for byte in the output.
+        var r = await _http.ClaudeAsync("deep:200");
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("succeeded", r.TaskStatus);
+        Assert.Equal("deep done", r.Body!["result"]!["text"]!.GetValue<string>());
+        Assert.Equal(1, r.Body["usage"]!["input_tokens"]!.GetValue<int>());
+        var events = await _http.ReadEventsAsync(r.Id!);
+        Assert.Equal("Bash", events.Single(e => e.Name == "agent.tool_use").Data!["name"]!.GetValue<string>());
+        var list = await _http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=500");
+        Assert.Equal(HttpStatusCode.OK, list.Status);
+        var output = await _http.GetStringAsync($"/v1/tasks/{r.Id}/output?stream=stdout");
+        Assert.Contains(string.Concat(Enumerable.Repeat("{\"d\":", 200)), output);
+    }
+
     [Theory(Timeout = 120_000)]
     [InlineData(1)]
     [InlineData(143)]

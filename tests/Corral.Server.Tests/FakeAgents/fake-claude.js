@@ -77,6 +77,14 @@ async function run(prompt) {
       text('two files', 'msg_2');
       result('two files');
       return exitAfterStdin();
+    case 'deep': {
+      // A tool input and a usage nested `arg` levels deep (the CLI prints whatever the model and the API send).
+      let deep = {};
+      for (let i = 0; i < Number(arg); i++) deep = { d: deep };
+      out({ type: 'assistant', message: { id: 'msg_t', role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: deep }], usage: {} }, session_id: sessionId });
+      result('deep done', { usage: { input_tokens: 1, deep } });
+      return exitAfterStdin();
+    }
     case 'exit':
       result('done before exit ' + arg);
       return process.exit(Number(arg));
