@@ -76,6 +76,11 @@ public static class TaskEndpoints
         {
             return Problems.Invalid(context, UnknownField(e) ?? JsonField(e.Path), JsonProblem(e));
         }
+        catch (ArgumentException)
+        {
+            // A free-form object (metadata, mcpServers) that names a property twice: its JsonObject refuses the second.
+            return Problems.Invalid(context, "", "An object in the body names the same property twice.");
+        }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             return Problems.Problem(context, 413, "payload_too_large", "Request body too large", $"The body is larger than {options.MaxRequestBodyBytes} bytes (Corral:MaxRequestBodyBytes).");
@@ -143,7 +148,8 @@ public static class TaskEndpoints
         TaskState? state = null;
         if (status is not null)
         {
-            if (!Enum.TryParse<TaskState>(status, ignoreCase: true, out var s) || !Enum.IsDefined(s) || int.TryParse(status, out _))
+            // One name: Enum.TryParse reads "running,succeeded" as the two values OR-ed together, another status.
+            if (!status.All(char.IsAsciiLetter) || !Enum.TryParse<TaskState>(status, ignoreCase: true, out var s) || !Enum.IsDefined(s))
                 return Problems.Invalid(context, "status", $"unknown status '{status}'.");
             state = s;
         }

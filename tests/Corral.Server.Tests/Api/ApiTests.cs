@@ -42,6 +42,9 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     [InlineData("""{"agent":"claude-code","prompt":"hi","permissions":{"allowedTools":["--evil"]}}""", "allowedTools")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","mcpServers":{"x":5}}""", "mcpServers.x")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","env":{"A=B":"c"}}""", "env.A=B")]
+    [InlineData("""{"agent":"command","command":["true"],"metadata":{"k":1,"k":2}}""", "same property twice")]
+    [InlineData("""{"agent":"command","command":["true"],"metadata":{"a":[{"k":1,"k":2}]}}""", "same property twice")]
+    [InlineData("""{"agent":"claude-code","prompt":"hi","mcpServers":{"a":{},"a":{}}}""", "same property twice")]
     public async Task Bad_bodies_are_400_problem_details(string body, string mentions)
     {
         var r = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: body);
@@ -163,10 +166,29 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Metadata_nested_past_32_levels_is_400_and_at_32_the_task_is_listed_like_any_other()
+    {
+        static string Nested(int levels) => string.Concat(Enumerable.Repeat("{\"a\":", levels - 1)) + "{}" + new string('}', levels - 1);
+        var deep = await _http.SendAsync(HttpMethod.Post, "/v1/tasks", rawBody: $$"""{"agent":"command","command":["true"],"metadata":{{Nested(33)}}}""");
+        Assert.Equal(HttpStatusCode.BadRequest, deep.Status);
+        Assert.Contains("metadata: nested at most 32 levels", deep.Body!["detail"]!.GetValue<string>());
+
+        var ok = await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=60", rawBody: $$"""{"agent":"command","command":["true"],"metadata":{{Nested(32)}}}""");
+        Assert.Equal(HttpStatusCode.OK, ok.Status);
+        var list = await _http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=500");
+        Assert.Equal(HttpStatusCode.OK, list.Status);
+        Assert.Contains(list.Body!["items"]!.AsArray(), t => t!["id"]!.GetValue<string>() == ok.Id);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Bad_query_values_are_400()
     {
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Post, "/v1/tasks?wait=-1", new { agent = "claude-code", prompt = "hello" })).Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=bogus")).Status);
+        // Not read as flags OR-ed into a third status.
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=running,succeeded")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=succeeded&status=failed")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?status=1")).Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?limit=0")).Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.SendAsync(HttpMethod.Get, "/v1/tasks?cursor=abc")).Status);
     }

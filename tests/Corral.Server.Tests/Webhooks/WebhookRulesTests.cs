@@ -24,6 +24,9 @@ public sealed class WebhookRulesTests
     [InlineData("/relative", "http or https")]
     [InlineData("https://u:p@example.com/", "user name")]
     [InlineData("", "required")]
+    [InlineData("https://example.com/hook/%2e%2e/evil", "escaped")]
+    [InlineData("https://example.com/hook/%2E%2E%2Fevil", "escaped")]
+    [InlineData("https://example.com/hook/..%5Cevil", "escaped")]
     public void A_webhook_url_is_an_absolute_http_url_without_user_info(string url, string? problem)
     {
         string? found = WebhookRules.UrlProblem(url);
@@ -32,6 +35,15 @@ public sealed class WebhookRulesTests
         else
             Assert.Contains(problem, found);
     }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:5399/hook/x", true)]
+    [InlineData("http://127.0.0.1:5399/hook/../evil", false)]
+    [InlineData("http://127.0.0.1:5399/hook/./x/../y", true)]
+    [InlineData("http://127.0.0.1:5399/hookx", false)]
+    [InlineData("HTTP://LOCALHOST:5399/hook/x", true)]
+    public void A_webhook_url_is_checked_against_the_allowed_prefixes_as_it_will_be_requested(string url, bool allowed) =>
+        Assert.Equal(allowed, WebhookRules.Allowed(url, ["http://127.0.0.1:5399/hook/", "http://localhost:5399/hook/"]));
 
     [Fact]
     public void A_url_longer_than_2048_characters_is_refused() =>

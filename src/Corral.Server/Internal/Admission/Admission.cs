@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.Json;
 using Corral.Agents;
 using Corral.Server.Api;
@@ -23,6 +24,9 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
 
     /// <summary>The longest <c>idempotencyKey</c>.</summary>
     public const int MaxIdempotencyKeyLength = 200;
+
+    /// <summary>How deep a task's metadata may be nested (the object itself is the first level).</summary>
+    public const int MaxMetadataDepth = 32;
 
     private readonly CorralOptions _options = options.Value;
 
@@ -57,6 +61,9 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
                 errors.Add(new($"secrets.{key}", "also in env: a variable is one or the other."));
         }
 
+        // Records sit in envelopes of their own (a page of the history, a webhook), within the 64 levels JSON is written with.
+        if (body.Metadata is { } metadata && !Within(metadata, MaxMetadataDepth))
+            errors.Add(new("metadata", $"nested at most {MaxMetadataDepth} levels."));
         if (body.IdempotencyKey is { Length: 0 or > MaxIdempotencyKeyLength })
             errors.Add(new("idempotencyKey", $"1 to {MaxIdempotencyKeyLength} characters."));
         var webhook = Webhook(body.Webhook, _options.Webhooks, errors);
@@ -178,13 +185,20 @@ internal sealed class Admission(AgentCatalog catalog, IOptions<CorralOptions> op
             errors.Add(new("webhook.url", problem));
         else if (options.AllowedUrlPrefixes.Count == 0)
             errors.Add(new("webhook.url", "the operator allows no task webhooks on this server (Corral:Webhooks:AllowedUrlPrefixes is empty)."));
-        else if (!options.AllowedUrlPrefixes.Any(p => p.Length > 0 && webhook.Url!.StartsWith(p, StringComparison.Ordinal)))
+        else if (!Webhooks.WebhookRules.Allowed(webhook.Url!, options.AllowedUrlPrefixes))
             errors.Add(new("webhook.url", $"must start with one of the allowed prefixes: {string.Join(", ", options.AllowedUrlPrefixes.Select(p => $"'{p}'"))}."));
         var (events, eventProblem) = Webhooks.WebhookRules.Events(webhook.Events);
         if (eventProblem is not null)
             errors.Add(new("webhook.events", eventProblem));
         return errors.Count > before ? null : new TaskWebhook { Url = webhook.Url, Events = events };
     }
+
+    private static bool Within(JsonNode? node, int levels) => node switch
+    {
+        JsonObject o => levels > 0 && o.All(p => Within(p.Value, levels - 1)),
+        JsonArray a => levels > 0 && a.All(v => Within(v, levels - 1)),
+        _ => true,
+    };
 
     private static void CheckVariables(Dictionary<string, string>? variables, string field, List<FieldError> errors)
     {

@@ -46,7 +46,22 @@ internal static class WebhookRules
             return "must be an absolute http or https URL.";
         if (uri.UserInfo.Length > 0)
             return "must not carry a user name or password.";
+        // A receiver may decode these into other paths than the one the prefix was checked on.
+        if (url.Contains('\\') || url.Contains("%2e", StringComparison.OrdinalIgnoreCase) || url.Contains("%2f", StringComparison.OrdinalIgnoreCase)
+            || url.Contains("%5c", StringComparison.OrdinalIgnoreCase))
+            return "must not hold backslashes or escaped dots or slashes.";
         return null;
+    }
+
+    /// <summary>
+    /// Whether a valid <paramref name="url"/> starts with one of <paramref name="prefixes"/>, both as they will be
+    /// requested: dot segments resolved (<c>/hook/../evil</c> is <c>/evil</c>), the host in lower case.
+    /// </summary>
+    public static bool Allowed(string url, IEnumerable<string> prefixes)
+    {
+        string target = new Uri(url, UriKind.Absolute).AbsoluteUri;
+        return prefixes.Any(p => p.Length > 0
+            && target.StartsWith(Uri.TryCreate(p, UriKind.Absolute, out var prefix) ? prefix.AbsoluteUri : p, StringComparison.Ordinal));
     }
 
     /// <summary>The events of a webhook (<c>end</c> when none are named), or why they are not valid.</summary>
