@@ -28,8 +28,9 @@ public sealed class CommandAdapter : IAgentAdapter
             errors.Add("command[0]: the program to run, a non-empty string.");
         else if (request.Command.Any(a => a is null || a.Contains('\0')))
             errors.Add("command: arguments must be strings without NUL characters.");
-        if (request.McpServers is not null || request.ResumeSessionId is not null || request.Model is not null)
-            errors.Add("mcpServers, resumeSessionId and model are not supported by the command agent.");
+        if (request.McpServers is not null || request.ResumeSessionId is not null || request.Model is not null || request.AppendSystemPrompt is not null
+            || request.PermissionMode is not null || request.AllowedTools is not null || request.DisallowedTools is not null || request.MaxTurns is not null)
+            errors.Add("mcpServers, resumeSessionId, model, appendSystemPrompt, permissions and limits.maxTurns are not supported by the command agent.");
         return errors;
     }
 

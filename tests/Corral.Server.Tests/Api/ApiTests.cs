@@ -42,6 +42,8 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
     [InlineData("""{"agent":"claude-code","prompt":"hi","permissions":{"allowedTools":["--evil"]}}""", "allowedTools")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","mcpServers":{"x":5}}""", "mcpServers.x")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","env":{"A=B":"c"}}""", "env.A=B")]
+    [InlineData("""{"agent":"command","command":["true"],"appendSystemPrompt":"x"}""", "not supported by the command agent")]
+    [InlineData("""{"agent":"command","command":["true"],"permissions":{"mode":"bogus"}}""", "not supported by the command agent")]
     [InlineData("""{"agent":"command","command":["true"],"metadata":{"k":1,"k":2}}""", "same property twice")]
     [InlineData("""{"agent":"command","command":["true"],"metadata":{"a":[{"k":1,"k":2}]}}""", "same property twice")]
     [InlineData("""{"agent":"claude-code","prompt":"hi","mcpServers":{"a":{},"a":{}}}""", "same property twice")]

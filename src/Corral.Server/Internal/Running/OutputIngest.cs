@@ -24,7 +24,7 @@ internal sealed class OutputIngest
     private readonly IAgentRun _run;
     private readonly long _maxStoredBytes;
     private readonly Framer[] _framers;
-    private readonly TailBuffer _tail = new(AgentRuns.TailLength);
+    private readonly TailBuffer _tail;
     private readonly long[] _dropped = new long[2];
     private readonly Secrets.SecretMask.Pass[]? _masks;
     private readonly ArrayBufferWriter<byte>? _masked;
@@ -39,6 +39,8 @@ internal sealed class OutputIngest
         _time = time ?? TimeProvider.System;
         _run = run;
         _maxStoredBytes = maxStoredBytes;
+        // A command's result is its stdout's tail: no larger than what the task may store.
+        _tail = new TailBuffer((int)Math.Clamp(maxStoredBytes, 1, AgentRuns.TailLength));
         if (mask is not null)
         {
             // Secret values are replaced before anything is stored, parsed or sent.
