@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Corral.Client.Webhooks;
 using Corral.Server.Hosting;
 using Corral.Server.Tests.Support;
+using Corral.Testing.Support;
 
 namespace Corral.Server.Tests.Webhooks;
 
@@ -288,6 +289,35 @@ public sealed class WebhookTests : IAsyncLifetime
         Assert.Equal(id, received.Json["data"]!["id"]!.GetValue<string>());
         var delivery = await DeliveryAsync(server.Http, id, d => d["state"]!.GetValue<string>() == "delivered");
         Assert.Equal(received.Id, delivery["id"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_waiting_delivery_whose_record_cannot_be_read_is_abandoned_and_holds_up_no_other_tasks_webhooks()
+    {
+        await using var server = await StartAsync();
+        // A finished task whose stored record nests deeper than JSON is read with (a database of an older version may
+        // hold one), with its delivery waiting for the end.
+        string deep = string.Concat(Enumerable.Repeat("{\"a\":", 80)) + "{}" + new string('}', 80);
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDirectory, "corral.db")};Pooling=False");
+        db.Open();
+        using (var insert = db.CreateCommand())
+        {
+            insert.CommandText = """
+                INSERT INTO tasks (id, status, agent, created_at, request_json, record_json, ended_at)
+                VALUES ('tsk_poisoned', 'succeeded', 'command', '2026-01-01T00:00:00Z', '{}', $record, '2026-01-01T00:00:01Z');
+                INSERT INTO webhook_deliveries (id, task_id, url, event, state, created_at) VALUES ('msg_poisoned', 'tsk_poisoned', $url, 'task.ended', 'waiting', 0);
+                """;
+            insert.Parameters.AddWithValue("$record", $$"""{"id":"tsk_poisoned","status":"succeeded","agent":"command","createdAt":"2026-01-01T00:00:00Z","metadata":{{deep}}}""");
+            insert.Parameters.AddWithValue("$url", _receiver.Url + "hooks/poisoned");
+            insert.ExecuteNonQuery();
+        }
+
+        var created = await server.Http.CreateAsync(new { agent = "command", command = new[] { "true" }, webhook = new { url = _receiver.Url + "hooks/next" } }, wait: 30);
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        await _receiver.WaitForAsync(r => r.Any(x => x.Json["data"]?["id"]?.GetValue<string>() == created.Id), TimeSpan.FromSeconds(20), "the next task's webhook");
+        using var state = db.CreateCommand();
+        state.CommandText = "SELECT state FROM webhook_deliveries WHERE id = 'msg_poisoned'";
+        await Proc.WaitForAsync(() => (string?)state.ExecuteScalar() == "failed", TimeSpan.FromSeconds(20), "the poisoned delivery given up");
     }
 
     private Task<TestServer> StartAsync(Action<Dictionary<string, string>>? more = null) => TestServer.StartAsync(s =>

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
@@ -112,13 +113,28 @@ internal sealed class WebhookDispatcher(IWebhookStore store, ITaskStore tasks, W
     {
         foreach (string id in await store.WaitingTasksAsync(100, stop).ConfigureAwait(false))
         {
-            var record = await tasks.GetAsync(id, stop).ConfigureAwait(false);
+            TaskRecord? record;
+            string? payload = null;
             var now = time.GetUtcNow();
+            try
+            {
+                record = await tasks.GetAsync(id, stop).ConfigureAwait(false);
+                if (record is { IsTerminal: true })
+                    payload = WebhookOutbox.Payload(WebhookEvents.Ended, now, record);
+            }
+            catch (Exception e) when (e is JsonException or InvalidOperationException or NotSupportedException)
+            {
+                // One record that cannot be read or written as JSON (a database of an older version) holds up no other.
+                logger.LogError(e, "Task {Id}: its record cannot be made into a webhook payload; its deliveries are abandoned", id);
+                await store.AbandonAsync(id, "the task's record could not be written as JSON", now, stop).ConfigureAwait(false);
+                continue;
+            }
+
             if (record is null)
             {
                 await store.AbandonAsync(id, "the task was deleted before it ended", now, stop).ConfigureAwait(false);
             }
-            else if (record.IsTerminal && await store.MarkPendingAsync(id, WebhookOutbox.Payload(WebhookEvents.Ended, now, record), now, stop).ConfigureAwait(false) > 0)
+            else if (payload is not null && await store.MarkPendingAsync(id, payload, now, stop).ConfigureAwait(false) > 0)
             {
                 logger.LogInformation("Task {Id}: its end webhooks are pending (found ended in the store)", id);
                 Wake();
