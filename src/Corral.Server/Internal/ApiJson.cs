@@ -8,7 +8,11 @@ namespace Corral.Server.Internal;
 /// <summary>The one JSON shape of the API: camelCase, enums as camelCase strings, nulls left out.</summary>
 internal static class ApiJson
 {
-    public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+    /// <summary>
+    /// What the server writes and reads back: records, events, pages, webhook bodies. Twice the depth requests are read
+    /// with, so a record made of a request (its metadata) still fits in the envelopes it is served in.
+    /// </summary>
+    public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web) { MaxDepth = 128 });
 
     /// <summary>
     /// Request bodies: unknown fields, duplicate fields and numbers in strings (<c>"Infinity"</c>, <c>"5"</c>) are errors,
@@ -19,6 +23,7 @@ internal static class ApiJson
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         AllowDuplicateProperties = false,
         NumberHandling = JsonNumberHandling.Strict,
+        MaxDepth = 64,
     };
 
     private static readonly ConditionalWeakTable<TaskRecord, byte[]> s_records = new();

@@ -146,6 +146,19 @@ public sealed class SqliteTaskStoreTests : IAsyncDisposable
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task A_record_nested_past_what_requests_may_be_is_stored_and_read_back()
+    {
+        // Requests are read at most 64 levels deep; a record that holds one is deeper, and so may one of an older version.
+        var metadata = new System.Text.Json.Nodes.JsonObject();
+        for (int i = 0; i < 100; i++)
+            metadata = new System.Text.Json.Nodes.JsonObject { ["a"] = metadata };
+        await using var store = Open();
+        await store.InsertAsync(new NewTask(Record("tsk_deep", TaskState.Succeeded) with { Metadata = metadata }, "{}", "h"), Durability.Server, default);
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(metadata, (await store.GetAsync("tsk_deep", default))!.Metadata));
+        Assert.Single((await store.ListAsync(new TaskQuery(null, null, 10, null), default)).Items);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task A_page_of_large_records_ends_at_its_size_and_the_next_page_starts_after_it()
     {
         await using var store = Open();

@@ -295,9 +295,9 @@ public sealed class WebhookTests : IAsyncLifetime
     public async Task A_waiting_delivery_whose_record_cannot_be_read_is_abandoned_and_holds_up_no_other_tasks_webhooks()
     {
         await using var server = await StartAsync();
-        // A finished task whose stored record nests deeper than JSON is read with (a database of an older version may
-        // hold one), with its delivery waiting for the end.
-        string deep = string.Concat(Enumerable.Repeat("{\"a\":", 80)) + "{}" + new string('}', 80);
+        // A finished task whose stored record nests deeper than the server reads JSON (a damaged database may hold
+        // one), with its delivery waiting for the end.
+        string deep = string.Concat(Enumerable.Repeat("{\"a\":", 140)) + "{}" + new string('}', 140);
         using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDirectory, "corral.db")};Pooling=False");
         db.Open();
         using (var insert = db.CreateCommand())
