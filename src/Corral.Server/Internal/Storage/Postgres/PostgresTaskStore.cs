@@ -159,11 +159,12 @@ internal sealed class PostgresTaskStore : ITaskStore
 
     public async ValueTask<TaskListing> ListAsync(TaskQuery query, CancellationToken cancellationToken)
     {
-        // The page is cut to its size in the database, so records past it never cross the network.
+        // The page is cut to its size in the database, so records past it never cross the network (octet_length reads
+        // a stored value's size without decompressing it; bytes stand in for characters).
         var rows = await QueryAsync("""
             SELECT seq, record_json, matched FROM (
               SELECT seq, record_json, count(*) OVER () AS matched,
-                coalesce(sum(length(record_json)) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS chars_before
+                coalesce(sum(octet_length(record_json)) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS chars_before
               FROM (
                 SELECT seq, record_json FROM tasks
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR session_id = $2) AND ($3::bigint IS NULL OR seq < $3)
