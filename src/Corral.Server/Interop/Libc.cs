@@ -69,16 +69,16 @@ internal static partial class Libc
 
     /// <summary>
     /// The directory <paramref name="name"/> in <paramref name="parent"/>, made (0, then <paramref name="mode"/> and
-    /// <paramref name="uid"/>:<paramref name="gid"/> through its descriptor) if missing. A symbolic link there is
-    /// refused (ELOOP/ENOTDIR), never followed.
+    /// <paramref name="uid"/>:<paramref name="gid"/> through its descriptor) if missing; with <paramref name="claim"/>,
+    /// one that exists is given that owner and mode too. A symbolic link there is refused (ELOOP/ENOTDIR), never followed.
     /// </summary>
-    public static SafeFileHandle OpenOrMakeDirectory(SafeFileHandle parent, string name, uint mode, int uid, int gid)
+    public static SafeFileHandle OpenOrMakeDirectory(SafeFileHandle parent, string name, uint mode, int uid, int gid, bool claim = false)
     {
         bool created = mkdirat(parent, name, 0) == 0;
         if (!created && Marshal.GetLastPInvokeError() != EEXIST)
             throw new IOException($"mkdir {name} failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
         var directory = Handle(openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), name);
-        if (created && (fchown(directory, uid, gid) != 0 || fchmod(directory, mode) != 0))
+        if ((created || claim) && (fchown(directory, uid, gid) != 0 || fchmod(directory, mode) != 0))
         {
             int errno = Marshal.GetLastPInvokeError();
             directory.Dispose();

@@ -191,6 +191,33 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_task_in_its_own_directory_cannot_reach_the_workspaces_and_a_name_a_task_made_first_is_not_its_to_keep()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        string name = "ws-" + Guid.NewGuid().ToString("N")[..8];
+        var owner = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "echo secret > config.env; pwd" }, workdir = name }, wait: 60);
+        Assert.Equal("succeeded", owner.TaskStatus);
+        string workspace = owner.Body!["result"]!["text"]!.GetValue<string>().Trim();
+        string root = Path.GetDirectoryName(workspace)!;
+
+        // Before, every task had the agents group: it listed every workspace, read its files and made names in the root.
+        var other = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c",
+            $"ls {root} >/dev/null 2>&1; echo ls=$?; cat {workspace}/config.env >/dev/null 2>&1; echo cat=$?; mkdir {root}/squat 2>/dev/null; echo mkdir=$?" } }, wait: 60);
+        var seen = Lines(other.Body!["result"]!["text"]!.GetValue<string>());
+        Assert.NotEqual("0", seen["ls"]);
+        Assert.NotEqual("0", seen["cat"]);
+        Assert.NotEqual("0", seen["mkdir"]);
+
+        // A task of a workspace may make a name in the root, and close it, first: the task that asks for that name gets
+        // it as the server's, shared through the group, whatever uid either has.
+        var squatter = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", $"mkdir {root}/claimed-{name} && chmod 0700 {root}/claimed-{name} && echo made" }, workdir = name }, wait: 60);
+        Assert.Equal("made\n", squatter.Body!["result"]!["text"]!.GetValue<string>());
+        var claimant = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", "stat -c '%u %a' .; touch ok && echo wrote" }, workdir = $"claimed-{name}" }, wait: 60);
+        Assert.Equal("0 2770\nwrote\n", claimant.Body!["result"]!["text"]!.GetValue<string>());
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task The_next_task_of_a_uid_finds_its_tmp_empty_and_writable_whatever_the_last_one_left_or_did_to_it()
     {
         await WithOneUidServerAsync(async (server, uid, data) =>

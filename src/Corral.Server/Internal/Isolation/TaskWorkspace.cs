@@ -17,6 +17,16 @@ internal sealed class TaskWorkspace(ServerPaths paths, TaskUsers users, AgentCat
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _made = new();
 
+    /// <summary>
+    /// The identity a task runs as. The agents group shares the workspace root's directories (and any an operator
+    /// shares with it): only a task whose workdir is elsewhere than its own directory gets it, so a task in its own
+    /// directory can reach no other task's workdir.
+    /// </summary>
+    public ProcessUser? RunAs(TaskPlan plan, ProcessUser? user) =>
+        user is not null && plan.Request.WorkingDirectory.StartsWith(paths.TaskDirectory(plan.Id) + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+            ? user with { SupplementaryGroups = [] }
+            : user;
+
     /// <summary>Creates the task's directories and returns the request to run (its environment completed for the user).</summary>
     public AgentRequest Prepare(TaskPlan plan, ProcessUser? user)
     {

@@ -32,7 +32,7 @@ internal sealed class TaskRunner(ITaskStore store, StorageGuard storage, ServerP
         ProcessUser? user;
         try
         {
-            user = await users.AllocateAsync(task.Stopping).ConfigureAwait(false);
+            user = workspace.RunAs(task.Plan!, await users.AllocateAsync(task.Stopping).ConfigureAwait(false));
         }
         catch (OperationCanceledException) when (task.StopReason is { } early)
         {

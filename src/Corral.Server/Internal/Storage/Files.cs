@@ -43,8 +43,9 @@ internal static class Files
     }
 
     /// <summary>
-    /// Creates <paramref name="relative"/> (and whatever is missing of it) under <paramref name="root"/>, each new
-    /// directory owned by root and <paramref name="gid"/> with <paramref name="mode"/>. Walked one name at a time from a
+    /// Creates <paramref name="relative"/> (and whatever is missing of it) under <paramref name="root"/>, each directory
+    /// on the way owned by root and <paramref name="gid"/> with <paramref name="mode"/>, also those that exist: a task
+    /// that made one first (to squat a name another task will ask for) or closed it does not keep it. Walked one name at a time from a
     /// descriptor of the one above, never following a symbolic link: a task that can write in the tree and swaps a
     /// directory for a link meanwhile makes this fail, never makes a directory outside <paramref name="root"/>.
     /// </summary>
@@ -59,7 +60,7 @@ internal static class Files
                     continue;
                 if (name == "..")
                     throw new IOException($"'{relative}' is not a plain path under {root}.");
-                var next = Interop.Libc.OpenOrMakeDirectory(current, name, (uint)mode, 0, gid);
+                var next = Interop.Libc.OpenOrMakeDirectory(current, name, (uint)mode, 0, gid, claim: true);
                 current.Dispose();
                 current = next;
             }
