@@ -191,6 +191,22 @@ public sealed class TaskUserTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_task_reads_its_own_cgroup_but_cannot_list_the_other_trees_and_their_pids()
+    {
+        RequireRoot();
+        await using var server = await StartAsync();
+        var r = await server.Http.CreateAsync(new { agent = "command", command = new[] { "bash", "-c", """
+            m=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo); c=$(sed -n 's/^0:://p' /proc/self/cgroup)
+            cat "$m$c/cgroup.procs" > /dev/null 2>&1; echo own=$?
+            ls "$m$(dirname "$c")" > /dev/null 2>&1; echo list=$?
+            """ } }, wait: 60);
+        var seen = Lines(r.Body!["result"]!["text"]!.GetValue<string>());
+        if (seen.GetValueOrDefault("own") != "0")
+            Assert.Skip("This host has no cgroup v2 hierarchy Corral can use.");
+        Assert.NotEqual("0", seen["list"]);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_task_in_its_own_directory_cannot_reach_the_workspaces_and_a_name_a_task_made_first_is_not_its_to_keep()
     {
         RequireRoot();

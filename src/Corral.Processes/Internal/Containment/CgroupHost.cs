@@ -93,6 +93,8 @@ internal sealed class CgroupHost
                 return Unavailable($"{parent} is not inside the cgroup2 mount {mount}");
 
             Directory.CreateDirectory(parent);
+            if (configured is null)
+                CloseListing(parent);
             if (!File.Exists(Path.Combine(parent, "cgroup.kill")))
                 return Unavailable("the kernel has no cgroup.kill (Linux 5.14+)");
             if (Libc.access(Path.Combine(parent, "cgroup.procs"), Libc.W_OK) != 0)
@@ -103,6 +105,23 @@ internal sealed class CgroupHost
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return Unavailable(e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Makes Corral's own parent cgroup traverse-only for others (0711): a tree may read its own leaf, whose name it
+    /// knows, but not list the others' and read their <c>cgroup.procs</c>, which would tell it every other tree's PIDs.
+    /// A parent an operator configured keeps its mode.
+    /// </summary>
+    private static void CloseListing(string parent)
+    {
+        try
+        {
+            File.SetUnixFileMode(parent, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Not this process's to change (a parent made by another user): it stays as it is.
         }
     }
 
