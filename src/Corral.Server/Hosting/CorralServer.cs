@@ -248,6 +248,7 @@ public static class CorralServer
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<StorageGuard>());
         services.AddHostedService(sp => sp.GetRequiredService<TaskUsers>());
+        services.AddHostedService<Internal.Running.LimitsProbe>();
         if (fleet is not null)
             services.AddHostedService<FleetService>(); // the schema and this node exist before recovery reads them
         services.AddSingleton<Recovery>();
