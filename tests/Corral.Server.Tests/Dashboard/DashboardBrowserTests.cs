@@ -44,6 +44,8 @@ public sealed partial class DashboardBrowserTests
 
             // A command task from the form: a line every 0.2 s for 20 s.
             await page.GetByRole(AriaRole.Link, new() { Name = "New task" }).ClickAsync();
+            // The overview has an "Agent" filter of its own: select in the form only once it is there.
+            await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "New task" })).ToBeVisibleAsync();
             await page.GetByLabel("Agent").SelectOptionAsync("command");
             await page.GetByLabel("Command", new() { Exact = true }).FillAsync("for i in $(seq 1 100); do echo \"tick $i\"; sleep 0.2; done");
             await page.GetByRole(AriaRole.Button, new() { Name = "Start task" }).ClickAsync();

@@ -11,15 +11,17 @@ public sealed partial class FilesTests : IDisposable
     public void Dispose() => Directory.Delete(_scratch, recursive: true);
 
     [Fact(Timeout = 60_000)]
-    public void Missing_directories_are_made_with_the_mode_and_group_and_existing_ones_are_kept()
+    public void Every_directory_on_the_path_gets_the_mode_and_group_also_one_that_existed()
     {
         string root = Directory.CreateDirectory(Path.Combine(_scratch, "root")).FullName;
-        string kept = Directory.CreateDirectory(Path.Combine(root, "a")).FullName;
-        File.SetUnixFileMode(kept, Files.PrivateDirectory);
+        string existing = Directory.CreateDirectory(Path.Combine(root, "a")).FullName;
+        File.SetUnixFileMode(existing, Files.PrivateDirectory); // as a task that made the name first and closed it
+        File.WriteAllText(Path.Combine(existing, "inside"), "x");
 
         Files.CreateBeneath(root, "a/b/./c", 0, Files.SharedDirectory);
 
-        Assert.Equal(Files.PrivateDirectory, File.GetUnixFileMode(kept));
+        Assert.Equal(Files.SharedDirectory, File.GetUnixFileMode(existing));
+        Assert.True(File.Exists(Path.Combine(existing, "inside"))); // its contents are the workspace's
         Assert.Equal(Files.SharedDirectory, File.GetUnixFileMode(Path.Combine(root, "a", "b")));
         Assert.Equal(Files.SharedDirectory, File.GetUnixFileMode(Path.Combine(root, "a", "b", "c")));
         Assert.Throws<IOException>(() => Files.CreateBeneath(root, "a/../../out", 0, Files.SharedDirectory));
