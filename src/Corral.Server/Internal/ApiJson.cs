@@ -15,11 +15,12 @@ internal static class ApiJson
     public static JsonSerializerOptions Options { get; } = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web) { MaxDepth = 128 });
 
     /// <summary>
-    /// Request bodies: unknown fields, duplicate fields and numbers in strings (<c>"Infinity"</c>, <c>"5"</c>) are errors,
-    /// so a typo or an ambiguity is never silently read one way.
+    /// Request bodies: unknown fields (a name in another case, too), duplicate fields and numbers in strings
+    /// (<c>"Infinity"</c>, <c>"5"</c>) are errors, so a typo or an ambiguity is never silently read one way.
     /// </summary>
     public static JsonSerializerOptions Strict { get; } = new(Options)
     {
+        PropertyNameCaseInsensitive = false,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         AllowDuplicateProperties = false,
         NumberHandling = JsonNumberHandling.Strict,

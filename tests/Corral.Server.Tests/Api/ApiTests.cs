@@ -59,6 +59,8 @@ public sealed class ApiTests(SharedServer shared) : IClassFixture<SharedServer>
 
     [Theory(Timeout = 120_000)]
     [InlineData("""{"agent":"command","commandx":["ls"]}""", "commandx")]
+    [InlineData("""{"Agent":"command","command":["ls"]}""", "Agent")]
+    [InlineData("""{"agent":"command","command":["ls"],"limits":{"TimeoutSeconds":5}}""", "limits.TimeoutSeconds")]
     [InlineData("""{"agent":"command","command":["ls"],"limits":{"timeout":5}}""", "limits.timeout")]
     [InlineData("""{"agent":"command","command":["ls"],"limits":{"timeoutSeconds":"soon"}}""", "limits.timeoutSeconds")]
     public async Task A_bad_field_is_named_by_its_path_once(string body, string field)
