@@ -81,6 +81,42 @@ public sealed class RestartTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_task_whose_journal_cannot_be_written_after_a_crash_is_still_recorded_interrupted()
+    {
+        if (Environment.UserName != "root")
+            Assert.Skip("Making a file immutable (chattr +i) needs root (CI runs as root).");
+        string data = Directory.CreateTempSubdirectory("corral-restart-immutable-").FullName;
+        ServerProcess? first = null, second = null;
+        string? journal = null;
+        try
+        {
+            first = await ServerProcess.StartAsync(data);
+            var created = await first.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
+            string id = created.Id!;
+            await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+            first.Kill();
+            journal = Path.Combine(data, "tasks", id, "journal");
+            Proc.Run("chattr", "+i", journal); // not even root may open it for writing now
+
+            second = await ServerProcess.StartAsync(data);
+            // Before, the row stayed as it was for good (queued or running): cancel did nothing and DELETE answered 409.
+            var task = await second.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() is not ("queued" or "running"), TimeSpan.FromSeconds(30), "the task to be settled");
+            Assert.Equal("interrupted", task["status"]!.GetValue<string>());
+            Proc.Run("chattr", "-i", journal);
+            journal = null;
+            Assert.Equal(HttpStatusCode.NoContent, (await second.Http.SendAsync(HttpMethod.Delete, $"/v1/tasks/{id}")).Status);
+        }
+        finally
+        {
+            if (journal is not null)
+                Proc.Run("chattr", "-i", journal);
+            first?.Kill();
+            second?.Kill();
+            Directory.Delete(data, true);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_graceful_stop_interrupts_running_tasks_through_the_ladder_and_records_them()
     {
         using var data = new Scratch("corral-stop-");

@@ -600,7 +600,18 @@ internal sealed class Scheduler : IHostedService
     /// </summary>
     public Task FinishRecoveredAsync(TaskRecord final, bool journaled)
     {
-        var journal = _journals.Open(final.Id);
+        JournalWriter journal;
+        try
+        {
+            journal = _journals.Open(final.Id);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A journal that cannot be written (made immutable, its directory gone) must not leave the row running.
+            _logger.LogError(e, "Task {Id}: its journal cannot be opened; its end is recorded in the database alone", final.Id);
+            return Track(_store.SaveAsync(final, Durability.Machine));
+        }
+
         var task = new ActiveTask(final.Id, null, final, journal);
         task.Inserted(true);
         lock (_gate)
