@@ -108,12 +108,17 @@ public static class TaskEndpoints
         if (seconds is not { } limit)
             return new RecordResult(record, submission.Existing ? 200 : 202);
         (record, bool ended) = await services.Scheduler.WaitAsync(submission, TimeSpan.FromSeconds(limit), context.RequestAborted);
-        // The wait ends first: the client learns of a task that has not ended, so its row must be on disk.
-        if (!ended && submission.Task is { } task)
-            await services.Scheduler.MakeDurableAsync(task);
+        // The wait ends first: the client learns of a task that has not ended, so its row must be on disk. When it cannot
+        // be put there soon, the client hears that rather than waiting on past its own deadline.
+        if (!ended && submission.Task is { } task && !await services.Scheduler.MakeDurableAsync(task, DurableGrace))
+            return Problems.Problem(context, 503, "storage_unavailable", "Storage unavailable",
+                $"Task {record.Id} runs, but its record cannot be written to disk now (the database is locked or the disk is full), so it may not outlive a crash of the server. GET /v1/tasks/{record.Id} tells how it goes.");
 
         return new RecordResult(record, OutcomeStatus(record));
     }
+
+    /// <summary>How long past its <c>?wait</c> an answer waits for the task's row to be durable.</summary>
+    internal static readonly TimeSpan DurableGrace = TimeSpan.FromSeconds(5);
 
     /// <summary>Whether a content type is JSON in UTF-8, the only encoding JSON has (a charset of UTF-16 would be read wrongly).</summary>
     internal static bool IsJson(string contentType) =>

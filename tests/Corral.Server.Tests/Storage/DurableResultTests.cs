@@ -82,4 +82,34 @@ public sealed class DurableResultTests
             Directory.Delete(data, true);
         }
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_wait_that_ends_while_the_row_cannot_be_made_durable_answers_503_near_its_deadline_rather_than_hanging()
+    {
+        string data = Directory.CreateTempSubdirectory("corral-lock-wait-").FullName;
+        string database = Path.Combine(data, "corral.db");
+        ServerProcess? server = null;
+        try
+        {
+            server = await ServerProcess.StartAsync(data);
+            var post = server.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } }, wait: 10);
+            await Proc.WaitForAsync(async () => (await server.Http.SendAsync(HttpMethod.Get, "/v1/tasks?status=running")).Body!["items"]!.AsArray().Count == 1,
+                TimeSpan.FromSeconds(30), "the task to run");
+            // Another process locks the database for 25 s while the wait runs out: the row cannot be made durable.
+            using var locker = await ServerProcess.HoldDatabaseLockAsync(database, TimeSpan.FromSeconds(25));
+            var clock = Stopwatch.StartNew();
+            var answer = await post;
+            // Before, the answer waited for the lock to go (25 s), past the 10 s the client asked for.
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.Status);
+            Assert.Equal("storage_unavailable", answer.Body!["code"]!.GetValue<string>());
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the answer took {clock.Elapsed}");
+            Assert.NotNull(answer.Message.Headers.Location);
+        }
+        finally
+        {
+            server?.Kill();
+            SqliteConnection.ClearAllPools();
+            Directory.Delete(data, true);
+        }
+    }
 }

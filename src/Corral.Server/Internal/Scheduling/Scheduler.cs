@@ -487,8 +487,22 @@ internal sealed class Scheduler : IHostedService
         return new Submission(live, live?.Record ?? found.Record, true, null);
     }
 
-    /// <summary>Makes the task's row survive the machine, as it is now: before telling a client about a task that has not ended.</summary>
-    public Task MakeDurableAsync(ActiveTask task) => _store.SaveAsync(task.Record, Durability.Machine);
+    /// <summary>
+    /// Makes the task's row survive the machine, as it is now: before telling a client about a task that has not ended.
+    /// <c>false</c> when that cannot be done within <paramref name="limit"/> (the database is locked, the disk full).
+    /// </summary>
+    public async Task<bool> MakeDurableAsync(ActiveTask task, TimeSpan limit)
+    {
+        try
+        {
+            await _store.SaveAsync(task.Record, Durability.Machine).WaitAsync(limit, _time).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is TimeoutException or StoreException)
+        {
+            return false; // the write goes on in the background
+        }
+    }
 
     /// <summary>Cancels a task: a queued one ends at once, a running one goes through the ladder. <c>null</c> for an unknown id.</summary>
     public async Task<TaskRecord?> CancelAsync(string id, CancellationToken cancellationToken)
