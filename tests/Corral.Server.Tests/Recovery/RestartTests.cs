@@ -81,35 +81,45 @@ public sealed class RestartTests
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task A_task_whose_journal_cannot_be_written_after_a_crash_is_still_recorded_interrupted()
+    public async Task Tasks_whose_journals_cannot_be_written_after_a_crash_are_still_recorded_interrupted_running_or_queued()
     {
         if (Environment.UserName != "root")
             Assert.Skip("Making a file immutable (chattr +i) needs root (CI runs as root).");
         string data = Directory.CreateTempSubdirectory("corral-restart-immutable-").FullName;
         ServerProcess? first = null, second = null;
-        string? journal = null;
+        var journals = new List<string>();
         try
         {
-            first = await ServerProcess.StartAsync(data);
-            var created = await first.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } });
-            string id = created.Id!;
-            await first.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() == "running");
+            first = await ServerProcess.StartAsync(data, s => s["Corral:MaxConcurrentTasks"] = "1");
+            string running = (await first.Http.CreateAsync(new { agent = "command", command = new[] { "sleep", "60" } })).Id!;
+            // Its tree runs, so its start is in the journal.
+            await Proc.WaitForAsync(async () => (await first.Http.SendAsync(HttpMethod.Get, $"/v1/tasks/{running}/processes")).Body?["processes"]?.AsArray().Count > 0,
+                TimeSpan.FromSeconds(30), "the task's tree");
+            string queued = (await first.Http.CreateAsync(new { agent = "command", command = new[] { "true" } })).Id!;
+            Assert.Equal("queued", (await first.Http.GetTaskAsync(queued)).Body!["status"]!.GetValue<string>());
             first.Kill();
-            journal = Path.Combine(data, "tasks", id, "journal");
-            Proc.Run("chattr", "+i", journal); // not even root may open it for writing now
+            foreach (string id in new[] { running, queued })
+            {
+                string journal = Path.Combine(data, "tasks", id, "journal");
+                Proc.Run("chattr", "+i", journal); // not even root may open it for writing now
+                journals.Add(journal);
+            }
 
             second = await ServerProcess.StartAsync(data);
-            // Before, the row stayed as it was for good (queued or running): cancel did nothing and DELETE answered 409.
-            var task = await second.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() is not ("queued" or "running"), TimeSpan.FromSeconds(30), "the task to be settled");
-            Assert.Equal("interrupted", task["status"]!.GetValue<string>());
-            Proc.Run("chattr", "-i", journal);
-            journal = null;
-            Assert.Equal(HttpStatusCode.NoContent, (await second.Http.SendAsync(HttpMethod.Delete, $"/v1/tasks/{id}")).Status);
+            // Before, each row stayed as it was for good (running or queued): cancel did nothing and DELETE answered 409.
+            foreach (string id in new[] { running, queued })
+            {
+                var task = await second.Http.WaitForAsync(id, t => t["status"]!.GetValue<string>() is not ("queued" or "running"), TimeSpan.FromSeconds(30), "the task to be settled");
+                Assert.Equal("interrupted", task["status"]!.GetValue<string>());
+            }
+
+            journals.ForEach(j => Proc.Run("chattr", "-i", j));
+            journals.Clear();
+            Assert.Equal(HttpStatusCode.NoContent, (await second.Http.SendAsync(HttpMethod.Delete, $"/v1/tasks/{running}")).Status);
         }
         finally
         {
-            if (journal is not null)
-                Proc.Run("chattr", "-i", journal);
+            journals.ForEach(j => Proc.Run("chattr", "-i", j));
             first?.Kill();
             second?.Kill();
             Directory.Delete(data, true);

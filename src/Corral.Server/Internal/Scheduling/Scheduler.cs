@@ -597,7 +597,23 @@ internal sealed class Scheduler : IHostedService
     /// <summary>Queues again a task that a previous process accepted and never started.</summary>
     public void Requeue(TaskPlan plan, TaskRecord record)
     {
-        var journal = _journals.Open(plan.Id);
+        JournalWriter journal;
+        try
+        {
+            journal = _journals.Open(plan.Id);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogError(e, "Task {Id}: queued before a restart, but its journal cannot be opened; it is not run", plan.Id);
+            _ = FinishRecoveredAsync(record with
+            {
+                Status = TaskState.Interrupted,
+                EndedAt = _time.GetUtcNow(),
+                Error = new TaskError(ErrorCodes.Interrupted, "The server stopped while the task was queued, and its journal cannot be written since, so it was not run again: create it again."),
+            }, journaled: false);
+            return;
+        }
+
         var task = new ActiveTask(plan, record, journal);
         task.Inserted(true);
         lock (_gate)
