@@ -163,16 +163,16 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
         : null;
 
     /// <summary>
-    /// The transcripts of a task whose HOME is <paramref name="home"/>, when they are in it: session state kept outside
-    /// it (a <c>CLAUDE_CONFIG_DIR</c> elsewhere) is not the task's own, so it is neither saved nor restored.
+    /// The projects directory of a task whose HOME is <paramref name="home"/>, relative to it, when it is in it: session
+    /// state kept outside it (a <c>CLAUDE_CONFIG_DIR</c> elsewhere) is not the task's own, so it is neither saved nor restored.
     /// </summary>
-    private static (string Anchor, string Projects)? TranscriptsIn(AgentRequest request, string home)
+    private static string? ProjectsIn(AgentRequest request, string home)
     {
         if (Transcripts(request) is not { } at)
             return null;
         string full = Path.GetFullPath(Path.Combine(at.Anchor, at.Projects));
         string root = Path.GetFullPath(home);
-        return full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? (root, Path.GetRelativePath(root, full)) : null;
+        return full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? Path.GetRelativePath(root, full) : null;
     }
 
     /// <summary>The largest session transcript carried to a later task (a larger one is not saved).</summary>
@@ -181,9 +181,9 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
     /// <inheritdoc />
     public void SaveSession(AgentRequest request, string sessionId, string home, string store)
     {
-        if (!IsSessionId(sessionId) || TranscriptsIn(request, home) is not { } at)
+        if (!IsSessionId(sessionId) || ProjectsIn(request, home) is not { } relative)
             return;
-        string projects = Path.Combine(home, at.Projects);
+        string projects = Path.Combine(home, relative);
         if (!Directory.Exists(projects))
             return;
         // The id is the one the agent reported. Only this session's own (the id Corral gave it, or resumed) may replace
@@ -194,7 +194,7 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
             return;
         foreach (string project in Directory.EnumerateDirectories(projects))
         {
-            using var source = OwnFiles.OpenRead(home, Path.Combine(at.Projects, Path.GetFileName(project), sessionId + ".jsonl"), MaxSessionBytes);
+            using var source = OwnFiles.OpenRead(home, Path.Combine(relative, Path.GetFileName(project), sessionId + ".jsonl"), MaxSessionBytes);
             if (source is null)
                 continue;
             Directory.CreateDirectory(store);
@@ -225,9 +225,9 @@ public sealed class ClaudeCodeAdapter(ClaudeCodeSettings settings) : IAgentAdapt
     {
         // Claude Code looks for a session under the project directory of its working directory.
         if (request.ResumeSessionId is not { } id || !IsSessionId(id) || !File.Exists(Path.Combine(store, id + ".jsonl"))
-            || TranscriptsIn(request, home) is not { } at)
+            || ProjectsIn(request, home) is not { } relative)
             return;
-        string project = Path.Combine(home, at.Projects, TranscriptRecovery.Slug(request.WorkingDirectory));
+        string project = Path.Combine(home, relative, TranscriptRecovery.Slug(request.WorkingDirectory));
         Directory.CreateDirectory(project);
         File.Copy(Path.Combine(store, id + ".jsonl"), Path.Combine(project, id + ".jsonl"), overwrite: true);
     }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using Corral.Server.Interop;
 
 namespace Corral.Server.Internal.Isolation;
@@ -24,14 +25,14 @@ internal static class LocalPeers
     {
         try
         {
-            using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
             listener.Start();
-            using var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             client.Connect((IPEndPoint)listener.LocalEndpoint);
             using var accepted = listener.AcceptSocket();
             return Libc.TcpSocket((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!, out _, out _) == Libc.SocketAnswer.Found;
         }
-        catch (System.Net.Sockets.SocketException)
+        catch (SocketException)
         {
             return false;
         }
@@ -53,7 +54,7 @@ internal static class LocalPeers
         }
 
         // An IPv4 client's socket is in tcp, unless it is an IPv6 socket that connected to a mapped address.
-        if (client.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && Read(Tcp) is { } v4 && Find(v4, client, server) is { } owner)
+        if (client.AddressFamily == AddressFamily.InterNetwork && Read(Tcp) is { } v4 && Find(v4, client, server) is { } owner)
             return owner;
         return Read(Tcp6) is { } v6 ? Find(v6, client, server) : null;
     }

@@ -597,20 +597,14 @@ internal sealed class Scheduler : IHostedService
     /// <summary>Queues again a task that a previous process accepted and never started.</summary>
     public void Requeue(TaskPlan plan, TaskRecord record)
     {
-        JournalWriter journal;
-        try
+        if (OpenRecoveredJournal(plan.Id) is not { } journal)
         {
-            journal = _journals.Open(plan.Id);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _logger.LogError(e, "Task {Id}: queued before a restart, but its journal cannot be opened; it is not run", plan.Id);
-            _ = FinishRecoveredAsync(record with
+            _ = Track(_store.SaveAsync(record with
             {
                 Status = TaskState.Interrupted,
                 EndedAt = _time.GetUtcNow(),
                 Error = new TaskError(ErrorCodes.Interrupted, "The server stopped while the task was queued, and its journal cannot be written since, so it was not run again: create it again."),
-            }, journaled: false);
+            }, Durability.Machine));
             return;
         }
 
@@ -630,23 +624,30 @@ internal sealed class Scheduler : IHostedService
     /// </summary>
     public Task FinishRecoveredAsync(TaskRecord final, bool journaled)
     {
-        JournalWriter journal;
-        try
-        {
-            journal = _journals.Open(final.Id);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A journal that cannot be written (made immutable, its directory gone) must not leave the row running.
-            _logger.LogError(e, "Task {Id}: its journal cannot be opened; its end is recorded in the database alone", final.Id);
+        if (OpenRecoveredJournal(final.Id) is not { } journal)
             return Track(_store.SaveAsync(final, Durability.Machine));
-        }
-
         var task = new ActiveTask(final.Id, null, final, journal);
         task.Inserted(true);
         lock (_gate)
             AddLocked(task);
         return Track(PublishAsync(task, final, heldSlot: false, journaled));
+    }
+
+    /// <summary>
+    /// The journal of a task a previous process left, or <c>null</c> when it cannot be written (made immutable, its
+    /// directory gone): the caller then records the task's end in the database alone, never leaving its row as it was.
+    /// </summary>
+    private JournalWriter? OpenRecoveredJournal(string id)
+    {
+        try
+        {
+            return _journals.Open(id);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogError(e, "Task {Id}: its journal cannot be opened; its end is recorded in the database alone", id);
+            return null;
+        }
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
